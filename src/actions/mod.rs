@@ -1,0 +1,1 @@
+//! Executors that carry out planned actions: Kubernetes, webhooks and Kafka publishing.

@@ -1,0 +1,106 @@
+//! The subcommands behind the `reflex` binary; each lives in its own file.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+pub mod replay;
+pub mod run;
+pub mod schema;
+pub mod test;
+pub mod validate;
+
+/// Reflex: event-driven automation for Kubernetes. Kafka events in, YAML rules, safe actions,
+/// audited outcomes.
+#[derive(Debug, Parser)]
+#[command(name = "reflex", version, about, long_about = None)]
+pub struct Cli {
+    /// Log format for the process's own logs.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "REFLEX_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// Report format for the checking commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum OutputFormat {
+    /// Human-readable text.
+    #[default]
+    Text,
+    /// JSON, for machines and CI annotations.
+    Json,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the controller: consume events, evaluate rules, execute actions, record outcomes.
+    Run(run::RunArgs),
+    /// Check a rules directory and report every problem with file:line:column.
+    Validate(validate::ValidateArgs),
+    /// Run the rule test files (`*.test.yaml`) kept next to the rules.
+    Test(test::TestArgs),
+    /// Show what the rules would do for each event of a JSON-lines file.
+    Replay(replay::ReplayArgs),
+    /// Query the audit store for past outcomes.
+    History(NotYetArgs),
+    /// Print the RBAC rules (ClusterRole/Role) the rules' actions need.
+    Rbac(NotYetArgs),
+    /// Print the JSON Schema of the rule file format (for editors and CI).
+    Schema(schema::SchemaArgs),
+}
+
+/// Arguments of subcommands that are planned but not built yet.
+#[derive(Debug, clap::Args)]
+pub struct NotYetArgs {
+    /// Arguments reserved for the future command.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub rest: Vec<String>,
+}
+
+/// Sets up `tracing` with `RUST_LOG` (default `info`) in the chosen format.
+pub fn init_tracing(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // A second initialisation (tests calling main twice) is harmless, so the error is ignored.
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// Runs one parsed command line; the exit code says whether the check passed.
+pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Run(args) => {
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(run::run(args))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Validate(args) => validate::run(&args),
+        Command::Test(args) => test::run(&args),
+        Command::Replay(args) => replay::run(&args),
+        Command::Schema(args) => schema::run(&args),
+        Command::History(_) => not_yet("history", 4),
+        Command::Rbac(_) => not_yet("rbac", 5),
+    }
+}
+
+fn not_yet(command: &str, issue: u32) -> anyhow::Result<ExitCode> {
+    eprintln!("reflex {command}: not implemented yet (tracked in issue #{issue})");
+    Ok(ExitCode::from(3))
+}

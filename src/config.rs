@@ -1,0 +1,1 @@
+//! The `reflex run` configuration file and its defaults.

@@ -1,0 +1,22 @@
+//! Reflex: Kafka events in, YAML rules, safe actions, audited outcomes.
+//!
+//! Layout, by pipeline stage:
+//! - [`event`]: the decoded event the rules see (payload + metadata) and the decoders that build it
+//!   from Kafka records (JSON, CloudEvents, Alertmanager, Kubernetes Event, Falco).
+//! - [`source`]: the Kafka consumer that feeds events in (at-least-once offset handling).
+//! - [`rules`]: the pure rule engine: YAML model, loading with located diagnostics, compiled rule
+//!   set, conditions, stateful windows, templates, planned actions, rule test runner.
+//! - [`actions`]: executors that carry out planned actions (Kubernetes, webhook, Kafka).
+//! - [`outcome`]: where results go: the outcomes topic and the SQL audit store.
+//! - [`server`]: HTTP endpoints for health, readiness and metrics.
+//! - [`config`]: the `reflex run` configuration file and its defaults.
+//! - [`cli`]: the subcommands behind the `reflex` binary.
+
+pub mod actions;
+pub mod cli;
+pub mod config;
+pub mod event;
+pub mod outcome;
+pub mod rules;
+pub mod server;
+pub mod source;

@@ -1,0 +1,1 @@
+//! Where results go: the outcomes topic and the SQL audit store (SQLite or PostgreSQL).

@@ -1,0 +1,348 @@
+//! Running a rule set: one event (or the passing of time) in, an ordered list of planned actions
+//! out. The engine owns the rules' mutable state; the rule set itself is immutable and shared.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::action::ActionKind;
+use super::condition::Explanation;
+use super::ruleset::{Rule, RuleSet, SelectorMiss};
+use super::state::{Decision, Firing, Limits, RuleState};
+use super::template::RenderContext;
+use crate::event::Event;
+
+/// One action the rules decided on, fully rendered, ready for an executor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannedAction {
+    /// The rule that fired.
+    pub rule: String,
+    /// Position of the action in the rule's `actions:` list.
+    pub action_index: usize,
+    /// What kind of action.
+    pub kind: ActionKind,
+    /// Rendered, type-checked parameters.
+    pub params: Value,
+    /// Deterministic key (event id + rule + action index): redelivery of the same event plans the
+    /// same key, so downstream code can execute it at most once.
+    pub idempotency_key: String,
+    /// Identity of the event that triggered the firing.
+    pub event_id: String,
+    /// The rule is in dry-run mode: record, don't act.
+    pub dry_run: bool,
+    /// The stateful group key, if the rule has one.
+    pub group_key: Option<String>,
+}
+
+/// Something that went wrong for one rule or action while handling an event. The other rules and
+/// actions still run; the pipeline records these as failed outcomes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RuleFailure {
+    /// The rule concerned.
+    pub rule: String,
+    /// The action concerned, if the failure was rendering one action's parameters.
+    pub action_index: Option<usize>,
+    /// Its kind.
+    pub kind: Option<ActionKind>,
+    /// Identity of the event being handled.
+    pub event_id: String,
+    /// Deterministic key of the action that could not be planned.
+    pub idempotency_key: Option<String>,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// What happened to one rule for one event (only collected when tracing).
+#[derive(Debug, Clone)]
+pub struct RuleTrace {
+    /// The rule.
+    pub rule: String,
+    /// The verdict.
+    pub verdict: Verdict,
+    /// The condition's explanation, when the condition was evaluated.
+    pub condition: Option<Explanation>,
+}
+
+/// A rule's verdict for one event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// The rule is disabled.
+    Disabled,
+    /// An earlier rule with `stop: true` matched.
+    Stopped {
+        /// The rule that stopped evaluation.
+        by: String,
+    },
+    /// The `on:` selector turned the event away.
+    NotSelected(SelectorMiss),
+    /// The condition is false.
+    ConditionFalse,
+    /// The condition held but the stateful behaviour did not fire (throttled, counting, waiting).
+    Held(String),
+    /// The rule fired and planned this many actions.
+    Fired(usize),
+    /// The rule failed for this event (e.g. its key template could not render).
+    Failed(String),
+}
+
+/// Result of handling one event or one tick.
+#[derive(Debug, Default)]
+pub struct Evaluation {
+    /// Planned actions, in rule order then action order.
+    pub planned: Vec<PlannedAction>,
+    /// Per-rule / per-action failures.
+    pub failures: Vec<RuleFailure>,
+    /// Per-rule verdicts (empty unless tracing was asked for).
+    pub trace: Vec<RuleTrace>,
+    /// Pending stateful firings cancelled by a resolved alert.
+    pub cancelled: usize,
+}
+
+/// The rules' mutable state, serializable so the pipeline can persist it and restore it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct EngineState {
+    /// State per rule name. Rules absent from the current rule set are dropped on restore.
+    pub rules: BTreeMap<String, RuleState>,
+}
+
+/// A rule set plus its state.
+#[derive(Debug)]
+pub struct Engine {
+    rules: Arc<RuleSet>,
+    state: EngineState,
+    scratch: Vec<u32>,
+}
+
+/// The deterministic idempotency key of action `index` of `rule` for event `event_id`.
+pub fn idempotency_key(event_id: &str, rule: &str, index: usize) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(event_id.as_bytes());
+    hasher.update([0]);
+    hasher.update(rule.as_bytes());
+    hasher.update([0]);
+    hasher.update(index.to_string().as_bytes());
+    // 128 bits: collisions are not a practical concern and the key stays short in indexes.
+    hex::encode(&hasher.finalize()[..16])
+}
+
+impl Engine {
+    /// An engine with empty state.
+    pub fn new(rules: Arc<RuleSet>) -> Self {
+        Self::with_state(rules, EngineState::default())
+    }
+
+    /// An engine restored from saved state; state of rules that no longer exist is dropped.
+    pub fn with_state(rules: Arc<RuleSet>, mut state: EngineState) -> Self {
+        state.rules.retain(|name, _| rules.get(name).is_some());
+        Self {
+            rules,
+            state,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// The rule set.
+    pub fn rules(&self) -> &Arc<RuleSet> {
+        &self.rules
+    }
+
+    /// The current state (to persist).
+    pub fn state(&self) -> &EngineState {
+        &self.state
+    }
+
+    /// Swaps in a new rule set, keeping the state of rules that still exist by name.
+    pub fn replace_rules(&mut self, rules: Arc<RuleSet>) {
+        self.state.rules.retain(|name, _| rules.get(name).is_some());
+        self.rules = rules;
+    }
+
+    /// Handles one event at time `now`.
+    pub fn process(&mut self, event: &Event, now: DateTime<Utc>) -> Evaluation {
+        self.evaluate(event, now, false)
+    }
+
+    /// Handles one event and records, for every rule, what happened and why.
+    pub fn process_traced(&mut self, event: &Event, now: DateTime<Utc>) -> Evaluation {
+        self.evaluate(event, now, true)
+    }
+
+    /// Lets time pass: fires due `once_after` bursts and `absence` timeouts.
+    pub fn tick(&mut self, now: DateTime<Utc>) -> Evaluation {
+        let mut out = Evaluation::default();
+        let rules = Arc::clone(&self.rules);
+        for rule in rules.rules().iter().filter(|r| r.enabled) {
+            let Some(state) = self.state.rules.get_mut(&rule.name) else {
+                continue;
+            };
+            for firing in rule.behaviour.on_tick(state, now) {
+                plan(rule, &firing, &mut out);
+            }
+        }
+        out
+    }
+
+    /// The earliest time [`Engine::tick`] has work to do.
+    pub fn next_deadline(&self) -> Option<DateTime<Utc>> {
+        self.rules
+            .rules()
+            .iter()
+            .filter_map(|r| {
+                let state = self.state.rules.get(&r.name)?;
+                r.behaviour.next_deadline(state)
+            })
+            .min()
+    }
+
+    fn evaluate(&mut self, event: &Event, now: DateTime<Utc>, trace: bool) -> Evaluation {
+        let mut out = Evaluation::default();
+        let rules = Arc::clone(&self.rules);
+        let mut scratch = std::mem::take(&mut self.scratch);
+        if trace {
+            // Explanations cover every rule, not only the index's candidates.
+            scratch.clear();
+            scratch.extend(0..rules.len() as u32);
+        } else {
+            rules.candidates(event, &mut scratch);
+        }
+        let resolved = event
+            .alert_fingerprint()
+            .filter(|_| event.alert_status() == Some("resolved"));
+        let mut stopped_by: Option<&str> = None;
+        for &pos in &scratch {
+            let rule = &rules.rules()[pos as usize];
+            let verdict = if !rule.enabled {
+                Some((Verdict::Disabled, None))
+            } else if let Some(by) = stopped_by {
+                Some((Verdict::Stopped { by: by.to_owned() }, None))
+            } else {
+                None
+            };
+            if let Some((verdict, condition)) = verdict {
+                if trace {
+                    out.trace.push(RuleTrace {
+                        rule: rule.name.clone(),
+                        verdict,
+                        condition,
+                    });
+                }
+                continue;
+            }
+            let (verdict, condition) = self.evaluate_rule(rule, event, now, resolved, trace, &mut out);
+            if rule.stop && matches!(verdict, Verdict::Held(_) | Verdict::Fired(_)) {
+                stopped_by = Some(&rule.name);
+            }
+            if trace {
+                out.trace.push(RuleTrace {
+                    rule: rule.name.clone(),
+                    verdict,
+                    condition,
+                });
+            }
+        }
+        self.scratch = scratch;
+        out
+    }
+
+    fn evaluate_rule(
+        &mut self,
+        rule: &Rule,
+        event: &Event,
+        now: DateTime<Utc>,
+        resolved: Option<&str>,
+        trace: bool,
+        out: &mut Evaluation,
+    ) -> (Verdict, Option<Explanation>) {
+        let selected = rule.selector.check(event);
+        if let Some(fingerprint) = resolved {
+            // A resolved alert cancels what its firing started, whatever the rule's status filter.
+            if matches!(selected, Ok(()) | Err(SelectorMiss::AlertStatus))
+                && let Some(state) = self.state.rules.get_mut(&rule.name)
+            {
+                out.cancelled += rule.behaviour.on_resolved(state, fingerprint);
+            }
+        }
+        if let Err(miss) = selected {
+            return (Verdict::NotSelected(miss), None);
+        }
+        let (matched, explanation) = match &rule.condition {
+            None => (true, None),
+            Some(c) if trace => {
+                let e = c.explain(event);
+                (e.holds, Some(e))
+            }
+            Some(c) => (c.eval(event), None),
+        };
+        if !matched && rule.behaviour.is_stateless() {
+            return (Verdict::ConditionFalse, explanation);
+        }
+        let limits = Limits {
+            max_keys: rule.max_keys,
+            ..Limits::default()
+        };
+        let state = self.state.rules.entry(rule.name.clone()).or_default();
+        let verdict = match rule.behaviour.on_event(state, event, matched, now, &limits) {
+            Ok(Decision::Fire(firing)) => Verdict::Fired(plan(rule, &firing, out)),
+            Ok(Decision::NoMatch) => Verdict::ConditionFalse,
+            Ok(other) => Verdict::Held(other.to_string()),
+            Err(err) => {
+                out.failures.push(RuleFailure {
+                    rule: rule.name.clone(),
+                    action_index: None,
+                    kind: None,
+                    event_id: event.meta.id.clone(),
+                    idempotency_key: None,
+                    message: err.to_string(),
+                });
+                Verdict::Failed(err.to_string())
+            }
+        };
+        if rule.behaviour.is_stateless() && state_is_empty(&self.state, &rule.name) {
+            // Stateless rules keep no state; don't leave empty entries behind.
+            self.state.rules.remove(&rule.name);
+        }
+        (verdict, explanation)
+    }
+}
+
+fn state_is_empty(state: &EngineState, rule: &str) -> bool {
+    state.rules.get(rule).is_some_and(RuleState::is_empty)
+}
+
+/// Renders every action of a firing; returns how many were planned.
+fn plan(rule: &Rule, firing: &Firing, out: &mut Evaluation) -> usize {
+    let ctx = RenderContext::new(&firing.event, &rule.name, Some(&firing.info));
+    let event_id = &firing.event.meta.id;
+    let mut planned = 0;
+    for (index, action) in rule.actions.iter().enumerate() {
+        let key = idempotency_key(event_id, &rule.name, index);
+        match action.render(&ctx) {
+            Ok(params) => {
+                planned += 1;
+                out.planned.push(PlannedAction {
+                    rule: rule.name.clone(),
+                    action_index: index,
+                    kind: action.kind,
+                    params,
+                    idempotency_key: key,
+                    event_id: event_id.clone(),
+                    dry_run: rule.dry_run,
+                    group_key: firing.info.key.clone(),
+                });
+            }
+            Err(err) => out.failures.push(RuleFailure {
+                rule: rule.name.clone(),
+                action_index: Some(index),
+                kind: Some(action.kind),
+                event_id: event_id.clone(),
+                idempotency_key: Some(key),
+                message: err.to_string(),
+            }),
+        }
+    }
+    planned
+}

@@ -1,0 +1,206 @@
+//! Reading a rules directory: find the files, parse each one, compile every rule, and report every
+//! problem at once with `file:line:column`. A rule set is only built when nothing is wrong, so a
+//! bad change can never replace a good rule set half-way.
+
+use std::path::{Path, PathBuf};
+
+use super::compile::compile_rules;
+use super::diagnostic::{Diagnostic, Diagnostics, closest};
+use super::model::RuleFile;
+use super::ruleset::RuleSet;
+
+/// Largest rules file we read. Rule files are hand-written; anything bigger is a mistake (a data
+/// dump in the rules folder) and would only slow every reload.
+pub const MAX_RULE_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Why a rules directory could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The directory or a file in it could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// What we tried to read.
+        path: PathBuf,
+        /// The operating system's reason.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The files were read but some content is invalid; every problem is listed.
+    #[error("{} problem(s) in the rules", .0.len())]
+    Invalid(Vec<Diagnostic>),
+}
+
+/// Convenience alias for this module.
+pub type Result<T, E = LoadError> = std::result::Result<T, E>;
+
+/// True for a rules file (`*.yaml`/`*.yml`) that is not a rule test file (`*.test.yaml`).
+pub fn is_rule_file(path: &Path) -> bool {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    (name.ends_with(".yaml") || name.ends_with(".yml")) && !is_test_file(path)
+}
+
+/// True for a rule test file (`*.test.yaml` / `*.test.yml`).
+pub fn is_test_file(path: &Path) -> bool {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    name.ends_with(".test.yaml") || name.ends_with(".test.yml")
+}
+
+/// Every file under `dir` (recursively, sorted, hidden entries skipped) that `keep` accepts.
+/// `dir` may also be a single file.
+pub fn find_files(dir: &Path, keep: fn(&Path) -> bool) -> Result<Vec<PathBuf>> {
+    if dir.is_file() {
+        return Ok(vec![dir.to_path_buf()]);
+    }
+    let mut files = Vec::new();
+    // Hidden entries are skipped because Kubernetes ConfigMap volumes mount files through
+    // `..data` symlinked folders; following both would load every rule twice.
+    let walker = walkdir::WalkDir::new(dir)
+        .follow_links(true)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'));
+    for entry in walker {
+        let entry = entry.map_err(|e| LoadError::Io {
+            path: e.path().unwrap_or(dir).to_path_buf(),
+            source: e
+                .into_io_error()
+                .unwrap_or_else(|| std::io::Error::other("filesystem loop")),
+        })?;
+        if entry.file_type().is_file() && keep(entry.path()) {
+            files.push(entry.into_path());
+        }
+    }
+    Ok(files)
+}
+
+/// Reads a file as UTF-8, refusing files over [`MAX_RULE_FILE_BYTES`].
+pub fn read_source(path: &Path) -> Result<String> {
+    let io = |source| LoadError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let len = std::fs::metadata(path).map_err(io)?.len();
+    if len > MAX_RULE_FILE_BYTES {
+        return Err(io(std::io::Error::other(format!(
+            "file is {len} bytes, larger than the {MAX_RULE_FILE_BYTES}-byte limit for rule files"
+        ))));
+    }
+    std::fs::read_to_string(path).map_err(io)
+}
+
+/// Loads and compiles every rules file under `dir`.
+pub fn load_dir(dir: &Path) -> Result<RuleSet> {
+    let files = find_files(dir, is_rule_file)?;
+    let mut sources = Vec::with_capacity(files.len());
+    for path in files {
+        let text = read_source(&path)?;
+        sources.push((path, text));
+    }
+    load_sources(&sources)
+}
+
+/// Compiles rules from in-memory sources `(path, text)`; the paths are only used in diagnostics.
+pub fn load_sources(sources: &[(PathBuf, String)]) -> Result<RuleSet> {
+    let mut diags = Diagnostics::new();
+    let mut parsed = Vec::new();
+    for (path, text) in sources {
+        diags.set_file(path);
+        if let Some(file) = parse_file(text, &mut diags) {
+            parsed.push((path.clone(), file));
+        }
+    }
+    let rules = compile_rules(&parsed, &mut diags);
+    if diags.is_empty() {
+        Ok(RuleSet::new(rules))
+    } else {
+        Err(LoadError::Invalid(diags.into_vec()))
+    }
+}
+
+/// Parses one YAML document of the shape `T`, turning a serde error into a located diagnostic
+/// with a "did you mean" hint for unknown fields and variants.
+pub fn parse_yaml<T: serde::de::DeserializeOwned>(text: &str, diags: &mut Diagnostics) -> Option<T> {
+    match serde_saphyr::from_str::<T>(text) {
+        Ok(value) => Some(value),
+        Err(err) => {
+            let (line, column) = err
+                .location()
+                .map(|l| (l.line(), l.column()))
+                .unwrap_or((0, 0));
+            let message = plain_message(&err);
+            let hint = hint_for(&message);
+            diags.error_at(line, column, message, hint);
+            None
+        }
+    }
+}
+
+fn parse_file(text: &str, diags: &mut Diagnostics) -> Option<RuleFile> {
+    if text.trim().is_empty() {
+        diags.error_at(
+            1,
+            1,
+            "the file is empty",
+            Some("a rules file holds `rules:` followed by a list of rules; delete the file if it is unused".into()),
+        );
+        return None;
+    }
+    parse_yaml(text, diags)
+}
+
+/// serde-saphyr's message without the snippet and without the trailing location, since our
+/// diagnostics print the location themselves.
+fn plain_message(err: &serde_saphyr::Error) -> String {
+    let text = err.without_snippet().to_string();
+    let first = text.lines().next().unwrap_or_default().trim();
+    match first.rfind(" at line ") {
+        Some(pos) => first[..pos].to_string(),
+        None => first.to_string(),
+    }
+}
+
+/// Serde reports unknown names as "unknown field `x`, expected one of `a`, `b`"; turn that list
+/// into a "did you mean" hint.
+fn hint_for(message: &str) -> Option<String> {
+    let unknown = message
+        .strip_prefix("unknown field `")
+        .or_else(|| message.strip_prefix("unknown variant `"))?;
+    let got = unknown.split('`').next()?;
+    let expected: Vec<&str> = message
+        .split("expected ")
+        .nth(1)?
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .collect();
+    match closest(got, expected.iter().copied()) {
+        Some(best) => Some(format!("did you mean `{best}`?")),
+        None => Some(format!("valid names: {}", expected.join(", "))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_field_hint_names_the_closest_valid_field() {
+        let hint = hint_for("unknown field `whne`, expected one of `name`, `when`, `actions`");
+        assert_eq!(hint.as_deref(), Some("did you mean `when`?"));
+    }
+
+    #[test]
+    fn unknown_field_far_from_every_name_lists_the_valid_ones() {
+        let hint = hint_for("unknown field `zzzzzzzz`, expected `name` or `when`");
+        assert_eq!(hint.as_deref(), Some("valid names: name, when"));
+    }
+
+    #[test]
+    fn test_files_are_not_rule_files() {
+        assert!(is_rule_file(Path::new("rules/a.yaml")));
+        assert!(is_rule_file(Path::new("rules/a.yml")));
+        assert!(!is_rule_file(Path::new("rules/a.test.yaml")));
+        assert!(is_test_file(Path::new("rules/a.test.yml")));
+        assert!(!is_rule_file(Path::new("rules/README.md")));
+    }
+}
