@@ -1,1 +1,390 @@
-//! The `reflex run` configuration file and its defaults.
+//! The `reflex run` configuration file (YAML) and its defaults.
+//!
+//! Every field has a default, so an empty file (or no file) is a valid configuration for a
+//! local run. Precedence, lowest first: defaults, the file, environment variables
+//! (`KAFKA_BOOTSTRAP_SERVERS`, `DATABASE_URL`), command-line flags. The Kubernetes client also
+//! honours `KUBECONFIG` (and in-cluster service-account credentials) when
+//! `kubernetes.kubeconfig` is not set. `deploy/config.example.yaml` shows every field.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Environment variable that overrides `kafka.bootstrap_servers`.
+pub const ENV_KAFKA_BOOTSTRAP_SERVERS: &str = "KAFKA_BOOTSTRAP_SERVERS";
+/// Environment variable that overrides `store.url`.
+pub const ENV_DATABASE_URL: &str = "DATABASE_URL";
+
+/// Largest configuration file read. A real configuration is a few kilobytes; the bound keeps a
+/// wrong path (a log file, a binary) from being read whole into memory.
+const MAX_FILE_BYTES: u64 = 1024 * 1024;
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The file could not be read.
+    #[error("cannot read config file {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is larger than any real configuration.
+    #[error(
+        "config file {path} is {size} bytes; the limit is {MAX_FILE_BYTES} (is this the right file?)"
+    )]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size in bytes.
+        size: u64,
+    },
+    /// The file is not valid YAML for this schema (unknown field, wrong type...).
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The YAML error, with line and column.
+        source: Box<serde_saphyr::Error>,
+    },
+    /// A value parsed but makes no sense (for example an empty broker list).
+    #[error("invalid config: {field}: {message}")]
+    Invalid {
+        /// Dotted path of the field, e.g. `kafka.bootstrap_servers`.
+        field: &'static str,
+        /// What is wrong and what would be valid.
+        message: String,
+    },
+}
+
+/// Result type of this module.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The whole `reflex run` configuration.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Kafka: where events come from and outcomes go.
+    pub kafka: KafkaConfig,
+    /// Kubernetes API access for actions.
+    pub kubernetes: KubernetesConfig,
+    /// The SQL audit store.
+    pub store: StoreConfig,
+    /// The HTTP server for health, readiness and metrics.
+    pub server: ServerConfig,
+    /// Where the rule files live.
+    pub rules: RulesConfig,
+}
+
+/// Kafka connection and topics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Comma-separated `host:port` list of brokers. Default `127.0.0.1:9092`; the environment
+    /// variable `KAFKA_BOOTSTRAP_SERVERS` overrides it.
+    pub bootstrap_servers: String,
+    /// Extra librdkafka properties passed through unchanged, e.g. `security.protocol: SASL_SSL`
+    /// (see librdkafka's CONFIGURATION.md). Default: none. `bootstrap.servers` is set from
+    /// `bootstrap_servers` and may not appear here.
+    pub client: BTreeMap<String, String>,
+    /// Topic names.
+    pub topics: TopicsConfig,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            bootstrap_servers: "127.0.0.1:9092".to_owned(),
+            client: BTreeMap::new(),
+            topics: TopicsConfig::default(),
+        }
+    }
+}
+
+/// Topic names Reflex reads and writes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TopicsConfig {
+    /// Topics consumed as events. Default `[reflex.events]`.
+    pub events: Vec<String>,
+    /// Topic where one outcome record per executed action is published. Default
+    /// `reflex.outcomes`.
+    pub outcomes: String,
+    /// Consumer group id shared by all replicas. Default `reflex`.
+    pub group_id: String,
+}
+
+impl Default for TopicsConfig {
+    fn default() -> Self {
+        Self {
+            events: vec!["reflex.events".to_owned()],
+            outcomes: "reflex.outcomes".to_owned(),
+            group_id: "reflex".to_owned(),
+        }
+    }
+}
+
+/// How to reach the Kubernetes API.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KubernetesConfig {
+    /// Path of a kubeconfig file. Default: unset, which means `KUBECONFIG` or `~/.kube/config`
+    /// if present, else the in-cluster service account.
+    pub kubeconfig: Option<PathBuf>,
+    /// Context inside the kubeconfig. Default: its `current-context`.
+    pub context: Option<String>,
+}
+
+/// The SQL audit store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `sqlite://<file>` (created if missing) or `postgres://user@host:port/db`. Default
+    /// `sqlite://reflex.db`; the environment variable `DATABASE_URL` overrides it.
+    pub url: String,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://reflex.db".to_owned(),
+        }
+    }
+}
+
+/// The HTTP server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address for `/healthz`, `/readyz` and `/metrics`. Default `127.0.0.1:8080`; use
+    /// `0.0.0.0:8080` inside a pod so the kubelet's probes reach it.
+    pub listen: SocketAddr,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        }
+    }
+}
+
+/// Where the rule files live.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RulesConfig {
+    /// Directory of `*.yaml` rule files, relative to the working directory. Default `rules`.
+    pub dir: PathBuf,
+}
+
+impl Default for RulesConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("rules"),
+        }
+    }
+}
+
+impl Config {
+    /// Parses a configuration from YAML text; `origin` names it in errors. Empty text gives the
+    /// defaults.
+    pub fn from_yaml(text: &str, origin: &Path) -> Result<Self> {
+        // A file holding only comments or nothing is a valid "all defaults" configuration.
+        let has_content = text
+            .lines()
+            .any(|line| !line.trim().is_empty() && !line.trim_start().starts_with('#'));
+        let config: Config = if has_content {
+            serde_saphyr::from_str(text).map_err(|source| Error::Parse {
+                path: origin.to_owned(),
+                source: Box::new(source),
+            })?
+        } else {
+            Config::default()
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads the file at `path` (if any), then applies the environment overrides from the
+    /// process environment.
+    pub fn load(path: Option<&Path>) -> Result<Self> {
+        let mut config = match path {
+            Some(path) => {
+                let read_err = |source| Error::Read {
+                    path: path.to_owned(),
+                    source,
+                };
+                let size = std::fs::metadata(path).map_err(read_err)?.len();
+                if size > MAX_FILE_BYTES {
+                    return Err(Error::TooLarge {
+                        path: path.to_owned(),
+                        size,
+                    });
+                }
+                let text = std::fs::read_to_string(path).map_err(read_err)?;
+                Self::from_yaml(&text, path)?
+            }
+            None => Config::default(),
+        };
+        config.apply_env(|name| std::env::var(name).ok());
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Applies environment overrides; `lookup` returns a variable's value (injected so tests
+    /// need not touch the process environment). Empty values are ignored.
+    pub fn apply_env(&mut self, lookup: impl Fn(&str) -> Option<String>) {
+        let non_empty = |name| lookup(name).filter(|value: &String| !value.trim().is_empty());
+        if let Some(servers) = non_empty(ENV_KAFKA_BOOTSTRAP_SERVERS) {
+            self.kafka.bootstrap_servers = servers;
+        }
+        if let Some(url) = non_empty(ENV_DATABASE_URL) {
+            self.store.url = url;
+        }
+    }
+
+    /// Checks what serde cannot: non-empty lists and names, known store schemes.
+    pub fn validate(&self) -> Result<()> {
+        if self
+            .kafka
+            .bootstrap_servers
+            .split(',')
+            .all(|s| s.trim().is_empty())
+        {
+            return Err(Error::Invalid {
+                field: "kafka.bootstrap_servers",
+                message: "is empty; give at least one host:port".to_owned(),
+            });
+        }
+        if self.kafka.client.contains_key("bootstrap.servers") {
+            return Err(Error::Invalid {
+                field: "kafka.client",
+                message: "sets bootstrap.servers; use kafka.bootstrap_servers instead".to_owned(),
+            });
+        }
+        if self.kafka.topics.events.iter().any(|t| t.trim().is_empty()) {
+            return Err(Error::Invalid {
+                field: "kafka.topics.events",
+                message: "contains an empty topic name".to_owned(),
+            });
+        }
+        if self.kafka.topics.outcomes.trim().is_empty() {
+            return Err(Error::Invalid {
+                field: "kafka.topics.outcomes",
+                message: "is empty".to_owned(),
+            });
+        }
+        if self.kafka.topics.group_id.trim().is_empty() {
+            return Err(Error::Invalid {
+                field: "kafka.topics.group_id",
+                message: "is empty".to_owned(),
+            });
+        }
+        let url = self.store.url.as_str();
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
+            return Err(Error::Invalid {
+                field: "store.url",
+                message: format!(
+                    "`{}` has an unknown scheme; use sqlite://<file> or postgres://user@host:port/db",
+                    crate::outcome::store::redact_url(url)
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config> {
+        Config::from_yaml(text, Path::new("test.yaml"))
+    }
+
+    #[test]
+    fn an_empty_file_gives_the_documented_defaults() {
+        let config = parse("# nothing but a comment\n").expect("empty config is valid");
+        assert_eq!(config.kafka.bootstrap_servers, "127.0.0.1:9092");
+        assert_eq!(config.store.url, "sqlite://reflex.db");
+        assert_eq!(config.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.rules.dir, PathBuf::from("rules"));
+        assert_eq!(config.kafka.topics.events, vec!["reflex.events".to_owned()]);
+        assert_eq!(config.kubernetes.kubeconfig, None);
+    }
+
+    #[test]
+    fn a_partial_file_keeps_defaults_for_the_fields_it_omits() {
+        let config = parse(
+            "kafka:\n  bootstrap_servers: broker:9093\n  client:\n    security.protocol: SSL\n",
+        )
+        .expect("valid");
+        assert_eq!(config.kafka.bootstrap_servers, "broker:9093");
+        assert_eq!(
+            config
+                .kafka
+                .client
+                .get("security.protocol")
+                .map(String::as_str),
+            Some("SSL")
+        );
+        assert_eq!(config.kafka.topics.outcomes, "reflex.outcomes");
+        assert_eq!(config.store.url, "sqlite://reflex.db");
+    }
+
+    #[test]
+    fn an_unknown_field_is_an_error_naming_the_file() {
+        let err = parse("kafka:\n  bootstrap_server: typo:9092\n").expect_err("typo must fail");
+        let text = err.to_string();
+        assert!(text.contains("test.yaml"), "{text}");
+        assert!(text.contains("bootstrap_server"), "{text}");
+    }
+
+    #[test]
+    fn environment_variables_override_the_file() {
+        let mut config = parse("store:\n  url: sqlite://file.db\n").expect("valid");
+        config.apply_env(|name| match name {
+            ENV_KAFKA_BOOTSTRAP_SERVERS => Some("127.0.0.1:1234".to_owned()),
+            ENV_DATABASE_URL => Some("postgres://u@h:5/db".to_owned()),
+            _ => None,
+        });
+        assert_eq!(config.kafka.bootstrap_servers, "127.0.0.1:1234");
+        assert_eq!(config.store.url, "postgres://u@h:5/db");
+    }
+
+    #[test]
+    fn empty_environment_variables_are_ignored() {
+        let mut config = Config::default();
+        config.apply_env(|_| Some("  ".to_owned()));
+        assert_eq!(config.kafka.bootstrap_servers, "127.0.0.1:9092");
+    }
+
+    #[test]
+    fn an_unknown_store_scheme_is_rejected_with_the_valid_ones() {
+        let err = parse("store:\n  url: mysql://x@y/z\n").expect_err("mysql is not supported");
+        let text = err.to_string();
+        assert!(text.contains("store.url"), "{text}");
+        assert!(text.contains("sqlite://"), "{text}");
+    }
+
+    #[test]
+    fn bootstrap_servers_in_the_client_passthrough_is_rejected() {
+        let err = parse("kafka:\n  client:\n    bootstrap.servers: x:1\n").expect_err("ambiguous");
+        assert!(err.to_string().contains("kafka.bootstrap_servers"));
+    }
+
+    #[test]
+    fn the_example_config_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/config.example.yaml");
+        let text = std::fs::read_to_string(&path).expect("example config exists");
+        let config = Config::from_yaml(&text, &path).expect("example config is valid");
+        assert!(!config.kafka.topics.events.is_empty());
+    }
+}

@@ -130,7 +130,9 @@ fn parse_located(s: &str) -> Result<Duration, ParseError> {
         last_unit = Some(unit_index);
         let overflow = || ParseError::at(digits_start, format!("duration `{s}` is too large"));
         let value: i64 = number.parse().map_err(|_| overflow())?;
-        let part = value.checked_mul(UNITS[unit_index].1).ok_or_else(overflow)?;
+        let part = value
+            .checked_mul(UNITS[unit_index].1)
+            .ok_or_else(overflow)?;
         total_ms = total_ms.checked_add(part).ok_or_else(overflow)?;
     }
     match Duration::try_milliseconds(total_ms) {
@@ -257,8 +259,16 @@ mod tests {
 
     #[test]
     fn overflowing_durations_are_rejected() {
-        assert!(parse("99999999999999999999d").unwrap_err().contains("too large"));
-        assert!(parse("9223372036854775807d").unwrap_err().contains("too large"));
+        assert!(
+            parse("99999999999999999999d")
+                .unwrap_err()
+                .contains("too large")
+        );
+        assert!(
+            parse("9223372036854775807d")
+                .unwrap_err()
+                .contains("too large")
+        );
         assert!(parse("366d").unwrap_err().contains("at most 365d"));
         assert_eq!(parse("365d"), Ok(MAX));
     }

@@ -4,8 +4,6 @@
 //! Fields whose content can be wrong in ways serde cannot see (paths, regexes, templates,
 //! expressions, names) are [`Spanned`] so diagnostics can point at `file:line:column`.
 
-use std::collections::BTreeMap;
-
 use schemars::JsonSchema;
 use serde::Deserialize;
 pub use serde_saphyr::Spanned;

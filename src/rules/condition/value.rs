@@ -11,8 +11,6 @@ use std::fmt::Write as _;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Number, Value};
 
-use super::time::parse_timestamp;
-
 /// One value at a path, borrowed from the event where possible so evaluation does not allocate.
 /// Metadata fields are not JSON in the event, hence the non-JSON variants.
 #[derive(Debug, Clone)]
@@ -69,6 +67,23 @@ impl<'a> Val<'a> {
             Val::Owned(v) => describe_json(v),
         }
     }
+}
+
+/// Parses an RFC 3339 timestamp (`2024-05-01T12:00:00Z`, `2024-05-01T14:00:00.5+02:00`).
+///
+/// Only full RFC 3339 date-times count as timestamps; a bare date or an epoch number does not,
+/// so a string is never mistaken for a time by accident.
+pub(crate) fn parse_timestamp(text: &str) -> Option<DateTime<Utc>> {
+    // Cheap shape check first: every RFC 3339 date-time starts with `dddd-dd-dd`, and most strings
+    // compared on a hot path (severities, names) fail it at the first character without the
+    // full parser running.
+    let bytes = text.as_bytes();
+    if bytes.len() < 20 || !bytes[0].is_ascii_digit() || bytes[4] != b'-' {
+        return None;
+    }
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
 }
 
 /// RFC 3339 with a `Z` suffix, the form templates and outcomes use.
@@ -171,17 +186,12 @@ pub(crate) fn json_equal(a: &Value, b: &Value, ignore_case: bool) -> bool {
             }
         }
         (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .zip(y)
-                    .all(|(x, y)| json_equal(x, y, ignore_case))
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| json_equal(x, y, ignore_case))
         }
         (Value::Object(x), Value::Object(y)) => {
             x.len() == y.len()
-                && x.iter().all(|(k, xv)| {
-                    y.get(k)
-                        .is_some_and(|yv| json_equal(xv, yv, ignore_case))
-                })
+                && x.iter()
+                    .all(|(k, xv)| y.get(k).is_some_and(|yv| json_equal(xv, yv, ignore_case)))
         }
         _ => false,
     }

@@ -1,0 +1,201 @@
+//! `kafka`: produce a record (optionally a CloudEvent) to a topic.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::freeform::{Compiled, FreeForm};
+use super::{Param, all, no_control_chars, opt_param, param_checked, reject};
+use crate::rules::diagnostic::Diagnostics;
+use crate::rules::model::SpannedString;
+use crate::rules::template::{RenderContext, RenderError};
+
+/// Longest Kafka topic name (a broker limit).
+const MAX_TOPIC_LEN: usize = 249;
+
+/// The CloudEvents Kafka binding's header prefix; the executor writes these headers itself.
+const CE_PREFIX: &str = "ce_";
+
+/// `kafka`: produce a record.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSpec {
+    /// Topic (template); must be a legal topic name (letters, digits, `.`, `_`, `-`).
+    #[schemars(with = "String")]
+    pub topic: SpannedString,
+    /// Record key (template), e.g. `"{{ match.key }}"` to keep a key's records in order.
+    #[schemars(with = "Option<String>")]
+    pub key: Option<SpannedString>,
+    /// Record value as YAML, JSON-encoded; string leaves are templates (a leaf that is exactly
+    /// `{{ expr }}` keeps its type, so `value: "{{ event }}"` forwards the payload).
+    pub value: FreeForm,
+    /// Record headers; values are templates.
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, String>")]
+    pub headers: BTreeMap<String, SpannedString>,
+    /// Send as a CloudEvent (Kafka binary mode: `ce_` headers, the value as `data`).
+    pub cloudevent: Option<CloudEventSpec>,
+}
+
+/// CloudEvent attributes of a produced record. `id` is the action's idempotency key and `time`
+/// the planning time, both set by the executor.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CloudEventSpec {
+    /// CloudEvents `type` (template), e.g. `io.reflex.remediation.requested`.
+    #[serde(rename = "type")]
+    #[schemars(with = "String")]
+    pub event_type: SpannedString,
+    /// CloudEvents `source` (template), e.g. `/reflex/{{ rule.name }}`.
+    #[schemars(with = "String")]
+    pub source: SpannedString,
+    /// CloudEvents `subject` (template).
+    #[schemars(with = "Option<String>")]
+    pub subject: Option<SpannedString>,
+}
+
+/// A compiled kafka action.
+#[derive(Debug, Clone)]
+pub struct Kafka {
+    topic: Param,
+    key: Option<Param>,
+    value: Compiled,
+    headers: Vec<(String, Param)>,
+    cloudevent: Option<(Param, Param, Option<Param>)>,
+}
+
+/// Rendered CloudEvent attributes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CloudEventParams {
+    /// `type`.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// `source`.
+    pub source: String,
+    /// `subject`.
+    pub subject: Option<String>,
+}
+
+/// Rendered parameters of `kafka`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KafkaParams {
+    /// Topic.
+    pub topic: String,
+    /// Record key.
+    pub key: Option<String>,
+    /// Record value (JSON-encoded by the executor).
+    pub value: serde_json::Value,
+    /// Record headers.
+    pub headers: BTreeMap<String, String>,
+    /// CloudEvent attributes, when sent as a CloudEvent.
+    pub cloudevent: Option<CloudEventParams>,
+}
+
+fn check_topic(t: &str) -> Result<(), String> {
+    let ok = !t.is_empty()
+        && t.len() <= MAX_TOPIC_LEN
+        && t != "."
+        && t != ".."
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "is not a Kafka topic name (1 to {MAX_TOPIC_LEN} letters, digits, `.`, `_`, `-`)"
+        ))
+    }
+}
+
+fn check_not_empty(v: &str) -> Result<(), String> {
+    if v.trim().is_empty() {
+        Err("is empty".into())
+    } else {
+        no_control_chars(v)
+    }
+}
+
+impl KafkaSpec {
+    pub(crate) fn compile(&self, diags: &mut Diagnostics) -> Option<Kafka> {
+        let mut ok = true;
+        let topic = param_checked("topic", &self.topic, check_topic, diags);
+        let key = opt_param("key", self.key.as_ref(), diags);
+        let value = Compiled::compile(&self.value, "value", diags);
+        let mut headers = Vec::new();
+        for (name, value) in &self.headers {
+            if name.is_empty() {
+                ok = reject(
+                    diags,
+                    value.referenced,
+                    "a header name is empty".into(),
+                    None,
+                );
+            }
+            if self.cloudevent.is_some() && name.starts_with(CE_PREFIX) {
+                ok = reject(
+                    diags,
+                    value.referenced,
+                    format!(
+                        "header `{name}` collides with the CloudEvents headers the executor writes"
+                    ),
+                    Some("set CloudEvent attributes under `cloudevent:`".into()),
+                );
+            }
+            match Param::compile(format!("headers.{name}"), value, diags) {
+                Some(p) => headers.push((name.clone(), p)),
+                None => ok = false,
+            }
+        }
+        let cloudevent = match &self.cloudevent {
+            None => Some(None),
+            Some(ce) => {
+                let t = param_checked("cloudevent.type", &ce.event_type, check_not_empty, diags);
+                let s = param_checked("cloudevent.source", &ce.source, check_not_empty, diags);
+                let sub = opt_param("cloudevent.subject", ce.subject.as_ref(), diags);
+                match (t, s, sub) {
+                    (Some(t), Some(s), Some(sub)) => Some(Some((t, s, sub))),
+                    _ => None,
+                }
+            }
+        };
+        all(&[ok])?;
+        Some(Kafka {
+            topic: topic?,
+            key: key?,
+            value: value?,
+            headers,
+            cloudevent: cloudevent?,
+        })
+    }
+}
+
+impl Kafka {
+    pub(crate) fn render(&self, ctx: &RenderContext) -> Result<KafkaParams, RenderError> {
+        let mut headers = BTreeMap::new();
+        for (name, value) in &self.headers {
+            headers.insert(name.clone(), value.render(ctx)?);
+        }
+        let cloudevent = match &self.cloudevent {
+            None => None,
+            Some((t, s, sub)) => Some(CloudEventParams {
+                event_type: t.render_checked(ctx, check_not_empty)?,
+                source: s.render_checked(ctx, check_not_empty)?,
+                subject: match sub {
+                    Some(p) => Some(p.render(ctx)?),
+                    None => None,
+                },
+            }),
+        };
+        Ok(KafkaParams {
+            topic: self.topic.render_checked(ctx, check_topic)?,
+            key: match &self.key {
+                Some(k) => Some(k.render(ctx)?),
+                None => None,
+            },
+            value: self.value.render(ctx)?,
+            headers,
+            cloudevent,
+        })
+    }
+}

@@ -1,0 +1,206 @@
+//! `reflex run` as a real process against the real services: it becomes ready, serves its
+//! endpoints, and exits cleanly on SIGTERM; with a wrong broker address it fails fast and says
+//! which address it tried.
+//!
+//! Run: `scripts/services up && eval "$(scripts/services env)" && cargo test --test run_smoke`
+
+mod support;
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long the binary may take to become ready: start-up connects to three services, each
+/// bounded at 15 s by `reflex run` itself.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long a clean shutdown may take after SIGTERM.
+const EXIT_TIMEOUT: Duration = Duration::from_secs(15);
+
+fn free_port() -> u16 {
+    // Bind port 0, read the port the kernel picked, release it for the child.
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("local address").port()
+}
+
+fn write_config(dir: &Path, store_url: &str) -> std::path::PathBuf {
+    let path = dir.join("config.yaml");
+    let text = format!(
+        "# Written by tests/run_smoke.rs; Kafka and the store come from the environment.\n\
+         store:\n  url: {store_url}\n\
+         rules:\n  dir: {}\n",
+        dir.join("rules").display()
+    );
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+fn spawn_reflex(config: &Path, listen: &str, log: &Path, envs: &[(&str, &str)]) -> Child {
+    let log_file = std::fs::File::create(log).expect("create log file");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_reflex"));
+    command
+        .args(["run", "--config"])
+        .arg(config)
+        .args(["--listen", listen])
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone().expect("clone log handle"))
+        .stderr(log_file);
+    for (name, value) in envs {
+        command.env(name, value);
+    }
+    command.spawn().expect("start the reflex binary")
+}
+
+fn wait_exit(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("poll child") {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn read_log(log: &Path) -> String {
+    std::fs::read_to_string(log).unwrap_or_default()
+}
+
+/// Sends SIGTERM through the `kill` utility (no libc dependency for one call).
+fn sigterm(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -TERM failed");
+}
+
+#[tokio::test]
+async fn reflex_run_becomes_ready_against_the_services_and_stops_cleanly_on_sigterm() {
+    support::install_crypto_provider();
+    // Fail early, with the fix, when the services are not there.
+    support::require_kafka().await;
+    let kubeconfig = support::kubeconfig();
+    let database_url = support::database_url();
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), "sqlite://unused-overridden-by-DATABASE_URL.db");
+    let listen = format!("127.0.0.1:{}", free_port());
+    let log = dir.path().join("reflex.log");
+    let mut child = spawn_reflex(
+        &config,
+        &listen,
+        &log,
+        &[
+            ("KUBECONFIG", &kubeconfig.display().to_string()),
+            ("DATABASE_URL", &database_url),
+        ],
+    );
+
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("HTTP client");
+    let base = format!("http://{listen}");
+    let deadline = Instant::now() + READY_TIMEOUT;
+    let body: serde_json::Value = loop {
+        if let Some(status) = child.try_wait().expect("poll child") {
+            panic!(
+                "reflex exited early with {status}; its log:\n{}",
+                read_log(&log)
+            );
+        }
+        if let Ok(response) = http.get(format!("{base}/readyz")).send().await
+            && response.status() == reqwest::StatusCode::OK
+        {
+            break response.json().await.expect("readyz JSON");
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!(
+                "/readyz not 200 within {READY_TIMEOUT:?}; log:\n{}",
+                read_log(&log)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(body["ready"], true);
+    let checks = body["checks"].as_array().expect("checks array");
+    let names: Vec<&str> = checks
+        .iter()
+        .filter_map(|c| c["dependency"].as_str())
+        .collect();
+    assert_eq!(names, ["kafka", "kubernetes", "store"]);
+    assert!(checks.iter().all(|c| c["ok"] == true), "{body}");
+
+    let health = http
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .expect("healthz");
+    assert_eq!(health.status(), reqwest::StatusCode::OK);
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    for dependency in ["Kafka", "Kubernetes", "Store"] {
+        let line = format!("reflex_dependency_ready{{dependency=\"{dependency}\"}} 1");
+        assert!(metrics.contains(&line), "missing `{line}` in:\n{metrics}");
+    }
+
+    sigterm(&child);
+    let Some(status) = wait_exit(&mut child, EXIT_TIMEOUT) else {
+        let _ = child.kill();
+        panic!(
+            "reflex did not exit within {EXIT_TIMEOUT:?} of SIGTERM; log:\n{}",
+            read_log(&log)
+        );
+    };
+    let log_text = read_log(&log);
+    assert!(status.success(), "exit status {status}; log:\n{log_text}");
+    assert!(log_text.contains("stopped cleanly"), "log:\n{log_text}");
+}
+
+#[tokio::test]
+async fn reflex_run_with_an_unreachable_broker_fails_naming_the_address() {
+    let kubeconfig = support::kubeconfig();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = format!("sqlite://{}", dir.path().join("reflex.db").display());
+    let config = write_config(dir.path(), &store);
+    let listen = format!("127.0.0.1:{}", free_port());
+    let log = dir.path().join("reflex.log");
+    // Port 1 on loopback: nothing listens there, like a stopped broker.
+    let broker = "127.0.0.1:1";
+    let mut child = spawn_reflex(
+        &config,
+        &listen,
+        &log,
+        &[
+            ("KAFKA_BOOTSTRAP_SERVERS", broker),
+            ("KUBECONFIG", &kubeconfig.display().to_string()),
+            ("DATABASE_URL", ""),
+        ],
+    );
+    // reflex waits at most 15 s for the broker; allow process start and exit on top.
+    let Some(status) = wait_exit(&mut child, Duration::from_secs(40)) else {
+        let _ = child.kill();
+        panic!(
+            "reflex did not give up on {broker}; log:\n{}",
+            read_log(&log)
+        );
+    };
+    let log_text = read_log(&log);
+    assert!(!status.success(), "must fail; log:\n{log_text}");
+    assert!(
+        log_text.contains("cannot reach Kafka at 127.0.0.1:1"),
+        "log:\n{log_text}"
+    );
+}
