@@ -296,8 +296,9 @@ async fn exercise_deployments(admin: kube::Client, limited: kube::Client, namesp
         .expect("merge patch");
     let annotations = patched
         .spec
+        .template
+        .metadata
         .as_ref()
-        .and_then(|s| s.template.metadata.as_ref())
         .and_then(|m| m.annotations.as_ref())
         .expect("template annotations");
     assert_eq!(
@@ -320,7 +321,7 @@ async fn exercise_deployments(admin: kube::Client, limited: kube::Client, namesp
     let scale = deployments.get_scale(name).await.expect("get scale");
     assert_eq!(scale.spec.and_then(|s| s.replicas), Some(3));
     let fetched = deployments.get(name).await.expect("get Deployment");
-    assert_eq!(fetched.spec.and_then(|s| s.replicas), Some(3));
+    assert_eq!(fetched.spec.replicas, Some(3));
 
     // The controller-manager turns the Deployment into a ReplicaSet of the new size.
     let replica_sets: Api<ReplicaSet> = Api::namespaced(admin, &namespace);
@@ -337,7 +338,7 @@ async fn exercise_deployments(admin: kube::Client, limited: kube::Client, namesp
                 found
                     .items
                     .iter()
-                    .filter_map(|rs| rs.spec.as_ref().and_then(|s| s.replicas))
+                    .filter_map(|rs| rs.spec.replicas)
                     .find(|&r| r == 3)
             }
         },

@@ -215,19 +215,17 @@ impl Engine {
         let mut stopped_by: Option<&str> = None;
         for &pos in &scratch {
             let rule = &rules.rules()[pos as usize];
-            let verdict = if !rule.enabled {
-                Some((Verdict::Disabled, None))
-            } else if let Some(by) = stopped_by {
-                Some((Verdict::Stopped { by: by.to_owned() }, None))
+            let skipped = if rule.enabled {
+                stopped_by.map(|by| Verdict::Stopped { by: by.to_owned() })
             } else {
-                None
+                Some(Verdict::Disabled)
             };
-            if let Some((verdict, condition)) = verdict {
+            if let Some(verdict) = skipped {
                 if trace {
                     out.trace.push(RuleTrace {
                         rule: rule.name.clone(),
                         verdict,
-                        condition,
+                        condition: None,
                     });
                 }
                 continue;

@@ -13,6 +13,12 @@ use super::ruleset::RuleSet;
 /// dump in the rules folder) and would only slow every reload.
 pub const MAX_RULE_FILE_BYTES: u64 = 4 * 1024 * 1024;
 
+/// Deepest YAML nesting accepted in rule and test files. The rule model is recursive
+/// (`not: {not: ...}`) and serde recurses once per level: a 2 MiB thread stack overflowed near
+/// 48 levels in debug builds. Real rules stay under 15 levels; 32 leaves room and keeps a hostile
+/// file from crashing the process.
+pub const MAX_YAML_DEPTH: usize = 32;
+
 /// Why a rules directory could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -113,14 +119,21 @@ pub fn load_sources(sources: &[(PathBuf, String)]) -> Result<RuleSet> {
     if diags.is_empty() {
         Ok(RuleSet::new(rules))
     } else {
-        Err(LoadError::Invalid(diags.into_vec()))
+        // Parse errors are found before compile errors; report them in reading order.
+        let mut problems = diags.into_vec();
+        problems.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+        Err(LoadError::Invalid(problems))
     }
 }
 
 /// Parses one YAML document of the shape `T`, turning a serde error into a located diagnostic
 /// with a "did you mean" hint for unknown fields and variants.
 pub fn parse_yaml<T: serde::de::DeserializeOwned>(text: &str, diags: &mut Diagnostics) -> Option<T> {
-    match serde_saphyr::from_str::<T>(text) {
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_depth = MAX_YAML_DEPTH;
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    match serde_saphyr::from_str_with_options::<T>(text, options) {
         Ok(value) => Some(value),
         Err(err) => {
             let (line, column) = err
@@ -159,19 +172,30 @@ fn plain_message(err: &serde_saphyr::Error) -> String {
     }
 }
 
-/// Serde reports unknown names as "unknown field `x`, expected one of `a`, `b`"; turn that list
-/// into a "did you mean" hint.
+/// Serde reports unknown names as "unknown field `x`, expected one of `a`, `b`" (serde-saphyr
+/// drops the backticks in the list); turn that list into a "did you mean" hint. Bare type errors
+/// ("invalid i32") get a plain-words hint.
 fn hint_for(message: &str) -> Option<String> {
+    if let Some(kind) = message.strip_prefix("invalid ") {
+        let words = match kind.trim() {
+            "i8" | "i16" | "i32" | "i64" => "a whole number, e.g. `10` or `-5`",
+            "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number of zero or more, e.g. `3`",
+            "f32" | "f64" => "a number, e.g. `0.9`",
+            "bool" | "boolean" => "`true` or `false`",
+            _ => return None,
+        };
+        return Some(format!("this field takes {words}"));
+    }
     let unknown = message
         .strip_prefix("unknown field `")
         .or_else(|| message.strip_prefix("unknown variant `"))?;
     let got = unknown.split('`').next()?;
-    let expected: Vec<&str> = message
-        .split("expected ")
-        .nth(1)?
-        .split('`')
-        .skip(1)
-        .step_by(2)
+    let list = message.split("expected ").nth(1)?;
+    let list = list.strip_prefix("one of ").unwrap_or(list);
+    let expected: Vec<&str> = list
+        .split([',', '`', ' '])
+        .map(str::trim)
+        .filter(|w| !w.is_empty() && *w != "or")
         .collect();
     match closest(got, expected.iter().copied()) {
         Some(best) => Some(format!("did you mean `{best}`?")),
@@ -193,6 +217,40 @@ mod tests {
     fn unknown_field_far_from_every_name_lists_the_valid_ones() {
         let hint = hint_for("unknown field `zzzzzzzz`, expected `name` or `when`");
         assert_eq!(hint.as_deref(), Some("valid names: name, when"));
+    }
+
+    #[test]
+    fn unknown_field_hint_reads_saphyr_lists_without_backticks() {
+        let hint = hint_for("unknown field `whne`, expected one of name, description, when, actions");
+        assert_eq!(hint.as_deref(), Some("did you mean `when`?"));
+    }
+
+    #[test]
+    fn bare_type_errors_get_a_plain_words_hint() {
+        assert_eq!(
+            hint_for("invalid i32").as_deref(),
+            Some("this field takes a whole number, e.g. `10` or `-5`")
+        );
+        assert_eq!(hint_for("invalid something else"), None);
+    }
+
+    #[test]
+    fn deeply_nested_rule_file_is_a_located_error_not_a_crash() {
+        let mut text = String::from("rules:\n  - name: deep\n    condition:\n");
+        let mut indent = 6;
+        for _ in 0..60 {
+            text.push_str(&format!("{:indent$}not:\n", ""));
+            indent += 2;
+        }
+        text.push_str(&format!("{:indent$}{{path: a, exists: true}}\n", ""));
+        text.push_str("    actions: [{log: {message: x}}]\n");
+        let err = load_sources(&[("deep.yaml".into(), text)]).expect_err("too deep");
+        let LoadError::Invalid(problems) = err else {
+            panic!("expected diagnostics, got {err}");
+        };
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].line > 0, "{:?}", problems[0]);
+        assert!(problems[0].message.contains("depth"), "{}", problems[0].message);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use serde_json::Value;
 
 use super::action::CompiledAction;
-use super::condition::{Condition, Path};
+use super::condition::{Condition, Path, equality_key};
 use super::model::AlertStatusFilter;
 use super::state::Behaviour;
 use crate::event::{Event, Format};
@@ -176,11 +176,11 @@ pub struct RuleSet {
     unindexed: Vec<u32>,
 }
 
+/// Index key of a non-string scalar; equal exactly when the condition's `equals` says so
+/// (so `1` and `1.0` share a bucket).
 fn canonical(value: &Value) -> Option<String> {
     match value {
-        Value::Number(n) => n.as_f64().map(|f| format!("n:{f}")),
-        Value::Bool(b) => Some(format!("b:{b}")),
-        Value::Null => Some("null".into()),
+        Value::Number(_) | Value::Bool(_) | Value::Null => Some(equality_key(value)),
         _ => None,
     }
 }

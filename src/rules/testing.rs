@@ -79,12 +79,16 @@ pub struct Expected {
     /// The rule that fired.
     pub rule: String,
     /// The action kind (`restart`, `webhook`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
     /// Rendered parameters (subset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub params: Option<Value>,
     /// Whether the rule is in dry-run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dry_run: Option<bool>,
     /// The stateful group key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group_key: Option<String>,
 }
 

@@ -278,6 +278,19 @@ fn to_json<T: Serialize>(params: T) -> Result<serde_json::Value, RenderError> {
 
 // ---- helpers shared by the kinds ----
 
+/// Schema-only type for fields written as an integer or a string (`replicas: 3` or
+/// `replicas: "{{ event.n }}"`, `change: +2`, `success_status: [200, 2xx]`). The model reads them
+/// as located strings; this only tells editors that both forms are valid.
+#[derive(JsonSchema)]
+#[schemars(untagged)]
+#[allow(dead_code)] // never constructed: it exists for `#[schemars(with = ...)]`
+pub(crate) enum IntOrString {
+    /// An integer.
+    Int(i64),
+    /// A string (often a template).
+    String(String),
+}
+
 /// A templated parameter with its name, so render errors say which parameter failed.
 #[derive(Debug, Clone)]
 pub(crate) struct Param {

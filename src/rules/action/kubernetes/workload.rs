@@ -33,11 +33,11 @@ pub struct ScaleSpec {
     pub target: TargetSpec,
     /// Absolute replica count: an integer, or a template rendering to one. Exactly one of
     /// `replicas` and `change` is required.
-    #[schemars(with = "Option<String>")]
+    #[schemars(with = "Option<crate::rules::action::IntOrString>")]
     pub replicas: Option<SpannedString>,
     /// Relative change from the current count: `+2`, `-1`, or a factor `x2` / `*1.5`
     /// (multiplication rounds up). May be a template rendering to one of those.
-    #[schemars(with = "Option<String>")]
+    #[schemars(with = "Option<crate::rules::action::IntOrString>")]
     pub change: Option<SpannedString>,
     /// Never go below this many replicas.
     #[schemars(with = "Option<u32>")]

@@ -155,6 +155,10 @@ fn the_json_schema_describes_every_action_kind() {
         );
     }
     assert!(schema.contains("allow_bare_pods") && schema.contains("success_status"));
+    // `replicas: 3` and `replicas: "{{ ... }}"` are both valid for editors using the schema.
+    let value: serde_json::Value = serde_json::from_str(&schema).unwrap();
+    let replicas = value["$defs"]["ScaleSpec"]["properties"]["replicas"].to_string();
+    assert!(replicas.contains("integer") && replicas.contains("string"), "{replicas}");
 }
 
 #[test]

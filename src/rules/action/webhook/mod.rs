@@ -118,7 +118,7 @@ pub struct WebhookSpec {
     /// Statuses that count as success: codes (`204`), classes (`2xx`) or ranges (`200-299`).
     /// Default `[2xx]`.
     #[serde(default)]
-    #[schemars(with = "Vec<String>")]
+    #[schemars(with = "Vec<super::IntOrString>")]
     pub success_status: Vec<SpannedString>,
     /// Sign the body with HMAC-SHA256.
     pub hmac: Option<HmacSpec>,
