@@ -44,11 +44,12 @@ pub enum Error {
         size: u64,
     },
     /// The file is not valid YAML for this schema (unknown field, wrong type...).
-    #[error("invalid config file {path}: {source}")]
+    #[error("invalid config file {path}")]
     Parse {
         /// The file.
         path: PathBuf,
         /// The YAML error, with line and column.
+        #[source]
         source: Box<serde_saphyr::Error>,
     },
     /// A value parsed but makes no sense (for example an empty broker list).
@@ -342,7 +343,7 @@ mod tests {
     #[test]
     fn an_unknown_field_is_an_error_naming_the_file() {
         let err = parse("kafka:\n  bootstrap_server: typo:9092\n").expect_err("typo must fail");
-        let text = err.to_string();
+        let text = format!("{:#}", anyhow::Error::new(err));
         assert!(text.contains("test.yaml"), "{text}");
         assert!(text.contains("bootstrap_server"), "{text}");
     }

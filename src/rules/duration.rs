@@ -313,3 +313,15 @@ mod tests {
         assert!(diags.is_empty());
     }
 }
+#[cfg(test)]
+mod probe {
+    #[test]
+    fn probe_quoted() {
+        for y in ["v: 10x", "v: \"10x\"", "v: '10x'"] {
+            let m: std::collections::BTreeMap<String, super::SpannedString> = serde_saphyr::from_str(y).unwrap();
+            let s = &m["v"];
+            eprintln!("{y}: col {} span {:?}", s.referenced.column(), s.referenced.span());
+        }
+        panic!();
+    }
+}

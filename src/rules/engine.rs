@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use super::action::ActionKind;
 use super::condition::Explanation;
 use super::ruleset::{Rule, RuleSet, SelectorMiss};
-use super::state::{Decision, Firing, Limits, RuleState};
+use super::state::{Decision, Firing, Limits, MatchInfo, RuleState};
 use super::template::RenderContext;
 use crate::event::Event;
 
@@ -275,8 +275,15 @@ impl Engine {
             }
             Some(c) => (c.eval(event), None),
         };
-        if !matched && rule.behaviour.is_stateless() {
-            return (Verdict::ConditionFalse, explanation);
+        if rule.behaviour.is_stateless() {
+            if !matched {
+                return (Verdict::ConditionFalse, explanation);
+            }
+            let firing = Firing {
+                event: event.clone(),
+                info: MatchInfo::default(),
+            };
+            return (Verdict::Fired(plan(rule, &firing, out)), explanation);
         }
         let limits = Limits {
             max_keys: rule.max_keys,
@@ -299,16 +306,8 @@ impl Engine {
                 Verdict::Failed(err.to_string())
             }
         };
-        if rule.behaviour.is_stateless() && state_is_empty(&self.state, &rule.name) {
-            // Stateless rules keep no state; don't leave empty entries behind.
-            self.state.rules.remove(&rule.name);
-        }
         (verdict, explanation)
     }
-}
-
-fn state_is_empty(state: &EngineState, rule: &str) -> bool {
-    state.rules.get(rule).is_some_and(RuleState::is_empty)
 }
 
 /// Renders every action of a firing; returns how many were planned.

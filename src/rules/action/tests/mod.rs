@@ -158,7 +158,9 @@ fn the_json_schema_describes_every_action_kind() {
     // `replicas: 3` and `replicas: "{{ ... }}"` are both valid for editors using the schema.
     let value: serde_json::Value = serde_json::from_str(&schema).unwrap();
     let replicas = value["$defs"]["ScaleSpec"]["properties"]["replicas"].to_string();
-    assert!(replicas.contains("integer") && replicas.contains("string"), "{replicas}");
+    assert!(replicas.contains("#/$defs/IntOrString"), "{replicas}");
+    let either = value["$defs"]["IntOrString"].to_string();
+    assert!(either.contains("integer") && either.contains("string"), "{either}");
 }
 
 #[test]
