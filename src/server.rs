@@ -5,6 +5,7 @@
 //!   `/version`, and the audit store answers a query; the JSON body has each check's result.
 //! - `/metrics`: OpenMetrics text, including one readiness gauge per dependency.
 
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,7 +15,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
@@ -58,7 +59,7 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The dependencies `/readyz` checks. A closed set, so the metric label values are bounded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Dependency {
     /// The Kafka cluster.
@@ -67,6 +68,24 @@ pub enum Dependency {
     Kubernetes,
     /// The SQL audit store.
     Store,
+}
+
+impl Dependency {
+    /// The name used in JSON and in metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Kafka => "kafka",
+            Self::Kubernetes => "kubernetes",
+            Self::Store => "store",
+        }
+    }
+}
+
+// Written by hand so the label value matches the JSON name (the derive uses the variant name).
+impl EncodeLabelValue for Dependency {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        encoder.write_str(self.as_str())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -355,15 +374,15 @@ mod tests {
         metrics.set_ready(Dependency::Store, true);
         let text = metrics.encode();
         assert!(
-            text.contains("reflex_dependency_ready{dependency=\"Kafka\"} 1"),
+            text.contains("reflex_dependency_ready{dependency=\"kafka\"} 1"),
             "{text}"
         );
         assert!(
-            text.contains("reflex_dependency_ready{dependency=\"Kubernetes\"} 0"),
+            text.contains("reflex_dependency_ready{dependency=\"kubernetes\"} 0"),
             "{text}"
         );
         assert!(
-            text.contains("reflex_dependency_ready{dependency=\"Store\"} 1"),
+            text.contains("reflex_dependency_ready{dependency=\"store\"} 1"),
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"), "{text}");

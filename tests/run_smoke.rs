@@ -151,7 +151,7 @@ async fn reflex_run_becomes_ready_against_the_services_and_stops_cleanly_on_sigt
         .text()
         .await
         .expect("metrics text");
-    for dependency in ["Kafka", "Kubernetes", "Store"] {
+    for dependency in ["kafka", "kubernetes", "store"] {
         let line = format!("reflex_dependency_ready{{dependency=\"{dependency}\"}} 1");
         assert!(metrics.contains(&line), "missing `{line}` in:\n{metrics}");
     }

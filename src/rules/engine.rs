@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use super::action::ActionKind;
 use super::condition::Explanation;
 use super::ruleset::{Rule, RuleSet, SelectorMiss};
-use super::state::{Decision, Firing, Limits, MatchInfo, RuleState};
+use super::state::{Behaviour, Decision, Firing, Limits, MatchInfo, RuleState};
 use super::template::RenderContext;
 use crate::event::Event;
 
@@ -161,7 +161,9 @@ impl Engine {
         self.rules = rules;
     }
 
-    /// Handles one event at time `now`.
+    /// Handles one event at time `now`. Callers run [`Engine::tick`] first whenever
+    /// [`Engine::next_deadline`] is at or before `now`, so a due burst or timeout fires before a
+    /// later event can join it (the rule test runner and `reflex replay` do).
     pub fn process(&mut self, event: &Event, now: DateTime<Utc>) -> Evaluation {
         self.evaluate(event, now, false)
     }
@@ -230,8 +232,19 @@ impl Engine {
                 }
                 continue;
             }
-            let (verdict, condition) = self.evaluate_rule(rule, event, now, resolved, trace, &mut out);
-            if rule.stop && matches!(verdict, Verdict::Held(_) | Verdict::Fired(_)) {
+            let (verdict, condition, matched) =
+                self.evaluate_rule(rule, event, now, resolved, trace, &mut out);
+            // `stop` means "this rule handles the event": it fired, or its condition held and only
+            // its throttle or threshold held it back. Correlation and absence rules consume the
+            // event only when they fire: a half-built correlation must not hide the event.
+            let handled = match verdict {
+                Verdict::Fired(_) => true,
+                Verdict::Held(_) => {
+                    matched && matches!(rule.behaviour, Behaviour::Throttle(_) | Behaviour::Threshold(_))
+                }
+                _ => false,
+            };
+            if rule.stop && handled {
                 stopped_by = Some(&rule.name);
             }
             if trace {
@@ -254,7 +267,7 @@ impl Engine {
         resolved: Option<&str>,
         trace: bool,
         out: &mut Evaluation,
-    ) -> (Verdict, Option<Explanation>) {
+    ) -> (Verdict, Option<Explanation>, bool) {
         let selected = rule.selector.check(event);
         if let Some(fingerprint) = resolved {
             // A resolved alert cancels what its firing started, whatever the rule's status filter.
@@ -265,7 +278,7 @@ impl Engine {
             }
         }
         if let Err(miss) = selected {
-            return (Verdict::NotSelected(miss), None);
+            return (Verdict::NotSelected(miss), None, false);
         }
         let (matched, explanation) = match &rule.condition {
             None => (true, None),
@@ -277,13 +290,13 @@ impl Engine {
         };
         if rule.behaviour.is_stateless() {
             if !matched {
-                return (Verdict::ConditionFalse, explanation);
+                return (Verdict::ConditionFalse, explanation, false);
             }
             let firing = Firing {
                 event: event.clone(),
                 info: MatchInfo::default(),
             };
-            return (Verdict::Fired(plan(rule, &firing, out)), explanation);
+            return (Verdict::Fired(plan(rule, &firing, out)), explanation, true);
         }
         let limits = Limits {
             max_keys: rule.max_keys,
@@ -306,7 +319,7 @@ impl Engine {
                 Verdict::Failed(err.to_string())
             }
         };
-        (verdict, explanation)
+        (verdict, explanation, matched)
     }
 }
 

@@ -253,7 +253,22 @@ fn compile_node(node: &Spanned<Node>, path: &str, diags: &mut Diagnostics) -> Op
         Node::Map(entries) => {
             let compiled: Vec<Option<(String, Compiled)>> = entries
                 .iter()
-                .map(|(k, v)| Some((k.clone(), compile_node(v, &format!("{path}.{k}"), diags)?)))
+                .map(|(k, v)| {
+                    if k.contains("{{") || k.contains("{%") {
+                        // Keys stay literal so the shape of a body or manifest is fixed by the
+                        // rule; say so rather than silently sending `{{ ... }}` as a key.
+                        diags.error(
+                            v.referenced,
+                            format!("`{path}`: mapping keys are not templates (`{k}`)"),
+                            Some(
+                                "only values are rendered; move the varying part into a value"
+                                    .into(),
+                            ),
+                        );
+                        return None;
+                    }
+                    Some((k.clone(), compile_node(v, &format!("{path}.{k}"), diags)?))
+                })
                 .collect();
             let compiled: Vec<(String, Compiled)> = compiled.into_iter().collect::<Option<_>>()?;
             if compiled.iter().all(|(_, v)| v.as_const().is_some()) {

@@ -124,11 +124,11 @@ impl KafkaSpec {
         let value = Compiled::compile(&self.value, "value", diags);
         let mut headers = Vec::new();
         for (name, value) in &self.headers {
-            if name.is_empty() {
+            if name.is_empty() || name.contains("{{") || name.contains("{%") {
                 ok = reject(
                     diags,
                     value.referenced,
-                    "a header name is empty".into(),
+                    "a header name must be a non-empty literal (not a template)".into(),
                     None,
                 );
             }

@@ -23,6 +23,7 @@ pub struct RenderContext {
     event: Value,
     meta: Value,
     rule: Value,
+    matched: Option<Value>,
     root: Value,
 }
 
@@ -30,44 +31,63 @@ impl RenderContext {
     /// The context for `event` in rule `rule_name`; `matched` is what `match` shows (actions
     /// only; group-key templates get `None` and cannot reference `match`).
     pub fn new(event: &Event, rule_name: &str, matched: Option<&MatchInfo>) -> RenderContext {
-        let event_value = json_to_value(&event.payload);
-        let meta = meta_to_value(&event.meta);
-        let rule = Value::from(BTreeMap::from([("name", Value::from(rule_name))]));
-        let root = root(&event_value, &meta, &rule, matched);
-        RenderContext {
-            event: event_value,
-            meta,
-            rule,
-            root,
-        }
+        Self::build(
+            json_to_value(&event.payload),
+            meta_to_value(&event.meta),
+            rule_to_value(rule_name),
+            matched.map(match_to_value),
+        )
     }
 
     /// The same event and rule with `match` set to `matched`, reusing the converted event (for
     /// an engine that renders the group key first and the actions after the rule fired).
     pub fn with_match(&self, matched: &MatchInfo) -> RenderContext {
-        RenderContext {
-            event: self.event.clone(),
-            meta: self.meta.clone(),
-            rule: self.rule.clone(),
-            root: root(&self.event, &self.meta, &self.rule, Some(matched)),
-        }
+        Self::build(
+            self.event.clone(),
+            self.meta.clone(),
+            self.rule.clone(),
+            Some(match_to_value(matched)),
+        )
+    }
+
+    /// The same event (and `match`, if any) for another rule, reusing the converted event: an
+    /// engine evaluating many rules against one event converts the payload once (converting is
+    /// linear in the payload size; rendering a typical template is much cheaper).
+    pub fn with_rule(&self, rule_name: &str) -> RenderContext {
+        Self::build(
+            self.event.clone(),
+            self.meta.clone(),
+            rule_to_value(rule_name),
+            self.matched.clone(),
+        )
     }
 
     pub(super) fn value(&self) -> &Value {
         &self.root
     }
+
+    /// Values are reference-counted, so building the root map copies pointers, not the event.
+    fn build(event: Value, meta: Value, rule: Value, matched: Option<Value>) -> RenderContext {
+        let mut root = BTreeMap::from([
+            ("event", event.clone()),
+            ("meta", meta.clone()),
+            ("rule", rule.clone()),
+        ]);
+        if let Some(m) = &matched {
+            root.insert("match", m.clone());
+        }
+        RenderContext {
+            event,
+            meta,
+            rule,
+            matched,
+            root: Value::from(root),
+        }
+    }
 }
 
-fn root(event: &Value, meta: &Value, rule: &Value, matched: Option<&MatchInfo>) -> Value {
-    let mut root = BTreeMap::from([
-        ("event", event.clone()),
-        ("meta", meta.clone()),
-        ("rule", rule.clone()),
-    ]);
-    if let Some(m) = matched {
-        root.insert("match", match_to_value(m));
-    }
-    Value::from(root)
+fn rule_to_value(name: &str) -> Value {
+    Value::from(BTreeMap::from([("name", Value::from(name))]))
 }
 
 fn timestamp(t: &DateTime<Utc>) -> Value {

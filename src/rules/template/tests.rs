@@ -321,12 +321,20 @@ fn urlencode_escapes_everything_outside_unreserved() {
 }
 
 #[test]
-fn with_match_reuses_the_event_and_adds_match() {
+fn with_match_and_with_rule_reuse_the_converted_event() {
     let e = event(json!({"x": 1}));
     let key_ctx = RenderContext::new(&e, "r", None);
     let t = compile("{{ event.x }}-{{ match.count }}", Scope::Action).unwrap();
     assert!(t.render(&key_ctx).is_err(), "no match in a key context");
     assert_eq!(t.render(&key_ctx.with_match(&match_info())).unwrap(), "1-3");
+    let other = key_ctx.with_rule("other-rule");
+    let name = compile("{{ rule.name }}:{{ event.x }}", Scope::Key).unwrap();
+    assert_eq!(name.render(&other).unwrap(), "other-rule:1");
+    assert_eq!(
+        name.render(&key_ctx).unwrap(),
+        "r:1",
+        "the original is unchanged"
+    );
 }
 
 #[test]

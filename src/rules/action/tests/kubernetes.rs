@@ -274,6 +274,10 @@ fn templates_inside_free_form_values_are_located_at_their_own_line() {
     );
     let d = find(&diags, "unknown variable `evnt`");
     assert_eq!((d.line, d.column), (6, 19));
+    let diags = diagnostics(
+        "actions:\n  - patch:\n      target: {kind: Deployment, namespace: a, name: b}\n      patch:\n        metadata:\n          labels: {\"{{ event.k }}\": v}\n",
+    );
+    find(&diags, "mapping keys are not templates");
 }
 
 #[test]
@@ -367,13 +371,13 @@ fn cordon_and_uncordon_render_the_node_name() {
 #[test]
 fn label_sets_and_removes_and_checks_keys_and_values() {
     let out = render(
-        "actions:\n  - label:\n      target: {kind: Pod, namespace: shop, name: web-1}\n      labels:\n        reflex.io/quarantined: \"true\"\n        team: \"{{ event.team }}\"\n        stale: null\n",
+        "actions:\n  - label:\n      target: {kind: Pod, namespace: shop, name: web-1}\n      labels:\n        reflex.io/quarantined: \"true\"\n        unquoted: true\n        team: \"{{ event.team }}\"\n        stale: null\n",
         json!({"team": "payments"}),
     )
     .unwrap();
     assert_eq!(
         out["labels"],
-        json!({"reflex.io/quarantined": "true", "team": "payments", "stale": null})
+        json!({"reflex.io/quarantined": "true", "unquoted": "true", "team": "payments", "stale": null})
     );
     let diags = diagnostics(
         "actions:\n  - label: {target: {kind: Pod, namespace: a, name: b}, labels: {\"bad key!\": x}}\n",

@@ -160,7 +160,10 @@ fn the_json_schema_describes_every_action_kind() {
     let replicas = value["$defs"]["ScaleSpec"]["properties"]["replicas"].to_string();
     assert!(replicas.contains("#/$defs/IntOrString"), "{replicas}");
     let either = value["$defs"]["IntOrString"].to_string();
-    assert!(either.contains("integer") && either.contains("string"), "{either}");
+    assert!(
+        either.contains("integer") && either.contains("string"),
+        "{either}"
+    );
 }
 
 #[test]

@@ -51,6 +51,10 @@ fn webhook_host_must_be_literal() {
         )
         .is_ok()
     );
+    assert!(
+        compile("actions:\n  - webhook: {url: \"http://[::1]:8080/{{ event.path }}\"}\n").is_ok()
+    );
+    assert!(compile("actions:\n  - webhook: {url: \"http://[::1]/x\"}\n").is_ok());
 }
 
 #[test]

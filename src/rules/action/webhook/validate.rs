@@ -167,8 +167,9 @@ pub(super) fn check_url(src: &SpannedString, diags: &mut Diagnostics) -> Option<
         );
         return None;
     }
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => (h, Some(p)),
+    // The last `:` starts the port unless it is inside an IPv6 literal (`[::1]`).
+    let (host, port) = match authority.rfind(':') {
+        Some(i) if !authority[i..].contains(']') => (&authority[..i], Some(&authority[i + 1..])),
         _ => (authority, None),
     };
     let host_ok = !host.is_empty()
