@@ -28,7 +28,7 @@ fn rules_yaml(count: usize, indexed: bool) -> String {
             format!("labels.alertname =~ \"^Alert{i}$\" and labels.severity == \"critical\"")
         };
         out.push_str(&format!(
-            "  - name: rule-{i}\n    on: {{topics: [alerts]}}\n    when: '{when}'\n    actions:\n      - log: {{message: \"{{{{ event.labels.namespace }}}}/{{{{ event.labels.pod }}}}\"}}\n"
+            "  - name: rule-{i}\n    select: {{topics: [alerts]}}\n    when: '{when}'\n    actions:\n      - log: {{message: \"{{{{ event.labels.namespace }}}}/{{{{ event.labels.pod }}}}\"}}\n"
         ));
     }
     out

@@ -147,7 +147,7 @@ fn indexed_evaluation_plans_exactly_what_a_full_scan_plans() {
         };
         let topics = if i % 7 == 0 { "[t1]" } else if i % 7 == 1 { "[\"t*\"]" } else { "[]" };
         yaml.push_str(&format!(
-            "  - name: r{i}\n    on: {{topics: {topics}}}\n    when: '{cond}'\n    actions: [{{log: {{message: x}}}}]\n"
+            "  - name: r{i}\n    select: {{topics: {topics}}}\n    when: '{cond}'\n    actions: [{{log: {{message: x}}}}]\n"
         ));
     }
     let set = rules(&yaml);
@@ -174,7 +174,7 @@ fn a_resolved_alert_cancels_a_pending_burst_and_never_fires_a_firing_only_rule()
     let yaml = r#"
 rules:
   - name: after-burst
-    on: {formats: [alertmanager]}
+    select: {formats: [alertmanager]}
     throttle: {key: "{{ event.labels.pod }}", once_after: 5m}
     actions: [{log: {message: "{{ match.count }}"}}]
 "#;

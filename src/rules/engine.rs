@@ -77,7 +77,7 @@ pub enum Verdict {
         /// The rule that stopped evaluation.
         by: String,
     },
-    /// The `on:` selector turned the event away.
+    /// The `select:` block turned the event away.
     NotSelected(SelectorMiss),
     /// The condition is false.
     ConditionFalse,

@@ -45,7 +45,7 @@ pub struct Rule {
     #[serde(default)]
     pub stop: bool,
     /// Which events the rule applies to (topics, formats, types). Empty means every event.
-    #[serde(default, rename = "on")]
+    #[serde(default, rename = "select")]
     pub selector: Selector,
     /// One-line condition expression, e.g. `labels.severity == "critical" and value > 0.9`.
     /// Combined with `condition` by AND when both are given.

@@ -44,7 +44,7 @@ pub struct Rule {
     pub max_keys: usize,
 }
 
-/// Compiled `on:` block.
+/// Compiled `select:` block.
 #[derive(Debug, Clone)]
 pub struct Selector {
     /// Topic patterns; empty = all.

@@ -6,7 +6,7 @@
 //! postpone the alarm forever); it only counts the trigger. An `expect` event before the deadline
 //! disarms the key; one that also satisfies the trigger condition never arms (it is the evidence,
 //! not a new question). At the deadline, [`super::Behaviour::on_tick`] fires with the arming
-//! event as trigger. Both trigger and `expect` events must pass the rule's selector (`on:`).
+//! event as trigger. Both trigger and `expect` events must pass the rule's selector (`select:`).
 
 use std::collections::BTreeMap;
 
