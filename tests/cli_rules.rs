@@ -1,0 +1,159 @@
+//! The rule commands as a user runs them: `reflex validate`, `test`, `replay`, `schema`, with the
+//! exit codes and messages each kind of bad input produces.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn reflex(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_reflex"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("the reflex binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn the_shipped_rules_are_valid() {
+    let out = reflex(&["validate", "rules"]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert!(stdout(&out).contains("6 rule(s) valid"), "{}", stdout(&out));
+}
+
+#[test]
+fn validate_reports_every_problem_with_file_line_column_and_hint() {
+    let out = reflex(&["validate", "tests/data/rules-invalid"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    let dir = "tests/data/rules-invalid";
+    let expected = [
+        // Unknown field: the closest valid name is suggested.
+        (format!("{dir}/a-unknown-field.yaml:3:5: unknown field `whne`"), "did you mean `when`?"),
+        // Bad JSONPath inside the string.
+        (format!("{dir}/b-semantic.yaml:4:"), "invalid JSONPath"),
+        // Bad regex.
+        (format!("{dir}/b-semantic.yaml:11:"), "invalid regex `(unclosed`"),
+        // Template with an unknown variable.
+        (format!("{dir}/b-semantic.yaml:17:"), "did you mean `event`?"),
+        // Duplicate name, pointing at the first definition.
+        (format!("{dir}/b-semantic.yaml:18:11: rule `bad-jsonpath`: duplicate rule name"), "already defined at"),
+        // `=` instead of `==` in an expression.
+        (format!("{dir}/b-semantic.yaml:19:"), "use == for comparison"),
+        // Unknown action kind.
+        (format!("{dir}/c-unknown-action.yaml:5:9: unknown variant `restartt`"), "did you mean `restart`?"),
+        // Wrong type.
+        (format!("{dir}/d-wrong-type.yaml:3:15: invalid i32"), "whole number"),
+        // Malformed YAML.
+        (format!("{dir}/e-malformed.yaml:3:"), "unclosed quote"),
+    ];
+    for (location, detail) in &expected {
+        let line = text
+            .lines()
+            .position(|l| l.starts_with(location.as_str()))
+            .unwrap_or_else(|| panic!("no problem reported at {location}:\n{text}"));
+        let block: String = text.lines().skip(line).take(2).collect::<Vec<_>>().join("\n");
+        assert!(block.contains(detail), "{location}: expected {detail:?} in:\n{block}");
+    }
+    assert!(text.contains("9 problem(s) found"), "{text}");
+}
+
+#[test]
+fn validate_json_output_is_machine_readable() {
+    let out = reflex(&["validate", "--format", "json", "tests/data/rules-invalid"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    assert_eq!(report["valid"], false);
+    let problems = report["problems"].as_array().expect("problems array");
+    assert_eq!(problems.len(), 9);
+    assert!(problems.iter().all(|p| p["line"].as_u64().unwrap_or(0) > 0 && p["file"].is_string()));
+    let ok = reflex(&["validate", "--format", "json", "rules"]);
+    let report: serde_json::Value = serde_json::from_slice(&ok.stdout).expect("valid JSON");
+    assert_eq!(report["valid"], true);
+}
+
+#[test]
+fn validate_a_missing_directory_fails_with_the_path() {
+    let out = reflex(&["validate", "no/such/dir"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no/such/dir"), "{err}");
+}
+
+#[test]
+fn the_shipped_rule_tests_pass() {
+    let out = reflex(&["test", "rules"]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("rule tests: 17 passed, 0 failed"), "{text}");
+}
+
+#[test]
+fn a_failing_rule_test_names_the_case_and_shows_a_diff() {
+    let out = reflex(&["test", "tests/data/rules-failing"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(
+        text.contains("FAIL tests/data/rules-failing/scale.test.yaml:2: this expectation is deliberately wrong"),
+        "{text}"
+    );
+    assert!(text.contains("-      \"replicas\": 5"), "{text}");
+    assert!(text.contains("+      \"replicas\": 4"), "{text}");
+    assert!(text.contains("rule tests: 2 passed, 1 failed"), "{text}");
+}
+
+#[test]
+fn replay_prints_planned_actions_and_skips_bad_lines() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let events = dir.path().join("events.jsonl");
+    let webhook = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/events/alertmanager-webhook.json"),
+    )
+    .expect("sample");
+    let compact: serde_json::Value = serde_json::from_str(&webhook).expect("json");
+    std::fs::write(
+        &events,
+        format!("{}\nnot json\n{{\"foo\": 1}}\n", serde_json::json!({"topic": "alerts", "payload": compact})),
+    )
+    .expect("write");
+    let out = reflex(&["replay", "--rules", "rules", events.to_str().expect("utf-8 path")]);
+    assert!(out.status.success());
+    let text = stdout(&out);
+    assert!(text.contains("→ restart-crashlooping-deployment restart"), "{text}");
+    assert!(text.contains("\"name\":\"checkout\""), "{text}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 2: skipped, not JSON"), "{err}");
+    assert!(err.contains("replayed 3 event(s): 1 planned action(s), 1 line(s) skipped"), "{err}");
+
+    let explained = reflex(&["replay", "--explain", "--rules", "rules", events.to_str().expect("utf-8 path")]);
+    let text = stdout(&explained);
+    assert!(
+        text.contains("rule notify-critical-alert: not evaluated: rule `restart-crashlooping-deployment` matched first"),
+        "{text}"
+    );
+    assert!(text.contains("alert status filtered by `select.alert_status`"), "{text}");
+    assert!(text.contains("✓ labels.namespace is \"shop\""), "{text}");
+}
+
+#[test]
+fn the_committed_json_schemas_match_the_code() {
+    for (kind, file) in [("rules", "docs/schema/rules.schema.json"), ("tests", "docs/schema/tests.schema.json")] {
+        let out = reflex(&["schema", "--kind", kind]);
+        assert!(out.status.success());
+        let committed = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(file)).expect("schema file");
+        assert_eq!(
+            stdout(&out).trim(),
+            committed.trim(),
+            "{file} is stale: run `cargo run -- schema --kind {kind} > {file}` and commit it"
+        );
+    }
+}
+
+#[test]
+fn planned_but_unbuilt_commands_say_so_and_exit_non_zero() {
+    let out = reflex(&["history"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not implemented yet"));
+}
