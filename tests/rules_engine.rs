@@ -223,3 +223,22 @@ fn state_of_rules_removed_by_a_reload_is_dropped() {
     engine.replace_rules(rules("rules:\n  - name: new\n    actions: [{log: {message: x}}]\n"));
     assert!(engine.state().rules.is_empty());
 }
+
+#[test]
+fn templates_may_test_for_a_missing_field_but_never_print_one() {
+    let yaml = r#"
+rules:
+  - name: r
+    actions:
+      - log: {message: "{% if event.team %}team {{ event.team }}{% else %}no team{% endif %}"}
+      - log: {message: "{{ event.team }}"}
+"#;
+    let mut engine = Engine::new(rules(yaml));
+    let out = engine.process(&event("t", 1, json!({})), t0());
+    assert_eq!(out.planned.len(), 1);
+    assert_eq!(out.planned[0].params["message"], "no team");
+    assert_eq!(out.failures.len(), 1, "printing the missing field is an error, not an empty string");
+    let out = engine.process(&event("t", 2, json!({"team": "sre"})), t0());
+    assert_eq!(out.planned[0].params["message"], "team sre");
+    assert_eq!(out.planned[1].params["message"], "sre");
+}

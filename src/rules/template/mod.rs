@@ -177,7 +177,10 @@ fn environment() -> &'static Environment<'static> {
     static ENV: OnceLock<Environment<'static>> = OnceLock::new();
     ENV.get_or_init(|| {
         let mut env = Environment::new();
-        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        // SemiStrict: printing, iterating or filtering an undefined value is an error (never a
+        // silent empty string), but `{% if event.x is defined %}`-style tests and plain
+        // `{% if event.x %}` checks work, as rule authors expect.
+        env.set_undefined_behavior(UndefinedBehavior::SemiStrict);
         env.set_auto_escape_callback(|_| AutoEscape::None);
         env.set_fuel(Some(FUEL));
         if let Ok(syntax) = SyntaxConfig::builder().keep_trailing_newline(true).build() {
