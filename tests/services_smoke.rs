@@ -280,6 +280,10 @@ async fn exercise_deployments(admin: kube::Client, limited: kube::Client, namesp
         .create(&PostParams::default(), &deployment(name, 1))
         .await
         .expect("create Deployment");
+    let replica_sets: Api<ReplicaSet> = Api::namespaced(admin.clone(), &namespace);
+    // The controller-manager gives the Deployment its first ReplicaSet (revision 1).
+    let first = replica_set_of_revision(&replica_sets, name, "1").await;
+    assert_eq!(restarted_at(&first), None, "revision 1 predates the patch");
 
     // Merge patch: an annotation, the way a restart action sets its timestamp.
     let patched = deployments
@@ -307,6 +311,9 @@ async fn exercise_deployments(admin: kube::Client, limited: kube::Client, namesp
             .map(String::as_str),
         Some("2026-01-01T00:00:00Z")
     );
+    // A changed pod template is a new revision: what a rollout restart relies on.
+    let second = replica_set_of_revision(&replica_sets, name, "2").await;
+    assert_eq!(restarted_at(&second), Some("2026-01-01T00:00:00Z"));
 
     // Scale through the scale subresource, then read the replicas back both ways.
     let scale = deployments
@@ -322,29 +329,6 @@ async fn exercise_deployments(admin: kube::Client, limited: kube::Client, namesp
     assert_eq!(scale.spec.and_then(|s| s.replicas), Some(3));
     let fetched = deployments.get(name).await.expect("get Deployment");
     assert_eq!(fetched.spec.replicas, Some(3));
-
-    // The controller-manager turns the Deployment into a ReplicaSet of the new size.
-    let replica_sets: Api<ReplicaSet> = Api::namespaced(admin, &namespace);
-    let list = ListParams::default().labels(&format!("app={name}"));
-    let replicas = support::eventually(
-        "a ReplicaSet with 3 replicas for the Deployment (is kube-controller-manager running? \
-         scripts/services status)",
-        Duration::from_secs(60),
-        || {
-            let replica_sets = replica_sets.clone();
-            let list = list.clone();
-            async move {
-                let found = replica_sets.list(&list).await.ok()?;
-                found
-                    .items
-                    .iter()
-                    .filter_map(|rs| rs.spec.replicas)
-                    .find(|&r| r == 3)
-            }
-        },
-    )
-    .await;
-    assert_eq!(replicas, 3);
 
     // The limited user may read Deployments in its own namespace only: anything here is 403.
     let as_limited: Api<Deployment> = Api::namespaced(limited.clone(), &namespace);
@@ -367,6 +351,58 @@ async fn exercise_deployments(admin: kube::Client, limited: kube::Client, namesp
     own.list(&ListParams::default())
         .await
         .expect("the limited user may list Deployments in reflex-limited");
+}
+
+/// The `reflex.dev/restartedAt` annotation of a ReplicaSet's pod template.
+fn restarted_at(rs: &ReplicaSet) -> Option<&str> {
+    rs.spec
+        .template
+        .as_ref()?
+        .metadata
+        .as_ref()?
+        .annotations
+        .as_ref()?
+        .get("reflex.dev/restartedAt")
+        .map(String::as_str)
+}
+
+/// Waits (bounded) for the ReplicaSet the controller-manager made for a Deployment revision.
+async fn replica_set_of_revision(
+    api: &Api<ReplicaSet>,
+    deployment: &str,
+    revision: &str,
+) -> ReplicaSet {
+    let list = ListParams::default().labels(&format!("app={deployment}"));
+    support::eventually(
+        &format!(
+            "ReplicaSet for revision {revision} of Deployment {deployment} \
+             (is kube-controller-manager running? scripts/services status)"
+        ),
+        Duration::from_secs(60),
+        || {
+            let api = api.clone();
+            let list = list.clone();
+            async move {
+                let found = api.list(&list).await.ok()?;
+                found.items.into_iter().find(|rs| {
+                    let owned = rs
+                        .metadata
+                        .owner_references
+                        .iter()
+                        .flatten()
+                        .any(|o| o.kind == "Deployment" && o.name == deployment);
+                    let this_revision = rs
+                        .metadata
+                        .annotations
+                        .as_ref()
+                        .and_then(|a| a.get("deployment.kubernetes.io/revision"))
+                        .is_some_and(|r| r == revision);
+                    owned && this_revision
+                })
+            }
+        },
+    )
+    .await
 }
 
 /// Exercises a store the way the pipeline will: idempotent insert, read back, rule state.
