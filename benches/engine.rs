@@ -23,7 +23,9 @@ fn rules_yaml(count: usize, indexed: bool) -> String {
     let mut out = String::from("rules:\n");
     for i in 0..count {
         let when = if indexed {
-            format!("labels.alertname == \"Alert{i}\" and labels.severity in [\"critical\", \"warning\"]")
+            format!(
+                "labels.alertname == \"Alert{i}\" and labels.severity in [\"critical\", \"warning\"]"
+            )
         } else {
             format!("labels.alertname =~ \"^Alert{i}$\" and labels.severity == \"critical\"")
         };

@@ -31,21 +31,42 @@ fn validate_reports_every_problem_with_file_line_column_and_hint() {
     let dir = "tests/data/rules-invalid";
     let expected = [
         // Unknown field: the closest valid name is suggested.
-        (format!("{dir}/a-unknown-field.yaml:3:5: unknown field `whne`"), "did you mean `when`?"),
+        (
+            format!("{dir}/a-unknown-field.yaml:3:5: unknown field `whne`"),
+            "did you mean `when`?",
+        ),
         // Bad JSONPath inside the string.
         (format!("{dir}/b-semantic.yaml:4:"), "invalid JSONPath"),
         // Bad regex.
-        (format!("{dir}/b-semantic.yaml:11:"), "invalid regex `(unclosed`"),
+        (
+            format!("{dir}/b-semantic.yaml:11:"),
+            "invalid regex `(unclosed`",
+        ),
         // Template with an unknown variable.
-        (format!("{dir}/b-semantic.yaml:17:"), "did you mean `event`?"),
+        (
+            format!("{dir}/b-semantic.yaml:17:"),
+            "did you mean `event`?",
+        ),
         // Duplicate name, pointing at the first definition.
-        (format!("{dir}/b-semantic.yaml:18:11: rule `bad-jsonpath`: duplicate rule name"), "already defined at"),
+        (
+            format!("{dir}/b-semantic.yaml:18:11: rule `bad-jsonpath`: duplicate rule name"),
+            "already defined at",
+        ),
         // `=` instead of `==` in an expression.
-        (format!("{dir}/b-semantic.yaml:19:"), "use == for comparison"),
+        (
+            format!("{dir}/b-semantic.yaml:19:"),
+            "use == for comparison",
+        ),
         // Unknown action kind.
-        (format!("{dir}/c-unknown-action.yaml:5:9: unknown variant `restartt`"), "did you mean `restart`?"),
+        (
+            format!("{dir}/c-unknown-action.yaml:5:9: unknown variant `restartt`"),
+            "did you mean `restart`?",
+        ),
         // Wrong type.
-        (format!("{dir}/d-wrong-type.yaml:3:15: invalid i32"), "whole number"),
+        (
+            format!("{dir}/d-wrong-type.yaml:3:15: invalid i32"),
+            "whole number",
+        ),
         // Malformed YAML.
         (format!("{dir}/e-malformed.yaml:3:"), "unclosed quote"),
     ];
@@ -54,8 +75,16 @@ fn validate_reports_every_problem_with_file_line_column_and_hint() {
             .lines()
             .position(|l| l.starts_with(location.as_str()))
             .unwrap_or_else(|| panic!("no problem reported at {location}:\n{text}"));
-        let block: String = text.lines().skip(line).take(2).collect::<Vec<_>>().join("\n");
-        assert!(block.contains(detail), "{location}: expected {detail:?} in:\n{block}");
+        let block: String = text
+            .lines()
+            .skip(line)
+            .take(2)
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(
+            block.contains(detail),
+            "{location}: expected {detail:?} in:\n{block}"
+        );
     }
     assert!(text.contains("9 problem(s) found"), "{text}");
 }
@@ -68,7 +97,11 @@ fn validate_json_output_is_machine_readable() {
     assert_eq!(report["valid"], false);
     let problems = report["problems"].as_array().expect("problems array");
     assert_eq!(problems.len(), 9);
-    assert!(problems.iter().all(|p| p["line"].as_u64().unwrap_or(0) > 0 && p["file"].is_string()));
+    assert!(
+        problems
+            .iter()
+            .all(|p| p["line"].as_u64().unwrap_or(0) > 0 && p["file"].is_string())
+    );
     let ok = reflex(&["validate", "--format", "json", "rules"]);
     let report: serde_json::Value = serde_json::from_slice(&ok.stdout).expect("valid JSON");
     assert_eq!(report["valid"], true);
@@ -115,34 +148,61 @@ fn replay_prints_planned_actions_and_skips_bad_lines() {
     let compact: serde_json::Value = serde_json::from_str(&webhook).expect("json");
     std::fs::write(
         &events,
-        format!("{}\nnot json\n{{\"foo\": 1}}\n", serde_json::json!({"topic": "alerts", "payload": compact})),
+        format!(
+            "{}\nnot json\n{{\"foo\": 1}}\n",
+            serde_json::json!({"topic": "alerts", "payload": compact})
+        ),
     )
     .expect("write");
-    let out = reflex(&["replay", "--rules", "rules", events.to_str().expect("utf-8 path")]);
+    let out = reflex(&[
+        "replay",
+        "--rules",
+        "rules",
+        events.to_str().expect("utf-8 path"),
+    ]);
     assert!(out.status.success());
     let text = stdout(&out);
-    assert!(text.contains("→ restart-crashlooping-deployment restart"), "{text}");
+    assert!(
+        text.contains("→ restart-crashlooping-deployment restart"),
+        "{text}"
+    );
     assert!(text.contains("\"name\":\"checkout\""), "{text}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("line 2: skipped, not JSON"), "{err}");
-    assert!(err.contains("replayed 3 event(s): 1 planned action(s), 1 line(s) skipped"), "{err}");
+    assert!(
+        err.contains("replayed 3 event(s): 1 planned action(s), 1 line(s) skipped"),
+        "{err}"
+    );
 
-    let explained = reflex(&["replay", "--explain", "--rules", "rules", events.to_str().expect("utf-8 path")]);
+    let explained = reflex(&[
+        "replay",
+        "--explain",
+        "--rules",
+        "rules",
+        events.to_str().expect("utf-8 path"),
+    ]);
     let text = stdout(&explained);
     assert!(
         text.contains("rule notify-critical-alert: not evaluated: rule `restart-crashlooping-deployment` matched first"),
         "{text}"
     );
-    assert!(text.contains("alert status filtered by `select.alert_status`"), "{text}");
+    assert!(
+        text.contains("alert status filtered by `select.alert_status`"),
+        "{text}"
+    );
     assert!(text.contains("✓ labels.namespace is \"shop\""), "{text}");
 }
 
 #[test]
 fn the_committed_json_schemas_match_the_code() {
-    for (kind, file) in [("rules", "docs/schema/rules.schema.json"), ("tests", "docs/schema/tests.schema.json")] {
+    for (kind, file) in [
+        ("rules", "docs/schema/rules.schema.json"),
+        ("tests", "docs/schema/tests.schema.json"),
+    ] {
         let out = reflex(&["schema", "--kind", kind]);
         assert!(out.status.success());
-        let committed = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(file)).expect("schema file");
+        let committed = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(file))
+            .expect("schema file");
         assert_eq!(
             stdout(&out).trim(),
             committed.trim(),

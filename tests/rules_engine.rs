@@ -24,9 +24,18 @@ fn t0() -> DateTime<Utc> {
 }
 
 fn event(topic: &str, offset: i64, payload: Value) -> Event {
-    decode_json(payload, topic, 0, offset, None, &BTreeMap::new(), Some(t0()), Decoding::Auto)
-        .expect("decodes")
-        .remove(0)
+    decode_json(
+        payload,
+        topic,
+        0,
+        offset,
+        None,
+        &BTreeMap::new(),
+        Some(t0()),
+        Decoding::Auto,
+    )
+    .expect("decodes")
+    .remove(0)
 }
 
 fn alert(status: &str, fingerprint: &str, labels: Value) -> Value {
@@ -64,7 +73,11 @@ fn higher_priority_rules_plan_first_and_actions_keep_their_order() {
         .collect();
     assert_eq!(
         got,
-        vec![("high", 0, &json!("high 7")), ("high", 1, &json!("second")), ("low", 0, &json!("low 7"))]
+        vec![
+            ("high", 0, &json!("high 7")),
+            ("high", 1, &json!("second")),
+            ("low", 0, &json!("low 7"))
+        ]
     );
 }
 
@@ -86,13 +99,25 @@ fn idempotency_keys_are_deterministic_per_event_rule_and_action() {
     let ev = event("t", 5, json!({"kind": "a", "n": 1}));
     let first = a.process(&ev, t0()).planned;
     let again = b.process(&ev, t0() + Duration::hours(1)).planned;
-    let keys = |v: &[reflex::rules::PlannedAction]| v.iter().map(|p| p.idempotency_key.clone()).collect::<Vec<_>>();
+    let keys = |v: &[reflex::rules::PlannedAction]| {
+        v.iter()
+            .map(|p| p.idempotency_key.clone())
+            .collect::<Vec<_>>()
+    };
     assert_eq!(keys(&first), keys(&again), "redelivery plans the same keys");
-    assert_eq!(first[0].idempotency_key, idempotency_key(&ev.meta.id, "high", 0));
+    assert_eq!(
+        first[0].idempotency_key,
+        idempotency_key(&ev.meta.id, "high", 0)
+    );
     let unique: std::collections::HashSet<_> = keys(&first).into_iter().collect();
     assert_eq!(unique.len(), 3, "each action has its own key");
-    let other = a.process(&event("t", 6, json!({"kind": "a", "n": 1})), t0()).planned;
-    assert_ne!(other[0].idempotency_key, first[0].idempotency_key, "another event, another key");
+    let other = a
+        .process(&event("t", 6, json!({"kind": "a", "n": 1})), t0())
+        .planned;
+    assert_ne!(
+        other[0].idempotency_key, first[0].idempotency_key,
+        "another event, another key"
+    );
 }
 
 #[test]
@@ -110,7 +135,11 @@ rules:
     assert_eq!(out.planned[0].action_index, 1);
     assert_eq!(out.failures.len(), 1);
     assert_eq!(out.failures[0].action_index, Some(0));
-    assert!(out.failures[0].message.contains("missing"), "{}", out.failures[0].message);
+    assert!(
+        out.failures[0].message.contains("missing"),
+        "{}",
+        out.failures[0].message
+    );
     assert!(out.failures[0].idempotency_key.is_some());
 }
 
@@ -140,12 +169,25 @@ fn indexed_evaluation_plans_exactly_what_a_full_scan_plans() {
     for i in 0..200 {
         let cond = match i % 5 {
             0 => format!("labels.alertname == \"A{}\"", i % 17),
-            1 => format!("labels.alertname in [\"A{}\", \"A{}\"] and value > 0.5", i % 17, (i + 3) % 17),
-            2 => format!("@topic == \"t{}\" and labels.severity == \"critical\"", i % 3),
+            1 => format!(
+                "labels.alertname in [\"A{}\", \"A{}\"] and value > 0.5",
+                i % 17,
+                (i + 3) % 17
+            ),
+            2 => format!(
+                "@topic == \"t{}\" and labels.severity == \"critical\"",
+                i % 3
+            ),
             3 => format!("labels.alertname =~ \"^A{}\"", i % 17),
             _ => format!("labels.code == {}", i % 4),
         };
-        let topics = if i % 7 == 0 { "[t1]" } else if i % 7 == 1 { "[\"t*\"]" } else { "[]" };
+        let topics = if i % 7 == 0 {
+            "[t1]"
+        } else if i % 7 == 1 {
+            "[\"t*\"]"
+        } else {
+            "[]"
+        };
         yaml.push_str(&format!(
             "  - name: r{i}\n    select: {{topics: {topics}}}\n    when: '{cond}'\n    actions: [{{log: {{message: x}}}}]\n"
         ));
@@ -161,12 +203,25 @@ fn indexed_evaluation_plans_exactly_what_a_full_scan_plans() {
             "code": n % 5,
         });
         let ev = event(&format!("t{}", n % 4), n, payload);
-        let a: Vec<String> = indexed.process(&ev, t0()).planned.into_iter().map(|p| p.rule).collect();
-        let b: Vec<String> = scanned.process_traced(&ev, t0()).planned.into_iter().map(|p| p.rule).collect();
+        let a: Vec<String> = indexed
+            .process(&ev, t0())
+            .planned
+            .into_iter()
+            .map(|p| p.rule)
+            .collect();
+        let b: Vec<String> = scanned
+            .process_traced(&ev, t0())
+            .planned
+            .into_iter()
+            .map(|p| p.rule)
+            .collect();
         assert_eq!(a, b, "event {n}");
         fired += a.len();
     }
-    assert!(fired > 300, "the comparison must cover many firings, got {fired}");
+    assert!(
+        fired > 300,
+        "the comparison must cover many firings, got {fired}"
+    );
 }
 
 #[test]
@@ -179,12 +234,23 @@ rules:
     actions: [{log: {message: "{{ match.count }}"}}]
 "#;
     let mut engine = Engine::new(rules(yaml));
-    let firing = event("alerts", 1, alert("firing", "f1", json!({"alertname": "X", "pod": "p"})));
-    let resolved = event("alerts", 2, alert("resolved", "f1", json!({"alertname": "X", "pod": "p"})));
+    let firing = event(
+        "alerts",
+        1,
+        alert("firing", "f1", json!({"alertname": "X", "pod": "p"})),
+    );
+    let resolved = event(
+        "alerts",
+        2,
+        alert("resolved", "f1", json!({"alertname": "X", "pod": "p"})),
+    );
     assert!(engine.process(&firing, t0()).planned.is_empty());
     assert!(engine.next_deadline().is_some());
     let out = engine.process(&resolved, t0() + Duration::minutes(1));
-    assert!(out.planned.is_empty(), "resolved never fires a firing-only rule");
+    assert!(
+        out.planned.is_empty(),
+        "resolved never fires a firing-only rule"
+    );
     assert_eq!(out.cancelled, 1);
     let due = engine.tick(t0() + Duration::minutes(10));
     assert!(due.planned.is_empty(), "the cancelled burst does not fire");
@@ -202,25 +268,48 @@ rules:
 "#;
     let set = rules(yaml);
     let mut before = Engine::new(Arc::clone(&set));
-    assert_eq!(before.process(&event("t", 1, json!({"k": "a"})), t0()).planned.len(), 2);
+    assert_eq!(
+        before
+            .process(&event("t", 1, json!({"k": "a"})), t0())
+            .planned
+            .len(),
+        2
+    );
     let saved = serde_json::to_string(before.state()).expect("state serializes");
-    assert!(!saved.contains("\"stateless\""), "stateless rules keep no state: {saved}");
+    assert!(
+        !saved.contains("\"stateless\""),
+        "stateless rules keep no state: {saved}"
+    );
     let restored: EngineState = serde_json::from_str(&saved).expect("state deserializes");
     let mut after = Engine::with_state(set, restored);
-    let out = after.process(&event("t", 2, json!({"k": "a"})), t0() + Duration::minutes(5));
+    let out = after.process(
+        &event("t", 2, json!({"k": "a"})),
+        t0() + Duration::minutes(5),
+    );
     let fired: Vec<&str> = out.planned.iter().map(|p| p.rule.as_str()).collect();
-    assert_eq!(fired, vec!["stateless"], "the throttle is still closed after the restart");
-    let out = after.process(&event("t", 3, json!({"k": "b"})), t0() + Duration::minutes(5));
+    assert_eq!(
+        fired,
+        vec!["stateless"],
+        "the throttle is still closed after the restart"
+    );
+    let out = after.process(
+        &event("t", 3, json!({"k": "b"})),
+        t0() + Duration::minutes(5),
+    );
     assert_eq!(out.planned.len(), 2, "other keys are independent");
 }
 
 #[test]
 fn state_of_rules_removed_by_a_reload_is_dropped() {
-    let old = rules("rules:\n  - name: gone\n    throttle: {once_within: 1h}\n    actions: [{log: {message: x}}]\n");
+    let old = rules(
+        "rules:\n  - name: gone\n    throttle: {once_within: 1h}\n    actions: [{log: {message: x}}]\n",
+    );
     let mut engine = Engine::new(old);
     engine.process(&event("t", 1, json!({})), t0());
     assert_eq!(engine.state().rules.len(), 1);
-    engine.replace_rules(rules("rules:\n  - name: new\n    actions: [{log: {message: x}}]\n"));
+    engine.replace_rules(rules(
+        "rules:\n  - name: new\n    actions: [{log: {message: x}}]\n",
+    ));
     assert!(engine.state().rules.is_empty());
 }
 
@@ -237,7 +326,11 @@ rules:
     let out = engine.process(&event("t", 1, json!({})), t0());
     assert_eq!(out.planned.len(), 1);
     assert_eq!(out.planned[0].params["message"], "no team");
-    assert_eq!(out.failures.len(), 1, "printing the missing field is an error, not an empty string");
+    assert_eq!(
+        out.failures.len(),
+        1,
+        "printing the missing field is an error, not an empty string"
+    );
     let out = engine.process(&event("t", 2, json!({"team": "sre"})), t0());
     assert_eq!(out.planned[0].params["message"], "team sre");
     assert_eq!(out.planned[1].params["message"], "sre");

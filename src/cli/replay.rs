@@ -96,7 +96,10 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
             for p in &problems {
                 eprintln!("{p}");
             }
-            eprintln!("{} problem(s) in the rules; fix them first (reflex validate)", problems.len());
+            eprintln!(
+                "{} problem(s) in the rules; fix them first (reflex validate)",
+                problems.len()
+            );
             return Ok(ExitCode::FAILURE);
         }
         Err(e) => return Err(e.into()),
@@ -155,10 +158,16 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn to_events(value: Value, args: &ReplayArgs, number: usize) -> Result<Vec<crate::event::Event>, String> {
-    let is_envelope = value.get("topic").is_some_and(Value::is_string) && value.get("payload").is_some();
+fn to_events(
+    value: Value,
+    args: &ReplayArgs,
+    number: usize,
+) -> Result<Vec<crate::event::Event>, String> {
+    let is_envelope =
+        value.get("topic").is_some_and(Value::is_string) && value.get("payload").is_some();
     let (payload, topic, key, headers, timestamp) = if is_envelope {
-        let env: Envelope = serde_json::from_value(value).map_err(|e| format!("bad envelope: {e}"))?;
+        let env: Envelope =
+            serde_json::from_value(value).map_err(|e| format!("bad envelope: {e}"))?;
         (env.payload, env.topic, env.key, env.headers, env.timestamp)
     } else {
         (value, args.topic.clone(), None, BTreeMap::new(), None)
@@ -224,7 +233,11 @@ fn report(args: &ReplayArgs, line: usize, event: Option<&crate::event::Event>, e
             for f in &eval.failures {
                 println!("  ✗ {}: {}", f.rule, f.message);
             }
-            if event.is_some() && eval.planned.is_empty() && eval.failures.is_empty() && !args.explain {
+            if event.is_some()
+                && eval.planned.is_empty()
+                && eval.failures.is_empty()
+                && !args.explain
+            {
                 println!("  (no action)");
             }
             for t in &eval.trace {
@@ -242,13 +255,19 @@ fn report(args: &ReplayArgs, line: usize, event: Option<&crate::event::Event>, e
 fn verdict_text(v: &Verdict) -> String {
     match v {
         Verdict::Disabled => "disabled".into(),
-        Verdict::Stopped { by } => format!("not evaluated: rule `{by}` matched first and has stop: true"),
-        Verdict::NotSelected(miss) => format!("not selected: {}", match miss {
-            crate::rules::ruleset::SelectorMiss::Topic => "topic not in `select.topics`",
-            crate::rules::ruleset::SelectorMiss::Format => "format not in `select.formats`",
-            crate::rules::ruleset::SelectorMiss::Type => "event type not in `select.types`",
-            crate::rules::ruleset::SelectorMiss::AlertStatus => "alert status filtered by `select.alert_status`",
-        }),
+        Verdict::Stopped { by } => {
+            format!("not evaluated: rule `{by}` matched first and has stop: true")
+        }
+        Verdict::NotSelected(miss) => format!(
+            "not selected: {}",
+            match miss {
+                crate::rules::ruleset::SelectorMiss::Topic => "topic not in `select.topics`",
+                crate::rules::ruleset::SelectorMiss::Format => "format not in `select.formats`",
+                crate::rules::ruleset::SelectorMiss::Type => "event type not in `select.types`",
+                crate::rules::ruleset::SelectorMiss::AlertStatus =>
+                    "alert status filtered by `select.alert_status`",
+            }
+        ),
         Verdict::ConditionFalse => "condition false".into(),
         Verdict::Held(why) => format!("matched, not fired: {why}"),
         Verdict::Fired(n) => format!("fired: {n} action(s) planned"),

@@ -112,6 +112,9 @@ impl Event {
         if self.meta.format != Format::Alertmanager {
             return None;
         }
-        self.meta.attributes.get("fingerprint").and_then(|v| v.as_str())
+        self.meta
+            .attributes
+            .get("fingerprint")
+            .and_then(|v| v.as_str())
     }
 }

@@ -68,7 +68,11 @@ fn check_name(rule: &model::Rule, diags: &mut Diagnostics) {
     }
 }
 
-fn compile_rule(path: &std::path::Path, rule: &model::Rule, diags: &mut Diagnostics) -> Option<Rule> {
+fn compile_rule(
+    path: &std::path::Path,
+    rule: &model::Rule,
+    diags: &mut Diagnostics,
+) -> Option<Rule> {
     let before = diags.len();
     let selector = compile_selector(&rule.selector, diags);
 
@@ -95,14 +99,19 @@ fn compile_rule(path: &std::path::Path, rule: &model::Rule, diags: &mut Diagnost
         diags.error(
             rule.name.referenced,
             "the rule has no actions",
-            Some("add an `actions:` list (use `- log: {message: ...}` to only record matches)".into()),
+            Some(
+                "add an `actions:` list (use `- log: {message: ...}` to only record matches)"
+                    .into(),
+            ),
         );
     }
     if rule.max_keys == Some(0) {
         diags.error(
             rule.name.referenced,
             "`max_keys` must be at least 1",
-            Some(format!("leave it out for the default of {DEFAULT_MAX_KEYS}")),
+            Some(format!(
+                "leave it out for the default of {DEFAULT_MAX_KEYS}"
+            )),
         );
     }
     if diags.len() > before {

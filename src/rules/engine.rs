@@ -240,7 +240,11 @@ impl Engine {
             let handled = match verdict {
                 Verdict::Fired(_) => true,
                 Verdict::Held(_) => {
-                    matched && matches!(rule.behaviour, Behaviour::Throttle(_) | Behaviour::Threshold(_))
+                    matched
+                        && matches!(
+                            rule.behaviour,
+                            Behaviour::Throttle(_) | Behaviour::Threshold(_)
+                        )
                 }
                 _ => false,
             };

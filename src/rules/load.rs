@@ -41,13 +41,19 @@ pub type Result<T, E = LoadError> = std::result::Result<T, E>;
 
 /// True for a rules file (`*.yaml`/`*.yml`) that is not a rule test file (`*.test.yaml`).
 pub fn is_rule_file(path: &Path) -> bool {
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
     (name.ends_with(".yaml") || name.ends_with(".yml")) && !is_test_file(path)
 }
 
 /// True for a rule test file (`*.test.yaml` / `*.test.yml`).
 pub fn is_test_file(path: &Path) -> bool {
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
     name.ends_with(".test.yaml") || name.ends_with(".test.yml")
 }
 
@@ -128,7 +134,10 @@ pub fn load_sources(sources: &[(PathBuf, String)]) -> Result<RuleSet> {
 
 /// Parses one YAML document of the shape `T`, turning a serde error into a located diagnostic
 /// with a "did you mean" hint for unknown fields and variants.
-pub fn parse_yaml<T: serde::de::DeserializeOwned>(text: &str, diags: &mut Diagnostics) -> Option<T> {
+pub fn parse_yaml<T: serde::de::DeserializeOwned>(
+    text: &str,
+    diags: &mut Diagnostics,
+) -> Option<T> {
     let mut budget = serde_saphyr::Budget::default();
     budget.max_depth = MAX_YAML_DEPTH;
     let mut options = serde_saphyr::Options::default();
@@ -221,7 +230,8 @@ mod tests {
 
     #[test]
     fn unknown_field_hint_reads_saphyr_lists_without_backticks() {
-        let hint = hint_for("unknown field `whne`, expected one of name, description, when, actions");
+        let hint =
+            hint_for("unknown field `whne`, expected one of name, description, when, actions");
         assert_eq!(hint.as_deref(), Some("did you mean `when`?"));
     }
 
@@ -250,7 +260,11 @@ mod tests {
         };
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(problems[0].line > 0, "{:?}", problems[0]);
-        assert!(problems[0].message.contains("depth"), "{}", problems[0].message);
+        assert!(
+            problems[0].message.contains("depth"),
+            "{}",
+            problems[0].message
+        );
     }
 
     #[test]

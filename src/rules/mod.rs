@@ -3,16 +3,16 @@
 //! beyond reading the rule files themselves in [`load`].
 
 pub mod action;
+pub mod compile;
 pub mod condition;
 pub mod diagnostic;
 pub mod duration;
-pub mod model;
-pub mod state;
-pub mod template;
-pub mod compile;
 pub mod engine;
 pub mod load;
+pub mod model;
 pub mod ruleset;
+pub mod state;
+pub mod template;
 
 pub use diagnostic::Diagnostic;
 pub use engine::{Engine, EngineState, Evaluation, PlannedAction, RuleFailure};

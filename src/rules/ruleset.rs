@@ -188,7 +188,11 @@ fn canonical(value: &Value) -> Option<String> {
 impl RuleSet {
     /// Orders rules (priority high → low, then name) and builds the index.
     pub fn new(mut rules: Vec<Rule>) -> Self {
-        rules.sort_by(|a, b| b.priority.cmp(&a.priority).then_with(|| a.name.cmp(&b.name)));
+        rules.sort_by(|a, b| {
+            b.priority
+                .cmp(&a.priority)
+                .then_with(|| a.name.cmp(&b.name))
+        });
         let mut keys: Vec<(IndexKey, Bucket)> = Vec::new();
         let mut unindexed = Vec::new();
         for (pos, rule) in rules.iter().enumerate() {

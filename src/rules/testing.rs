@@ -12,7 +12,9 @@ use serde_json::Value;
 
 use super::diagnostic::{Diagnostic, Diagnostics};
 use super::engine::{Engine, Evaluation};
-use super::load::{LoadError, find_files, is_rule_file, is_test_file, load_sources, parse_yaml, read_source};
+use super::load::{
+    LoadError, find_files, is_rule_file, is_test_file, load_sources, parse_yaml, read_source,
+};
 use super::model::SpannedString;
 use crate::event::decode::{Decoding, decode_json};
 
@@ -173,11 +175,19 @@ pub fn run_dir(dir: &Path) -> Result<Vec<CaseResult>, TestError> {
     }
 }
 
-fn select_rule_files(test_path: &Path, file: &TestFile, all: &[PathBuf], base: &Path) -> Vec<PathBuf> {
+fn select_rule_files(
+    test_path: &Path,
+    file: &TestFile,
+    all: &[PathBuf],
+    base: &Path,
+) -> Vec<PathBuf> {
     if !file.rule_files.is_empty() {
         return file.rule_files.iter().map(|f| base.join(f)).collect();
     }
-    let name = test_path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let name = test_path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
     let stem = name
         .strip_suffix(".test.yaml")
         .or_else(|| name.strip_suffix(".test.yml"))
@@ -192,7 +202,12 @@ fn select_rule_files(test_path: &Path, file: &TestFile, all: &[PathBuf], base: &
 }
 
 /// Runs one case against a fresh engine.
-pub fn run_case(file: &Path, base: &Path, case: &TestCase, rules: &Arc<super::RuleSet>) -> CaseResult {
+pub fn run_case(
+    file: &Path,
+    base: &Path,
+    case: &TestCase,
+    rules: &Arc<super::RuleSet>,
+) -> CaseResult {
     let mut result = CaseResult {
         file: file.to_path_buf(),
         name: case.name.value.clone(),
@@ -211,7 +226,11 @@ pub fn run_case(file: &Path, base: &Path, case: &TestCase, rules: &Arc<super::Ru
 }
 
 /// Runs a case's steps and returns everything the engine produced.
-fn execute(base: &Path, case: &TestCase, rules: &Arc<super::RuleSet>) -> Result<Evaluation, String> {
+fn execute(
+    base: &Path,
+    case: &TestCase,
+    rules: &Arc<super::RuleSet>,
+) -> Result<Evaluation, String> {
     let mut engine = Engine::new(Arc::clone(rules));
     let mut now = case.start.unwrap_or_else(default_start);
     let mut all = Evaluation::default();
@@ -327,7 +346,10 @@ fn compare(case: &TestCase, got: &Evaluation) -> Option<String> {
                 "expected a failure of rule `{}` containing {:?}; failures were: {:?}",
                 want.rule,
                 want.message_contains,
-                got.failures.iter().map(|f| (&f.rule, &f.message)).collect::<Vec<_>>()
+                got.failures
+                    .iter()
+                    .map(|f| (&f.rule, &f.message))
+                    .collect::<Vec<_>>()
             ));
         }
     }
@@ -348,7 +370,9 @@ fn expected_matches(e: &Expected, a: &Value) -> bool {
     a["rule"] == e.rule.as_str()
         && e.kind.as_ref().is_none_or(|k| a["kind"] == k.as_str())
         && e.dry_run.is_none_or(|d| a["dry_run"] == d)
-        && e.group_key.as_ref().is_none_or(|g| a["group_key"] == g.as_str())
+        && e.group_key
+            .as_ref()
+            .is_none_or(|g| a["group_key"] == g.as_str())
         && e.params.as_ref().is_none_or(|p| is_subset(p, &a["params"]))
 }
 
