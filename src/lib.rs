@@ -8,6 +8,7 @@
 //!   set, conditions, stateful windows, templates, planned actions, rule test runner.
 //! - [`actions`]: executors that carry out planned actions (Kubernetes, webhook, Kafka).
 //! - [`outcome`]: where results go: the outcomes topic and the SQL audit store.
+//! - [`pipeline`]: wires the stages for one record: decode, rules, execute, record outcomes.
 //! - [`server`]: HTTP endpoints for health, readiness and metrics.
 //! - [`config`]: the `reflex run` configuration file and its defaults.
 //! - [`cli`]: the subcommands behind the `reflex` binary.
@@ -17,6 +18,7 @@ pub mod cli;
 pub mod config;
 pub mod event;
 pub mod outcome;
+pub mod pipeline;
 pub mod rules;
 pub mod server;
 pub mod source;
