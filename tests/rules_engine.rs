@@ -335,3 +335,73 @@ rules:
     assert_eq!(out.planned[0].params["message"], "team sre");
     assert_eq!(out.planned[1].params["message"], "sre");
 }
+
+/// The absence rule's condition describes the arming event; the disarming event does not satisfy
+/// it, so the index must not hide that event from the rule.
+#[test]
+fn an_absence_rule_indexed_by_nothing_but_its_selector_is_disarmed_by_the_expected_event() {
+    let yaml = r#"
+rules:
+  - name: pipeline-stuck
+    select: {topics: [ci]}
+    when: 'status == "started"'
+    absence:
+      key: "{{ event.run }}"
+      expect: {name: finished, when: 'status in ["succeeded", "failed"]'}
+      within: 30m
+    actions: [{log: {message: "run {{ event.run }} never finished"}}]
+"#;
+    let mut engine = Engine::new(rules(yaml));
+    engine.process(
+        &event("ci", 1, json!({"status": "started", "run": 1})),
+        t0(),
+    );
+    engine.process(
+        &event("ci", 2, json!({"status": "started", "run": 2})),
+        t0(),
+    );
+    engine.process(
+        &event("ci", 3, json!({"status": "succeeded", "run": 1})),
+        t0() + Duration::minutes(10),
+    );
+    let fired = engine.tick(t0() + Duration::minutes(31));
+    let messages: Vec<&Value> = fired.planned.iter().map(|p| &p.params["message"]).collect();
+    assert_eq!(
+        messages,
+        vec![&json!("run 2 never finished")],
+        "run 1 finished, run 2 did not"
+    );
+}
+
+/// A rule indexed by `status == "firing"` is not a candidate for the resolved alert, yet the
+/// resolved alert must still cancel the burst its firing opened.
+#[test]
+fn a_resolved_alert_cancels_bursts_even_in_rules_its_condition_does_not_match() {
+    let yaml = r#"
+rules:
+  - name: after-burst
+    select: {formats: [alertmanager], alert_status: any}
+    when: 'status == "firing"'
+    throttle: {key: "{{ event.labels.pod }}", once_after: 5m}
+    actions: [{log: {message: x}}]
+"#;
+    let mut engine = Engine::new(rules(yaml));
+    engine.process(
+        &event(
+            "alerts",
+            1,
+            alert("firing", "f9", json!({"alertname": "X", "pod": "p"})),
+        ),
+        t0(),
+    );
+    let out = engine.process(
+        &event(
+            "alerts",
+            2,
+            alert("resolved", "f9", json!({"alertname": "X", "pod": "p"})),
+        ),
+        t0() + Duration::minutes(1),
+    );
+    assert_eq!(out.cancelled, 1);
+    assert!(engine.tick(t0() + Duration::minutes(10)).planned.is_empty());
+}

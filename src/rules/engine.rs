@@ -211,9 +211,12 @@ impl Engine {
         } else {
             rules.candidates(event, &mut scratch);
         }
-        let resolved = event
+        if let Some(fingerprint) = event
             .alert_fingerprint()
-            .filter(|_| event.alert_status() == Some("resolved"));
+            .filter(|_| event.alert_status() == Some("resolved"))
+        {
+            out.cancelled += self.cancel_resolved(event, fingerprint);
+        }
         let mut stopped_by: Option<&str> = None;
         for &pos in &scratch {
             let rule = &rules.rules()[pos as usize];
@@ -233,7 +236,7 @@ impl Engine {
                 continue;
             }
             let (verdict, condition, matched) =
-                self.evaluate_rule(rule, event, now, resolved, trace, &mut out);
+                self.evaluate_rule(rule, event, now, trace, &mut out);
             // `stop` means "this rule handles the event": it fired, or its condition held and only
             // its throttle or threshold held it back. Correlation and absence rules consume the
             // event only when they fire: a half-built correlation must not hide the event.
@@ -263,24 +266,36 @@ impl Engine {
         out
     }
 
+    /// A resolved alert cancels what its firing started in every stateful rule holding state,
+    /// whatever the rule's status filter and whether or not the index would pick the rule (its
+    /// condition may well be false for the resolved alert, e.g. `status == "firing"`).
+    fn cancel_resolved(&mut self, event: &Event, fingerprint: &str) -> usize {
+        let mut cancelled = 0;
+        for (name, state) in &mut self.state.rules {
+            let Some(rule) = self.rules.get(name) else {
+                continue;
+            };
+            if rule.enabled
+                && matches!(
+                    rule.selector.check(event),
+                    Ok(()) | Err(SelectorMiss::AlertStatus)
+                )
+            {
+                cancelled += rule.behaviour.on_resolved(state, fingerprint);
+            }
+        }
+        cancelled
+    }
+
     fn evaluate_rule(
         &mut self,
         rule: &Rule,
         event: &Event,
         now: DateTime<Utc>,
-        resolved: Option<&str>,
         trace: bool,
         out: &mut Evaluation,
     ) -> (Verdict, Option<Explanation>, bool) {
         let selected = rule.selector.check(event);
-        if let Some(fingerprint) = resolved {
-            // A resolved alert cancels what its firing started, whatever the rule's status filter.
-            if matches!(selected, Ok(()) | Err(SelectorMiss::AlertStatus))
-                && let Some(state) = self.state.rules.get_mut(&rule.name)
-            {
-                out.cancelled += rule.behaviour.on_resolved(state, fingerprint);
-            }
-        }
         if let Err(miss) = selected {
             return (Verdict::NotSelected(miss), None, false);
         }

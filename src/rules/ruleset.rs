@@ -172,6 +172,7 @@ struct Bucket {
 #[derive(Debug, Clone, Default)]
 pub struct RuleSet {
     rules: Vec<Rule>,
+    by_name: HashMap<String, u32>,
     keys: Vec<(IndexKey, Bucket)>,
     unindexed: Vec<u32>,
 }
@@ -226,8 +227,14 @@ impl RuleSet {
                 None => unindexed.push(pos),
             }
         }
+        let by_name = rules
+            .iter()
+            .enumerate()
+            .map(|(pos, r)| (r.name.clone(), pos as u32))
+            .collect();
         Self {
             rules,
+            by_name,
             keys,
             unindexed,
         }
@@ -250,7 +257,7 @@ impl RuleSet {
 
     /// A rule by name.
     pub fn get(&self, name: &str) -> Option<&Rule> {
-        self.rules.iter().find(|r| r.name == name)
+        self.by_name.get(name).map(|&pos| &self.rules[pos as usize])
     }
 
     /// Positions of the enabled rules that could match `event`, in evaluation order. Rules not
@@ -288,7 +295,13 @@ impl RuleSet {
 /// Picks how to index a rule: an equality its condition requires (most selective), else its exact
 /// event types, else its exact topics. A rule with wildcard patterns everywhere stays unindexed.
 fn index_entry(rule: &Rule) -> Option<(IndexKey, Vec<Value>)> {
-    if let Some(condition) = &rule.condition {
+    // An absence rule must also see the events that disarm it, and those need not satisfy its
+    // condition (which describes the arming event): only its selector may index it.
+    let condition = match rule.behaviour {
+        Behaviour::Absence(_) => None,
+        _ => rule.condition.as_ref(),
+    };
+    if let Some(condition) = condition {
         let mut facts = condition.required_equalities();
         // Prefer payload facts: metadata like the topic is shared by many rules.
         facts.sort_by_key(|(path, _)| path.as_str().starts_with('@'));
