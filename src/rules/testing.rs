@@ -57,6 +57,9 @@ pub struct Step {
     /// firing due `once_after` and `absence` timers).
     #[schemars(with = "Option<String>")]
     pub advance: Option<SpannedString>,
+    /// Set the clock to this instant (RFC 3339) before the event, firing due timers on the way.
+    /// It may not go back in time; give `advance` or `at`, not both.
+    pub at: Option<DateTime<Utc>>,
     /// Kafka topic the event arrives on. Default `events`.
     pub topic: Option<String>,
     /// Record key.
@@ -236,6 +239,16 @@ fn execute(
     let mut all = Evaluation::default();
     for (index, step) in case.steps.iter().enumerate() {
         let at = |what: &str| format!("step {}: {what}", index + 1);
+        if let Some(at_time) = step.at {
+            if step.advance.is_some() {
+                return Err(at("give `advance` or `at`, not both"));
+            }
+            if at_time < now {
+                return Err(at(&format!("`at: {at_time}` is before the clock ({now})")));
+            }
+            run_timers(&mut engine, at_time, &mut all);
+            now = at_time;
+        }
         if let Some(advance) = &step.advance {
             let by = super::duration::parse(&advance.value).map_err(|e| at(&e))?;
             if by < Duration::zero() {
@@ -254,8 +267,8 @@ fn execute(
                 serde_json::from_str(&text)
                     .map_err(|e| at(&format!("{} is not JSON: {e}", path.display())))?
             }
-            (None, None) if step.advance.is_some() => continue,
-            (None, None) => return Err(at("a step needs `payload`, `file` or `advance`")),
+            (None, None) if step.advance.is_some() || step.at.is_some() => continue,
+            (None, None) => return Err(at("a step needs `payload`, `file`, `advance` or `at`")),
         };
         let topic = step.topic.as_deref().unwrap_or(DEFAULT_TOPIC);
         let events = decode_json(
