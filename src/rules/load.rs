@@ -104,11 +104,33 @@ pub fn read_source(path: &Path) -> Result<String> {
 pub fn load_dir(dir: &Path) -> Result<RuleSet> {
     let files = find_files(dir, is_rule_file)?;
     let mut sources = Vec::with_capacity(files.len());
+    let mut unreadable = Vec::new();
     for path in files {
-        let text = read_source(&path)?;
-        sources.push((path, text));
+        match read_source(&path) {
+            Ok(text) => sources.push((path, text)),
+            // One unreadable file (not UTF-8, too large) is a problem like any other: report it
+            // with the rest instead of hiding every other file's problems behind it.
+            Err(LoadError::Io { path, source }) => unreadable.push(Diagnostic {
+                file: path,
+                line: 0,
+                column: 0,
+                rule: None,
+                message: format!("cannot read the file: {source}"),
+                hint: Some("rule files must be UTF-8 text of at most 4 MiB".into()),
+            }),
+            Err(other) => return Err(other),
+        }
     }
-    load_sources(&sources)
+    match load_sources(&sources) {
+        Ok(rules) if unreadable.is_empty() => Ok(rules),
+        Ok(_) => Err(LoadError::Invalid(unreadable)),
+        Err(LoadError::Invalid(mut problems)) => {
+            problems.extend(unreadable);
+            problems.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+            Err(LoadError::Invalid(problems))
+        }
+        Err(other) => Err(other),
+    }
 }
 
 /// Compiles rules from in-memory sources `(path, text)`; the paths are only used in diagnostics.
@@ -265,6 +287,27 @@ mod tests {
             "{}",
             problems[0].message
         );
+    }
+
+    #[test]
+    fn a_file_that_is_not_utf8_is_reported_with_the_other_problems() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("a.yaml"), [0xff, 0xfe, 0x00]).expect("write");
+        std::fs::write(
+            dir.path().join("b.yaml"),
+            "rules:\n  - name: x\n    whne: y\n",
+        )
+        .expect("write");
+        let Err(LoadError::Invalid(problems)) = load_dir(dir.path()) else {
+            panic!("expected diagnostics");
+        };
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(
+            problems[0].message.contains("cannot read"),
+            "{:?}",
+            problems[0]
+        );
+        assert!(problems[1].message.contains("whne"), "{:?}", problems[1]);
     }
 
     #[test]
