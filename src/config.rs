@@ -79,6 +79,10 @@ pub struct Config {
     pub server: ServerConfig,
     /// Where the rule files live.
     pub rules: RulesConfig,
+    /// How each record is decoded, evaluated and recorded.
+    pub pipeline: PipelineConfig,
+    /// How records are fetched, buffered, retried and committed.
+    pub consumer: ConsumerConfig,
 }
 
 /// Kafka connection and topics.
@@ -117,6 +121,9 @@ pub struct TopicsConfig {
     pub outcomes: String,
     /// Consumer group id shared by all replicas. Default `reflex`.
     pub group_id: String,
+    /// Topic where undecodable records are copied, with headers naming the reason and the
+    /// source topic/partition/offset. Default `reflex.dead-letters`.
+    pub dead_letters: String,
 }
 
 impl Default for TopicsConfig {
@@ -125,6 +132,7 @@ impl Default for TopicsConfig {
             events: vec!["reflex.events".to_owned()],
             outcomes: "reflex.outcomes".to_owned(),
             group_id: "reflex".to_owned(),
+            dead_letters: "reflex.dead-letters".to_owned(),
         }
     }
 }
@@ -187,6 +195,188 @@ impl Default for RulesConfig {
         Self {
             dir: PathBuf::from("rules"),
         }
+    }
+}
+
+/// How the pipeline decodes, evaluates and records each record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Decoding per topic name (`auto`, `json`, `cloudevents`, `alertmanager`,
+    /// `kubernetes_event`, `falco`). Topics not listed are auto-detected. Default: none.
+    pub decoding: BTreeMap<String, crate::event::decode::Decoding>,
+    /// Largest record value decoded, in bytes; larger records are dead-lettered. Default 1 MiB
+    /// (Kafka's default `message.max.bytes` is about 1 MB).
+    pub max_payload_bytes: usize,
+    /// Deepest JSON nesting decoded; deeper records are dead-lettered. Default 64.
+    pub max_depth: usize,
+    /// Record one `no_match` outcome per event that no rule fired for. Default `false`: on a
+    /// busy topic most events match nothing, and the audit store would fill with them.
+    pub record_no_match: bool,
+    /// Seconds a `started` claim of another process is respected before that process is
+    /// presumed dead and the action is taken over (see `crate::pipeline`). Must exceed the
+    /// longest action execution (webhook timeout × attempts). Default 60.
+    pub claim_lease_secs: u64,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        let limits = crate::event::decode::DecodeLimits::default();
+        Self {
+            decoding: BTreeMap::new(),
+            max_payload_bytes: limits.max_payload_bytes,
+            max_depth: limits.max_depth,
+            record_no_match: false,
+            claim_lease_secs: 60,
+        }
+    }
+}
+
+impl PipelineConfig {
+    /// The decode limits these settings describe.
+    pub fn decode_limits(&self) -> crate::event::decode::DecodeLimits {
+        crate::event::decode::DecodeLimits {
+            max_payload_bytes: self.max_payload_bytes,
+            max_depth: self.max_depth,
+        }
+    }
+}
+
+/// The Kafka consumer: subscriptions, buffering, retries, rebalance and shutdown bounds.
+/// librdkafka's own consumer settings (`session.timeout.ms`, `auto.offset.reset`, ...) go in
+/// `kafka.client`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsumerConfig {
+    /// Topic regular expressions consumed besides `kafka.topics.events`, each starting with `^`
+    /// (librdkafka's marker for a pattern), e.g. `^alerts\..*`. Topics created later are
+    /// picked up at the next metadata refresh (`topic.metadata.refresh.interval.ms`). Default:
+    /// none.
+    pub topic_patterns: Vec<String>,
+    /// Records buffered per assigned partition between the fetcher and the partition's worker.
+    /// When the buffer is full the partition is paused until it is half empty. Default 128.
+    pub partition_queue: usize,
+    /// First delay before a record whose handling failed (store or Kafka unavailable) is tried
+    /// again; the delay doubles, with jitter, up to `retry_max_delay`. Default `200ms`.
+    #[serde(with = "duration_text")]
+    pub retry_min_delay: std::time::Duration,
+    /// Longest delay between two tries of the same record. Default `30s`.
+    #[serde(with = "duration_text")]
+    pub retry_max_delay: std::time::Duration,
+    /// How long a rebalance waits for the workers of revoked partitions to finish the record in
+    /// hand before committing their offsets and releasing them. Default `10s`.
+    #[serde(with = "duration_text")]
+    pub revoke_timeout: std::time::Duration,
+    /// How long a shutdown (SIGTERM) waits for buffered records to be handled before it
+    /// commits and leaves the group. Default `10s`; keep it under the pod's
+    /// `terminationGracePeriodSeconds` (30 s by default).
+    #[serde(with = "duration_text")]
+    pub drain_timeout: std::time::Duration,
+    /// How often offsets of handled records are committed (`auto.commit.interval.ms`). Default
+    /// `1s`. A crash redelivers at most this much work; actions are not run twice because of
+    /// their idempotency keys.
+    #[serde(with = "duration_text")]
+    pub commit_interval: std::time::Duration,
+}
+
+impl Default for ConsumerConfig {
+    fn default() -> Self {
+        use std::time::Duration;
+        Self {
+            topic_patterns: Vec::new(),
+            partition_queue: 128,
+            retry_min_delay: Duration::from_millis(200),
+            retry_max_delay: Duration::from_secs(30),
+            revoke_timeout: Duration::from_secs(10),
+            drain_timeout: Duration::from_secs(10),
+            commit_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// librdkafka properties Reflex sets itself because at-least-once delivery depends on them.
+pub const RESERVED_CONSUMER_PROPERTIES: [&str; 4] = [
+    "group.id",
+    "enable.auto.offset.store",
+    "enable.auto.commit",
+    "auto.commit.interval.ms",
+];
+
+/// Largest `consumer.partition_queue`: with records of up to 1 MiB, a larger buffer could hold
+/// gigabytes for one partition.
+const MAX_PARTITION_QUEUE: usize = 4096;
+
+impl ConsumerConfig {
+    /// Checks the bounds, the patterns and that `kafka.client` does not override what the
+    /// delivery contract needs.
+    pub fn validate(&self, kafka: &KafkaConfig) -> Result<()> {
+        let invalid = |field, message: String| Err(Error::Invalid { field, message });
+        if let Some(key) = RESERVED_CONSUMER_PROPERTIES
+            .iter()
+            .find(|key| kafka.client.contains_key(**key))
+        {
+            return invalid(
+                "kafka.client",
+                format!(
+                    "sets {key}, which Reflex manages for at-least-once delivery; use \
+                     kafka.topics.group_id or consumer.commit_interval instead"
+                ),
+            );
+        }
+        if !(1..=MAX_PARTITION_QUEUE).contains(&self.partition_queue) {
+            return invalid(
+                "consumer.partition_queue",
+                format!("must be between 1 and {MAX_PARTITION_QUEUE}"),
+            );
+        }
+        if self.retry_min_delay.is_zero() || self.retry_min_delay > self.retry_max_delay {
+            return invalid(
+                "consumer.retry_min_delay",
+                "must be above zero and at most consumer.retry_max_delay".to_owned(),
+            );
+        }
+        if self.commit_interval.is_zero() {
+            return invalid("consumer.commit_interval", "must be above zero".to_owned());
+        }
+        for pattern in &self.topic_patterns {
+            if !pattern.starts_with('^') {
+                return invalid(
+                    "consumer.topic_patterns",
+                    format!("`{pattern}` must start with `^` (write `^{pattern}`)"),
+                );
+            }
+            if let Err(err) = regex::Regex::new(pattern) {
+                return invalid(
+                    "consumer.topic_patterns",
+                    format!("`{pattern}` is not a valid regular expression: {err}"),
+                );
+            }
+        }
+        if kafka.topics.events.is_empty() && self.topic_patterns.is_empty() {
+            return invalid(
+                "kafka.topics.events",
+                "is empty and consumer.topic_patterns too; name at least one topic".to_owned(),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Serde for durations written like rule durations: `500ms`, `10s`, `1h30m`.
+mod duration_text {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error as _};
+
+    pub fn serialize<S: Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+        let d = chrono::Duration::from_std(*d).unwrap_or(chrono::Duration::MAX);
+        s.serialize_str(&crate::rules::duration::format(d))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<std::time::Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        let parsed = crate::rules::duration::parse(&text).map_err(D::Error::custom)?;
+        parsed
+            .to_std()
+            .map_err(|_| D::Error::custom(format!("`{text}` is negative")))
     }
 }
 
@@ -279,12 +469,25 @@ impl Config {
                 message: "is empty".to_owned(),
             });
         }
+        if self.kafka.topics.dead_letters.trim().is_empty() {
+            return Err(Error::Invalid {
+                field: "kafka.topics.dead_letters",
+                message: "is empty".to_owned(),
+            });
+        }
+        if self.pipeline.max_payload_bytes == 0 || self.pipeline.max_depth == 0 {
+            return Err(Error::Invalid {
+                field: "pipeline",
+                message: "max_payload_bytes and max_depth must be at least 1".to_owned(),
+            });
+        }
         if self.kafka.topics.group_id.trim().is_empty() {
             return Err(Error::Invalid {
                 field: "kafka.topics.group_id",
                 message: "is empty".to_owned(),
             });
         }
+        self.consumer.validate(&self.kafka)?;
         let url = self.store.url.as_str();
         if !(url.starts_with("sqlite:")
             || url.starts_with("postgres://")
@@ -379,6 +582,64 @@ mod tests {
     fn bootstrap_servers_in_the_client_passthrough_is_rejected() {
         let err = parse("kafka:\n  client:\n    bootstrap.servers: x:1\n").expect_err("ambiguous");
         assert!(err.to_string().contains("kafka.bootstrap_servers"));
+    }
+
+    #[test]
+    fn consumer_durations_are_written_like_rule_durations() {
+        let config = parse(
+            "consumer:\n  drain_timeout: 1m30s\n  retry_min_delay: 50ms\n  \
+             topic_patterns: ['^alerts\\..*']\n",
+        )
+        .expect("valid");
+        assert_eq!(config.consumer.drain_timeout.as_secs(), 90);
+        assert_eq!(config.consumer.retry_min_delay.as_millis(), 50);
+        assert_eq!(
+            config.consumer.topic_patterns,
+            vec!["^alerts\\..*".to_owned()]
+        );
+        assert_eq!(config.consumer.partition_queue, 128);
+    }
+
+    #[test]
+    fn the_passthrough_cannot_turn_off_at_least_once_offset_storage() {
+        let err = parse("kafka:\n  client:\n    enable.auto.offset.store: 'true'\n")
+            .expect_err("reserved");
+        assert!(
+            err.to_string().contains("enable.auto.offset.store"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_topic_pattern_without_a_caret_is_rejected_with_the_fix() {
+        let err = parse("consumer:\n  topic_patterns: ['alerts.*']\n").expect_err("no ^");
+        assert!(err.to_string().contains("write `^alerts.*`"), "{err}");
+        let err = parse("consumer:\n  topic_patterns: ['^(']\n").expect_err("bad regex");
+        assert!(
+            err.to_string().contains("not a valid regular expression"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_pipeline_section_maps_topics_to_decodings() {
+        let config = parse(
+            "kafka:\n  topics:\n    dead_letters: dlq\npipeline:\n  decoding:\n    alerts: alertmanager\n  record_no_match: true\n",
+        )
+        .expect("valid");
+        assert_eq!(config.kafka.topics.dead_letters, "dlq");
+        assert_eq!(
+            config.pipeline.decoding.get("alerts"),
+            Some(&crate::event::decode::Decoding::Alertmanager)
+        );
+        assert!(config.pipeline.record_no_match);
+        assert_eq!(config.pipeline.claim_lease_secs, 60);
+        assert_eq!(
+            Config::default().kafka.topics.dead_letters,
+            "reflex.dead-letters"
+        );
+        let err = parse("pipeline:\n  decoding:\n    alerts: prometheus\n").expect_err("unknown");
+        assert!(format!("{:#}", anyhow::Error::new(err)).contains("prometheus"));
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //!
 //! - `/healthz`: the process is up and serving (liveness).
 //! - `/readyz`: 200 only when Kafka answers a metadata request, the Kubernetes API answers
-//!   `/version`, and the audit store answers a query; the JSON body has each check's result.
+//!   `/version`, the audit store answers a query and (under `reflex run`) the event consumer
+//!   has joined its group with no partition stuck retrying; the JSON body has each check's
+//!   result.
 //! - `/metrics`: OpenMetrics text, including one readiness gauge per dependency.
 
 use std::fmt::Write as _;
@@ -68,6 +70,8 @@ pub enum Dependency {
     Kubernetes,
     /// The SQL audit store.
     Store,
+    /// Reflex's own Kafka consumer: running, in its group, no partition stuck retrying.
+    Consumer,
 }
 
 impl Dependency {
@@ -77,6 +81,7 @@ impl Dependency {
             Self::Kafka => "kafka",
             Self::Kubernetes => "kubernetes",
             Self::Store => "store",
+            Self::Consumer => "consumer",
         }
     }
 }
@@ -290,12 +295,24 @@ pub struct AppState {
     pub dependencies: Dependencies,
     /// What `/metrics` shows.
     pub metrics: Metrics,
+    /// The event consumer's state, when one runs; part of readiness.
+    pub consumer: Option<Arc<crate::source::Status>>,
 }
 
 impl AppState {
     /// Checks every dependency and records the results in the metrics.
     pub async fn readiness(&self) -> ReadinessReport {
-        let report = self.dependencies.check_all().await;
+        let mut report = self.dependencies.check_all().await;
+        if let Some(consumer) = &self.consumer {
+            let error = consumer.readiness().err();
+            report.ready &= error.is_none();
+            report.checks.push(CheckResult {
+                dependency: Dependency::Consumer,
+                ok: error.is_none(),
+                millis: 0,
+                error,
+            });
+        }
         for check in &report.checks {
             self.metrics.set_ready(check.dependency, check.ok);
         }

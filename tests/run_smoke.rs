@@ -24,16 +24,22 @@ fn free_port() -> u16 {
     listener.local_addr().expect("local address").port()
 }
 
-fn write_config(dir: &Path, store_url: &str) -> std::path::PathBuf {
+/// Writes the configuration; returns its path and the events topic it names.
+fn write_config(dir: &Path, store_url: &str) -> (std::path::PathBuf, String) {
     let path = dir.join("config.yaml");
+    // An empty rules directory: the process consumes and matches nothing. Its own topic and
+    // group, so it never takes events meant for another test or a local run.
+    std::fs::create_dir_all(dir.join("rules")).expect("create the rules directory");
+    let name = support::unique_name("smoke");
     let text = format!(
         "# Written by tests/run_smoke.rs; Kafka and the store come from the environment.\n\
+         kafka:\n  topics:\n    events: [{name}]\n    group_id: {name}\n\
          store:\n  url: {store_url}\n\
          rules:\n  dir: {}\n",
         dir.join("rules").display()
     );
     std::fs::write(&path, text).expect("write config");
-    path
+    (path, name)
 }
 
 fn spawn_reflex(config: &Path, listen: &str, log: &Path, envs: &[(&str, &str)]) -> Child {
@@ -88,7 +94,9 @@ async fn reflex_run_becomes_ready_against_the_services_and_stops_cleanly_on_sigt
     let database_url = support::database_url();
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = write_config(dir.path(), "sqlite://unused-overridden-by-DATABASE_URL.db");
+    let (config, topic) = write_config(dir.path(), "sqlite://unused-overridden-by-DATABASE_URL.db");
+    // The consumer joins its group only once a subscribed topic exists.
+    support::create_topic(&support::kafka_bootstrap(), &topic, 1).await;
     let listen = format!("127.0.0.1:{}", free_port());
     let log = dir.path().join("reflex.log");
     let mut child = spawn_reflex(
@@ -134,7 +142,7 @@ async fn reflex_run_becomes_ready_against_the_services_and_stops_cleanly_on_sigt
         .iter()
         .filter_map(|c| c["dependency"].as_str())
         .collect();
-    assert_eq!(names, ["kafka", "kubernetes", "store"]);
+    assert_eq!(names, ["kafka", "kubernetes", "store", "consumer"]);
     assert!(checks.iter().all(|c| c["ok"] == true), "{body}");
 
     let health = http
@@ -151,7 +159,7 @@ async fn reflex_run_becomes_ready_against_the_services_and_stops_cleanly_on_sigt
         .text()
         .await
         .expect("metrics text");
-    for dependency in ["kafka", "kubernetes", "store"] {
+    for dependency in ["kafka", "kubernetes", "store", "consumer"] {
         let line = format!("reflex_dependency_ready{{dependency=\"{dependency}\"}} 1");
         assert!(metrics.contains(&line), "missing `{line}` in:\n{metrics}");
     }
@@ -174,7 +182,7 @@ async fn reflex_run_with_an_unreachable_broker_fails_naming_the_address() {
     let kubeconfig = support::kubeconfig();
     let dir = tempfile::tempdir().expect("tempdir");
     let store = format!("sqlite://{}", dir.path().join("reflex.db").display());
-    let config = write_config(dir.path(), &store);
+    let (config, _) = write_config(dir.path(), &store);
     let listen = format!("127.0.0.1:{}", free_port());
     let log = dir.path().join("reflex.log");
     // Port 1 on loopback: nothing listens there, like a stopped broker.

@@ -4,6 +4,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+pub mod history;
+pub mod rbac;
 pub mod replay;
 pub mod run;
 pub mod schema;
@@ -54,19 +56,11 @@ pub enum Command {
     /// Show what the rules would do for each event of a JSON-lines file.
     Replay(replay::ReplayArgs),
     /// Query the audit store for past outcomes.
-    History(NotYetArgs),
+    History(history::HistoryArgs),
     /// Print the RBAC rules (ClusterRole/Role) the rules' actions need.
-    Rbac(NotYetArgs),
+    Rbac(rbac::RbacArgs),
     /// Print the JSON Schema of the rule file format (for editors and CI).
     Schema(schema::SchemaArgs),
-}
-
-/// Arguments of subcommands that are planned but not built yet.
-#[derive(Debug, clap::Args)]
-pub struct NotYetArgs {
-    /// Arguments reserved for the future command.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    pub rest: Vec<String>,
 }
 
 /// Sets up `tracing` with `RUST_LOG` (default `info`) in the chosen format.
@@ -97,12 +91,7 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Test(args) => test::run(&args),
         Command::Replay(args) => replay::run(&args),
         Command::Schema(args) => schema::run(&args),
-        Command::History(_) => not_yet("history", 4),
-        Command::Rbac(_) => not_yet("rbac", 5),
+        Command::History(args) => history::run(&args),
+        Command::Rbac(args) => rbac::run(&args),
     }
-}
-
-fn not_yet(command: &str, issue: u32) -> anyhow::Result<ExitCode> {
-    eprintln!("reflex {command}: not implemented yet (tracked in issue #{issue})");
-    Ok(ExitCode::from(3))
 }

@@ -1,9 +1,13 @@
 //! `reflex run`: the controller's main job.
 //!
-//! For now it loads the configuration, connects to Kafka, the Kubernetes API and the audit
-//! store (failing with an error that names the address when one cannot be reached), serves
-//! `/healthz`, `/readyz` and `/metrics`, and stops cleanly on SIGINT or SIGTERM. The event
-//! pipeline (consume, evaluate, act, record) plugs in here.
+//! Loads the configuration and the rules (printing every problem and failing when a rule is
+//! invalid), connects to Kafka, the Kubernetes API and the audit store (failing with an error
+//! that names the address when one cannot be reached), builds the [`Pipeline`], then runs three
+//! tasks until SIGINT or SIGTERM: the Kafka consumer ([`KafkaSource`]) feeding the pipeline, a
+//! timer firing the rules' due deadlines, and the HTTP server (`/healthz`, `/readyz`,
+//! `/metrics`). When any of them ends, the others are told to stop too: the process exits
+//! instead of limping on without its consumer or its probes. On a signal the consumer drains,
+//! the pipeline saves its rule state, offsets are committed and the consumer leaves its group.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,20 +15,34 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use chrono::Utc;
 use rdkafka::ClientConfig;
 use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
+use rdkafka::producer::FutureProducer;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::outcome::store::Store;
+use crate::pipeline::Pipeline;
+use crate::rules::{LoadError, RuleSet};
 use crate::server::{self, AppState, CHECK_TIMEOUT, Dependencies, Metrics};
+use crate::source::KafkaSource;
 
 /// How long `reflex run` waits for each dependency at start before giving up. Longer than a
 /// readiness check because a broker or API server that is itself starting (a fresh test
 /// environment, a rolling restart) usually answers within seconds; still bounded so a wrong
 /// address ends the process with a clear error instead of a silent hang.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How often the timer asks the pipeline to fire due deadlines (`once_after`, `absence`). Rule
+/// windows are written in seconds or more, so firing up to one second late is within what a
+/// rule can express; records arriving also fire due deadlines on their way.
+const TICK_EVERY: Duration = Duration::from_secs(1);
+
+/// How often the timer saves the rules' state besides the saves the pipeline makes itself. A
+/// safety net only (normally a no-op), so a slow interval costs nothing.
+const SAVE_STATE_EVERY: Duration = Duration::from_secs(60);
 
 /// Arguments of `reflex run`.
 #[derive(Debug, Clone, clap::Args)]
@@ -48,6 +66,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     spawn_signal_handler(shutdown.clone())?;
 
     let config = load_config(&args)?;
+    let rules = load_rules(&config)?;
     tracing::info!(
         kafka = %config.kafka.bootstrap_servers,
         store = %crate::outcome::store::redact_url(&config.store.url),
@@ -66,9 +85,19 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             return Ok(());
         }
     };
+    let pipeline = tokio::select! {
+        pipeline = build_pipeline(&config, rules, dependencies.store.clone()) => Arc::new(pipeline?),
+        () = shutdown.cancelled() => {
+            tracing::info!("stopped during start-up");
+            return Ok(());
+        }
+    };
+    let source = KafkaSource::new(&config, Arc::clone(&pipeline))
+        .context("cannot create the Kafka consumer")?;
     let state = Arc::new(AppState {
         dependencies,
         metrics: Metrics::default(),
+        consumer: Some(source.status()),
     });
 
     let report = state.readiness().await;
@@ -84,11 +113,130 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     tracing::info!(ready = report.ready, "reflex started");
 
-    server::serve(listener, Arc::clone(&state), shutdown.clone()).await?;
+    // Each task cancels `shutdown` when it ends, for whatever reason, so the others stop too.
+    let consumer = tokio::spawn(critical(shutdown.clone(), source.run(shutdown.clone())));
+    let timer = tokio::spawn(critical(
+        shutdown.clone(),
+        run_timer(Arc::clone(&pipeline), shutdown.clone()),
+    ));
+    let http = tokio::spawn(critical(
+        shutdown.clone(),
+        server::serve(listener, Arc::clone(&state), shutdown.clone()),
+    ));
+    let (consumer, timer, http) = tokio::join!(consumer, timer, http);
+    timer.context("the timer task panicked")?;
+    let http = http.context("the HTTP server task panicked")?;
+    consumer
+        .context("the consumer task panicked")?
+        .context("the Kafka consumer failed")?;
+    http?;
 
     state.dependencies.store.close().await;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// Runs `task`; cancels `shutdown` when it ends, whether it succeeded or failed.
+async fn critical<T>(shutdown: CancellationToken, task: impl Future<Output = T>) -> T {
+    let _stop_the_others = shutdown.drop_guard();
+    task.await
+}
+
+/// Loads and compiles the rules directory; prints every problem and fails when any rule is
+/// invalid, so a broken rule set never starts consuming.
+pub fn load_rules(config: &Config) -> anyhow::Result<Arc<RuleSet>> {
+    let dir = &config.rules.dir;
+    match crate::rules::load_dir(dir) {
+        Ok(rules) => {
+            let enabled = rules.rules().iter().filter(|r| r.enabled).count();
+            if enabled == 0 {
+                tracing::warn!(dir = %dir.display(), "no enabled rules: events will be consumed and match nothing");
+            } else {
+                tracing::info!(dir = %dir.display(), rules = rules.len(), enabled, "rules loaded");
+            }
+            Ok(Arc::new(rules))
+        }
+        Err(LoadError::Invalid(problems)) => {
+            for problem in &problems {
+                eprintln!("{problem}");
+            }
+            bail!(
+                "{} problem(s) in the rules under {}; fix them (`reflex validate {}` lists them \
+                 too)",
+                problems.len(),
+                dir.display(),
+                dir.display()
+            )
+        }
+        Err(err) => Err(err).with_context(|| {
+            format!(
+                "cannot load the rules from {} (set rules.dir or --rules)",
+                dir.display()
+            )
+        }),
+    }
+}
+
+/// Creates the outcome producer and the pipeline (which restores the rules' state).
+pub async fn build_pipeline(
+    config: &Config,
+    rules: Arc<RuleSet>,
+    store: Store,
+) -> anyhow::Result<Pipeline> {
+    let producer: FutureProducer = kafka_client_config(config)
+        // Retries after a lost acknowledgement must not write an outcome twice.
+        .set("enable.idempotence", "true")
+        .create()
+        .with_context(|| {
+            format!(
+                "invalid Kafka producer configuration for {}",
+                config.kafka.bootstrap_servers
+            )
+        })?;
+    Pipeline::new(
+        rules,
+        store,
+        producer,
+        &config.kafka.topics,
+        &config.pipeline,
+    )
+    .await
+    .context("cannot start the pipeline (restoring the rules' state from the store)")
+}
+
+/// Fires due rule deadlines every [`TICK_EVERY`] and saves the rule state every
+/// [`SAVE_STATE_EVERY`], until `shutdown`.
+async fn run_timer(pipeline: Arc<Pipeline>, shutdown: CancellationToken) {
+    let mut ticks = tokio::time::interval(TICK_EVERY);
+    // After a stall (a slow store), fire once, not once per missed second.
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_save = tokio::time::Instant::now();
+    // Log a failure once at WARN, then at DEBUG until it recovers: the store being down is
+    // already reported by the partitions and by readiness.
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        let mut result = pipeline.tick(Utc::now()).await.map(drop);
+        if result.is_ok() && last_save.elapsed() >= SAVE_STATE_EVERY {
+            result = pipeline.save_state().await;
+            last_save = tokio::time::Instant::now();
+        }
+        match result {
+            Ok(()) if failing => {
+                failing = false;
+                tracing::info!("rule timers work again");
+            }
+            Ok(()) => {}
+            Err(err) if !failing => {
+                failing = true;
+                tracing::warn!(error = %err, "firing rule timers failed; retrying every second");
+            }
+            Err(err) => tracing::debug!(error = %err, "firing rule timers still fails"),
+        }
+    }
 }
 
 /// Loads the configuration file (if any), environment overrides, then command-line overrides.

@@ -14,6 +14,8 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use sqlx::types::Json;
 
+pub use super::claim::Finish;
+
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
 
@@ -106,28 +108,61 @@ impl Backend {
     }
 }
 
-/// Where an action's execution stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where an action's execution stands. Every status but `started` is final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OutcomeStatus {
-    /// Recorded before executing; still running (or the process died while it ran).
+    /// The idempotency key is claimed and the action is executing (or the process died while
+    /// it ran: a redelivery then decides whether to execute again, see [`crate::pipeline`]).
     Started,
-    /// Done, and the target accepted it.
+    /// Executed, and the target accepted it.
     Succeeded,
-    /// Gave up after the allowed attempts.
+    /// Could not be planned (a template failed to render) or executing failed for good.
     Failed,
-    /// Deliberately not executed (dry run, disabled action).
-    Skipped,
+    /// The rule is in dry-run mode: recorded, not executed.
+    SkippedDryRun,
+    /// A redelivered event planned an action whose idempotency key already has a final
+    /// outcome; it was not executed again. The row's own key is derived from the original's.
+    Duplicate,
+    /// No executor exists yet for this action kind; nothing was executed.
+    NotImplemented,
+    /// The event matched no rule (recorded only when `pipeline.record_no_match` is on).
+    NoMatch,
 }
 
 impl OutcomeStatus {
-    /// The value stored in the `status` column.
+    /// Every status, in a stable order (CLI help, tests).
+    pub const ALL: [OutcomeStatus; 7] = [
+        OutcomeStatus::Started,
+        OutcomeStatus::Succeeded,
+        OutcomeStatus::Failed,
+        OutcomeStatus::SkippedDryRun,
+        OutcomeStatus::Duplicate,
+        OutcomeStatus::NotImplemented,
+        OutcomeStatus::NoMatch,
+    ];
+
+    /// The value stored in the `status` column and used in outcome record types.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Started => "started",
             Self::Succeeded => "succeeded",
             Self::Failed => "failed",
-            Self::Skipped => "skipped",
+            Self::SkippedDryRun => "skipped_dry_run",
+            Self::Duplicate => "duplicate",
+            Self::NotImplemented => "not_implemented",
+            Self::NoMatch => "no_match",
         }
+    }
+
+    /// True for every status except [`OutcomeStatus::Started`].
+    pub fn is_final(self) -> bool {
+        self != Self::Started
+    }
+}
+
+impl std::fmt::Display for OutcomeStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -135,13 +170,13 @@ impl FromStr for OutcomeStatus {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "started" => Ok(Self::Started),
-            "succeeded" => Ok(Self::Succeeded),
-            "failed" => Ok(Self::Failed),
-            "skipped" => Ok(Self::Skipped),
-            other => Err(format!("unknown outcome status `{other}`")),
-        }
+        Self::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| {
+                let valid: Vec<&str> = Self::ALL.iter().map(|s| s.as_str()).collect();
+                format!("unknown outcome status `{s}`; valid: {}", valid.join(", "))
+            })
     }
 }
 
@@ -199,7 +234,13 @@ pub struct OutcomeRecord {
     pub error: Option<String>,
     /// Extra details.
     pub details: serde_json::Value,
+    /// When the outcome record reached the outcomes topic; `None` while it has not.
+    pub published_at: Option<DateTime<Utc>>,
 }
+
+/// Columns of `outcomes` in the order [`Store::outcome_from_row`] reads them.
+pub(crate) const OUTCOME_COLUMNS: &str = "id, event_id, rule, action_kind, idempotency_key, \
+     status, attempts, started_at, finished_at, target, error, details, published_at";
 
 /// The audit store: a connection pool to one of the two backends.
 #[derive(Debug, Clone)]
@@ -314,7 +355,10 @@ impl Store {
         }
     }
 
-    fn query_err(&self, operation: &'static str) -> impl FnOnce(sqlx::Error) -> Error + '_ {
+    pub(crate) fn query_err(
+        &self,
+        operation: &'static str,
+    ) -> impl FnOnce(sqlx::Error) -> Error + '_ {
         move |source| Error::Query {
             operation,
             url: self.url().to_owned(),
@@ -387,11 +431,9 @@ impl Store {
     pub async fn outcome_by_key(&self, idempotency_key: &str) -> Result<Option<OutcomeRecord>> {
         match self {
             Store::Sqlite { pool, .. } => {
-                let row = sqlx::query(
-                    "SELECT id, event_id, rule, action_kind, idempotency_key, status, attempts, \
-                     started_at, finished_at, target, error, details \
-                     FROM outcomes WHERE idempotency_key = ?",
-                )
+                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {OUTCOME_COLUMNS} FROM outcomes WHERE idempotency_key = ?"
+                )))
                 .bind(idempotency_key)
                 .fetch_optional(pool)
                 .await
@@ -399,11 +441,9 @@ impl Store {
                 row.map(|row| self.outcome_from_row(&row)).transpose()
             }
             Store::Postgres { pool, .. } => {
-                let row = sqlx::query(
-                    "SELECT id, event_id, rule, action_kind, idempotency_key, status, attempts, \
-                     started_at, finished_at, target, error, details \
-                     FROM outcomes WHERE idempotency_key = $1",
-                )
+                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {OUTCOME_COLUMNS} FROM outcomes WHERE idempotency_key = $1"
+                )))
                 .bind(idempotency_key)
                 .fetch_optional(pool)
                 .await
@@ -413,7 +453,7 @@ impl Store {
         }
     }
 
-    fn outcome_from_row<R>(&self, row: &R) -> Result<OutcomeRecord>
+    pub(crate) fn outcome_from_row<R>(&self, row: &R) -> Result<OutcomeRecord>
     where
         R: Row,
         usize: sqlx::ColumnIndex<R>,
@@ -438,6 +478,7 @@ impl Store {
                 row.try_get::<Option<String>, _>(9)?,
                 row.try_get::<Option<String>, _>(10)?,
                 row.try_get::<Json<serde_json::Value>, _>(11)?,
+                row.try_get::<Option<DateTime<Utc>>, _>(12)?,
             ))
         })();
         let (
@@ -453,6 +494,7 @@ impl Store {
             target,
             error,
             details,
+            published_at,
         ) = decoded.map_err(err)?;
         let status = status.parse().map_err(|message| Error::InvalidRow {
             url: self.url().to_owned(),
@@ -471,6 +513,7 @@ impl Store {
             target,
             error,
             details: details.0,
+            published_at,
         })
     }
 
@@ -574,15 +617,13 @@ mod tests {
 
     #[test]
     fn every_status_round_trips_through_its_column_value() {
-        for status in [
-            OutcomeStatus::Started,
-            OutcomeStatus::Succeeded,
-            OutcomeStatus::Failed,
-            OutcomeStatus::Skipped,
-        ] {
+        for status in OutcomeStatus::ALL {
             assert_eq!(status.as_str().parse::<OutcomeStatus>(), Ok(status));
         }
-        assert!("done".parse::<OutcomeStatus>().is_err());
+        let err = "done".parse::<OutcomeStatus>().expect_err("unknown");
+        assert!(err.contains("skipped_dry_run"), "{err}");
+        assert!(!OutcomeStatus::Started.is_final());
+        assert!(OutcomeStatus::Duplicate.is_final());
     }
 
     #[tokio::test]

@@ -1,48 +1,344 @@
 //! Wires the stages for one Kafka record: decode → rules → execute → durable outcomes (store and
 //! outcomes topic) or a dead letter. The consumer in [`crate::source`] calls [`Pipeline::handle`]
 //! and stores the record's offset only when it returns `Ok`.
-//
-// CONTRACT STUB (owned by the pipeline helper; replace freely, keep the public signatures).
+//!
+//! # Constructing it
+//!
+//! ```ignore
+//! let rules: Arc<RuleSet> = /* rules::load_dir(..) */;
+//! let store = Store::connect(&config.store.url).await?;
+//! let producer: FutureProducer = /* ClientConfig with bootstrap.servers, enable.idempotence=true */;
+//! let pipeline = Arc::new(
+//!     Pipeline::new(rules, store, producer, &config.kafka.topics, &config.pipeline).await?,
+//! );
+//! // per record:     pipeline.handle(&raw).await   -> Ok: store the offset; Err: back off, retry
+//! // every second:   pipeline.tick(Utc::now()).await
+//! // on shutdown:    pipeline.save_state().await
+//! ```
+//!
+//! `new` restores the rules' state from the store (one `rule_state` row per stateful rule).
+//! `handle` needs no external locking: partitions may call it concurrently.
+//!
+//! # Delivery and effectively-once actions
+//!
+//! Every planned action is CLAIMED before it runs: a `started` row is inserted under its
+//! idempotency key (unique in the store). The insert that wins executes; then the row gets its
+//! final status, the outcome record is published to the outcomes topic (awaiting the broker's
+//! acknowledgement) and the row is marked published. When the insert finds the key taken:
+//! - a final row already published: the record was redelivered; a `duplicate` outcome (its own
+//!   row, key `<key>.duplicate.<instance>.<n>`) is recorded and published, nothing executes;
+//! - a final row not yet published (a crash or a Kafka outage after the store update): the
+//!   original outcome is published now and nothing executes. Another instance does so only
+//!   once the recording instance's claim lease has passed (until then that instance is likely
+//!   publishing it itself, and `handle` returns [`Error::ClaimedElsewhere`]);
+//! - a `started` row: an attempt began and never ended. If this process made it (the claim
+//!   names the instance), or the claim is older than `pipeline.claim_lease_secs` (its process
+//!   is presumed dead), the row is taken over by a compare-and-set on its attempt count (so of
+//!   several racers exactly one wins) and the action runs again — only when repeating it is
+//!   harmless (dry run, `log`, kinds without an executor); otherwise the outcome is `failed`
+//!   with an error saying the first attempt may have taken effect. A younger claim of another
+//!   instance is in flight elsewhere: `handle` returns [`Error::ClaimedElsewhere`] and the
+//!   caller retries later, when the row is final (→ duplicate) or stale (→ taken over).
+//!
+//! On PostgreSQL the unique key and the compare-and-set make this hold across replicas sharing
+//! the database; on SQLite it holds across restarts of one process.
+//!
+//! # Rule state
+//!
+//! The state of stateful rules (throttle, threshold, correlate, absence) is saved before
+//! `handle` returns `Ok` whenever the record changed it, and only after the record's outcomes
+//! are durable. A record that changes state keeps the engine locked until then, so a saved state
+//! never contains a firing whose outcome is not yet recorded; if recording fails, the in-memory
+//! state rolls back to the last saved one, so the retry evaluates the record afresh. A crash
+//! between the state save and the offset commit re-evaluates the record against a state that
+//! already counted it: at worst one event is counted twice into a window; a recorded firing is
+//! never lost and a throttled action is not re-fired. Records that change no state (stateless
+//! rules, non-matching events) run concurrently. The cost: one JSON serialization of every
+//! stateful rule's state per record, and one write per changed rule.
+
+mod execute;
+mod state;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use rdkafka::producer::FutureProducer;
+use serde_json::Value;
+use tokio::sync::Mutex;
 
-use crate::event::decode::RawRecord;
+use crate::config::{PipelineConfig, TopicsConfig};
+use crate::event::decode::{self, DecodeError, DecodeLimits, Decoding, RawRecord};
+use crate::outcome::store::{self, Store};
+use crate::outcome::topic::{self, Publisher};
+use crate::rules::{Engine, RuleSet};
 
 /// What became of one record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Handled {
-    /// Decoded and evaluated; this many outcomes were recorded.
+    /// Decoded and evaluated; this many outcomes were recorded (duplicates included).
     Outcomes(usize),
     /// Could not be decoded; written to the dead-letter topic.
     DeadLettered,
 }
 
 /// An infrastructure failure (store or Kafka unavailable): the record is not done, its offset
-/// must not be stored, and the caller retries it after a backoff.
+/// must not be stored, and the caller retries it after a backoff. Retrying is safe: claimed
+/// actions are not executed twice.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// Placeholder until the pipeline exists.
-    #[error("pipeline not built yet")]
-    NotBuilt,
+    /// A store operation failed.
+    #[error("audit store failed while {context}")]
+    Store {
+        /// What was being done, naming the rule/action/event.
+        context: String,
+        /// The store's error (names the operation and database); boxed to keep `Result`
+        /// small on the per-record path.
+        #[source]
+        source: Box<store::Error>,
+    },
+    /// Publishing to Kafka failed.
+    #[error("Kafka publication failed while {context}")]
+    Publish {
+        /// What was being done.
+        context: String,
+        /// The producer's error (names the topic); boxed like the store's.
+        #[source]
+        source: Box<topic::Error>,
+    },
+    /// Another instance claimed this action recently and has not finished it; retry later.
+    #[error(
+        "action `{idempotency_key}` (rule `{rule}`) is being executed by instance `{claimant}` \
+         since {since}; retry after it finishes or after the claim lease ({lease_secs} s) expires"
+    )]
+    ClaimedElsewhere {
+        /// The action's key.
+        idempotency_key: String,
+        /// Its rule.
+        rule: String,
+        /// The instance holding the claim.
+        claimant: String,
+        /// When its attempt started.
+        since: DateTime<Utc>,
+        /// `pipeline.claim_lease_secs`.
+        lease_secs: u64,
+    },
+    /// A rule's state could not be serialized (a bug in the rule engine).
+    #[error("cannot serialize the state of rule `{rule}`")]
+    State {
+        /// The rule.
+        rule: String,
+        /// The serializer's error.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl Error {
+    fn store(context: impl Into<String>) -> impl FnOnce(store::Error) -> Error {
+        move |source| Error::Store {
+            context: context.into(),
+            source: Box::new(source),
+        }
+    }
+
+    fn publish(context: impl Into<String>) -> impl FnOnce(topic::Error) -> Error {
+        move |source| Error::Publish {
+            context: context.into(),
+            source: Box::new(source),
+        }
+    }
+}
+
+/// The engine plus the last state written to the store, per rule (what a rollback returns to
+/// and what a save compares against).
+#[derive(Debug)]
+struct Inner {
+    engine: Engine,
+    saved: BTreeMap<String, Value>,
 }
 
 /// The per-process pipeline, shared by every partition worker (`Arc<Pipeline>`).
 #[derive(Debug)]
-pub struct Pipeline {}
+pub struct Pipeline {
+    inner: Mutex<Inner>,
+    store: Store,
+    publisher: Publisher,
+    decoding: BTreeMap<String, Decoding>,
+    limits: DecodeLimits,
+    record_no_match: bool,
+    claim_lease: Duration,
+    /// Names this process in claims: `<HOSTNAME or reflex>-<pid>-<start time in ns>`.
+    instance: String,
+    /// Numbers this instance's duplicate rows.
+    duplicates: AtomicU64,
+    /// Idempotency keys being executed by this process right now.
+    in_flight: execute::InFlight,
+}
 
 impl Pipeline {
+    /// Builds the pipeline and restores the rules' persisted state from `store`.
+    ///
+    /// `producer` publishes outcome records and dead letters (configure it with
+    /// `enable.idempotence=true`); `topics` gives `outcomes` and `dead_letters`; `config` the
+    /// per-topic decoding, decode limits, `record_no_match` and `claim_lease_secs`.
+    pub async fn new(
+        rules: Arc<RuleSet>,
+        store: Store,
+        producer: FutureProducer,
+        topics: &TopicsConfig,
+        config: &PipelineConfig,
+    ) -> Result<Pipeline, Error> {
+        let (engine, saved) = state::restore(&rules, &store).await?;
+        let started = Utc::now().timestamp_nanos_opt().unwrap_or_default();
+        let host = std::env::var("HOSTNAME")
+            .ok()
+            .filter(|h| !h.trim().is_empty())
+            .unwrap_or_else(|| "reflex".to_owned());
+        Ok(Pipeline {
+            inner: Mutex::new(Inner { engine, saved }),
+            store,
+            publisher: Publisher::new(producer, &topics.outcomes, &topics.dead_letters),
+            decoding: config.decoding.clone(),
+            limits: config.decode_limits(),
+            record_no_match: config.record_no_match,
+            claim_lease: Duration::from_secs(config.claim_lease_secs),
+            instance: format!("{host}-{}-{started}", std::process::id()),
+            duplicates: AtomicU64::new(0),
+            in_flight: execute::InFlight::default(),
+        })
+    }
+
+    /// The name this process writes into its claims.
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    /// The audit store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// Handles one record to completion (see the module docs).
-    pub async fn handle(&self, _record: &RawRecord<'_>) -> Result<Handled, Error> {
-        Err(Error::NotBuilt)
+    pub async fn handle(&self, record: &RawRecord<'_>) -> Result<Handled, Error> {
+        let decoding = self.decoding.get(record.topic).copied().unwrap_or_default();
+        let events = match decode::decode(record, decoding, &self.limits) {
+            Ok(events) => events,
+            Err(err) => {
+                let message = err.to_string();
+                self.publisher
+                    .dead_letter(record, dead_letter_reason(&err), &message)
+                    .await
+                    .map_err(Error::publish(format!(
+                        "dead-lettering record {}/{}/{}",
+                        record.topic, record.partition, record.offset
+                    )))?;
+                tracing::warn!(
+                    topic = record.topic,
+                    partition = record.partition,
+                    offset = record.offset,
+                    reason = dead_letter_reason(&err),
+                    error = %message,
+                    dead_letters = self.publisher.dead_letter_topic(),
+                    "undecodable record dead-lettered"
+                );
+                return Ok(Handled::DeadLettered);
+            }
+        };
+        let source = execute::Source {
+            topic: record.topic.to_owned(),
+            partition: record.partition,
+            offset: record.offset,
+        };
+        let now = Utc::now();
+        let mut inner = self.inner.lock().await;
+        let mut work = Vec::new();
+        if inner.engine.next_deadline().is_some_and(|due| due <= now) {
+            let evaluation = inner.engine.tick(now);
+            execute::collect(&mut work, evaluation, None);
+        }
+        for event in &events {
+            if self.record_no_match {
+                let evaluation = inner.engine.process_traced(event, now);
+                if execute::matched_nothing(&evaluation) {
+                    work.push(execute::Work::NoMatch {
+                        event_id: event.meta.id.clone(),
+                        source: source.clone(),
+                    });
+                }
+                execute::collect(&mut work, evaluation, Some(&source));
+            } else {
+                let evaluation = inner.engine.process(event, now);
+                execute::collect(&mut work, evaluation, Some(&source));
+            }
+        }
+        let changed = state::changed(&inner)?;
+        if changed.is_empty() {
+            // Nothing stateful moved: other partitions may evaluate while this one acts.
+            drop(inner);
+            return self.run(work).await.map(Handled::Outcomes);
+        }
+        self.run_and_save(&mut inner, work, changed)
+            .await
+            .map(Handled::Outcomes)
     }
 
-    /// Fires due stateful timers (`once_after`, `absence`) at `now`.
-    pub async fn tick(&self, _now: DateTime<Utc>) -> Result<usize, Error> {
-        Err(Error::NotBuilt)
+    /// Fires due stateful timers (`once_after`, `absence`) at `now`; returns the number of
+    /// outcomes recorded.
+    pub async fn tick(&self, now: DateTime<Utc>) -> Result<usize, Error> {
+        let mut inner = self.inner.lock().await;
+        if inner.engine.next_deadline().is_none_or(|due| due > now) {
+            return Ok(0);
+        }
+        let mut work = Vec::new();
+        let evaluation = inner.engine.tick(now);
+        execute::collect(&mut work, evaluation, None);
+        let changed = state::changed(&inner)?;
+        self.run_and_save(&mut inner, work, changed).await
     }
 
-    /// Persists the rules' state to the store (on shutdown and periodically).
+    /// Persists the rules' state to the store (on shutdown and periodically). Normally a no-op:
+    /// `handle` and `tick` save what they change before returning.
     pub async fn save_state(&self) -> Result<(), Error> {
-        Err(Error::NotBuilt)
+        let mut inner = self.inner.lock().await;
+        let changed = state::changed(&inner)?;
+        state::save(&self.store, &mut inner, changed).await
+    }
+
+    /// Records `work` and then saves `changed`, holding the engine lock throughout; on any
+    /// failure the engine returns to the last saved state.
+    async fn run_and_save(
+        &self,
+        inner: &mut Inner,
+        work: Vec<execute::Work>,
+        changed: Vec<(String, Value)>,
+    ) -> Result<usize, Error> {
+        let result = match self.run(work).await {
+            Ok(count) => state::save(&self.store, inner, changed)
+                .await
+                .map(|()| count),
+            Err(err) => Err(err),
+        };
+        if result.is_err() {
+            state::rollback(inner);
+        }
+        result
+    }
+}
+
+/// The `reflex-dlq-reason` code of a decode error.
+pub fn dead_letter_reason(err: &DecodeError) -> &'static str {
+    match err {
+        DecodeError::Tombstone { .. } => "tombstone",
+        DecodeError::Empty { .. } => "empty",
+        DecodeError::TooLarge { .. } => "too_large",
+        DecodeError::NotUtf8 { .. } => "not_utf8",
+        DecodeError::NotJson { .. } => "not_json",
+        DecodeError::TooDeep { .. } => "too_deep",
+        DecodeError::WrongFormat { .. } => "wrong_format",
+        DecodeError::MissingAttributes { .. } => "missing_attributes",
+        DecodeError::Invalid { .. } => "invalid",
     }
 }

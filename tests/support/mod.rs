@@ -125,3 +125,22 @@ where
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Creates `topic` with `partitions` partitions (replication 1), failing the test on error.
+pub async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
+    use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap_or_else(|err| panic!("cannot create a Kafka admin client for {bootstrap}: {err}"));
+    let results = admin
+        .create_topics(
+            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new().operation_timeout(Some(PRECHECK_TIMEOUT)),
+        )
+        .await
+        .unwrap_or_else(|err| panic!("create topic {topic} on {bootstrap}: {err}; {HINT}"));
+    for result in results {
+        result.unwrap_or_else(|(name, err)| panic!("cannot create topic {name}: {err}"));
+    }
+}

@@ -1,0 +1,49 @@
+//! The `log` executor: emits the rendered message and fields as a tracing event (target
+//! `reflex::actions::log`) and succeeds. It changes nothing outside the process, which makes
+//! it the action the pipeline's tests count executions with.
+
+use serde_json::json;
+
+use super::Execution;
+use crate::rules::PlannedAction;
+use crate::rules::action::{LogLevel, LogParams};
+
+/// Executes a `log` action.
+pub fn execute(action: &PlannedAction) -> Execution {
+    let params: LogParams = match serde_json::from_value(action.params.clone()) {
+        Ok(params) => params,
+        Err(err) => {
+            // The engine rendered and type-checked these parameters, so this is a bug.
+            return Execution::Failed {
+                error: format!("log parameters do not match the log action's schema: {err}"),
+                details: json!({}),
+            };
+        }
+    };
+    let fields = params
+        .fields
+        .as_ref()
+        .map(|f| f.to_string())
+        .unwrap_or_default();
+    match params.level {
+        LogLevel::Info => tracing::info!(
+            target: "reflex::actions::log",
+            rule = %action.rule,
+            event_id = %action.event_id,
+            idempotency_key = %action.idempotency_key,
+            fields = %fields,
+            "{}",
+            params.message
+        ),
+        LogLevel::Warn => tracing::warn!(
+            target: "reflex::actions::log",
+            rule = %action.rule,
+            event_id = %action.event_id,
+            idempotency_key = %action.idempotency_key,
+            fields = %fields,
+            "{}",
+            params.message
+        ),
+    }
+    Execution::Succeeded(json!({ "logged": params.message }))
+}

@@ -1,0 +1,533 @@
+//! Claiming, executing and recording one planned action; recording rule failures, duplicates
+//! and `no_match` outcomes. The protocol is described in the module docs of [`super`].
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::sync::atomic::Ordering;
+
+use chrono::Utc;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::{Error, Pipeline};
+use crate::actions::{self, Execution};
+use crate::outcome::record::OutcomeMessage;
+use crate::outcome::store::{Finish, NewOutcome, OutcomeRecord, OutcomeStatus};
+use crate::rules::engine::{Verdict, idempotency_key};
+use crate::rules::{Evaluation, PlannedAction, RuleFailure};
+
+/// `action_kind` of outcomes that concern no action (`no_match`, rule-level failures).
+const NO_KIND: &str = "none";
+
+/// Where the record behind an outcome sits in Kafka (absent for timer firings).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub(super) struct Source {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// One outcome to produce.
+#[derive(Debug)]
+pub(super) enum Work {
+    Action {
+        action: PlannedAction,
+        source: Option<Source>,
+    },
+    Failure {
+        failure: RuleFailure,
+        source: Option<Source>,
+    },
+    NoMatch {
+        event_id: String,
+        source: Source,
+    },
+}
+
+/// Appends the outcomes an evaluation calls for: planned actions, then failures.
+pub(super) fn collect(work: &mut Vec<Work>, evaluation: Evaluation, source: Option<&Source>) {
+    for action in evaluation.planned {
+        work.push(Work::Action {
+            action,
+            source: source.cloned(),
+        });
+    }
+    for failure in evaluation.failures {
+        work.push(Work::Failure {
+            failure,
+            source: source.cloned(),
+        });
+    }
+}
+
+/// True when no rule fired, held, or failed for the event (a traced evaluation).
+pub(super) fn matched_nothing(evaluation: &Evaluation) -> bool {
+    evaluation.planned.is_empty()
+        && evaluation.failures.is_empty()
+        && evaluation.trace.iter().all(|t| {
+            matches!(
+                t.verdict,
+                Verdict::Disabled
+                    | Verdict::Stopped { .. }
+                    | Verdict::NotSelected(_)
+                    | Verdict::ConditionFalse
+            )
+        })
+}
+
+/// A key for an outcome that is not an action's, derived from the event like action keys (so
+/// a redelivery derives the same one) and unable to collide with them (action keys hash a rule
+/// name, which cannot contain a NUL byte, where these hash the tag after one).
+fn derived_key(event_id: &str, tag: &str) -> String {
+    idempotency_key(event_id, &format!("\0{tag}"), 0)
+}
+
+/// Keys this process is executing right now; a `started` row of this instance whose key is
+/// not here was left by a failed attempt and may be taken over at once.
+#[derive(Debug, Default)]
+pub(super) struct InFlight(Mutex<HashSet<String>>);
+
+/// Removes its key from the in-flight set when dropped.
+struct InFlightGuard<'a> {
+    set: &'a InFlight,
+    key: String,
+}
+
+impl InFlight {
+    /// Registers `key`; `None` if it is already in flight here.
+    fn enter(&self, key: &str) -> Option<InFlightGuard<'_>> {
+        let mut set = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        set.insert(key.to_owned()).then(|| InFlightGuard {
+            set: self,
+            key: key.to_owned(),
+        })
+    }
+}
+
+impl Drop for InFlightGuard<'_> {
+    fn drop(&mut self) {
+        let mut set = self.set.0.lock().unwrap_or_else(|p| p.into_inner());
+        set.remove(&self.key);
+    }
+}
+
+impl Pipeline {
+    /// Produces every outcome of `work`, in order; returns how many were recorded.
+    pub(super) async fn run(&self, work: Vec<Work>) -> Result<usize, Error> {
+        let mut count = 0;
+        for item in work {
+            count += match item {
+                Work::Action { action, source } => self.act(&action, source.as_ref()).await?,
+                Work::Failure { failure, source } => {
+                    self.record_failure(&failure, source.as_ref()).await?
+                }
+                Work::NoMatch { event_id, source } => {
+                    self.record_no_match(&event_id, &source).await?
+                }
+            };
+        }
+        Ok(count)
+    }
+
+    /// Claims, executes and records one planned action.
+    async fn act(&self, action: &PlannedAction, source: Option<&Source>) -> Result<usize, Error> {
+        let key = action.idempotency_key.as_str();
+        let context = || {
+            format!(
+                "recording action {} (`{}`) of rule `{}` for event `{}`",
+                action.action_index,
+                action.kind.as_str(),
+                action.rule,
+                action.event_id
+            )
+        };
+        let Some(_guard) = self.in_flight.enter(key) else {
+            return Err(Error::ClaimedElsewhere {
+                idempotency_key: key.to_owned(),
+                rule: action.rule.clone(),
+                claimant: self.instance.clone(),
+                since: Utc::now(),
+                lease_secs: self.claim_lease.as_secs(),
+            });
+        };
+        let target = actions::target(action);
+        let started_at = Utc::now();
+        let mut details = json!({
+            "params": action.params,
+            "action_index": action.action_index,
+            "dry_run": action.dry_run,
+            "group_key": action.group_key,
+            "source": source,
+            "claimant": self.instance,
+        });
+        let claim = NewOutcome {
+            event_id: &action.event_id,
+            rule: &action.rule,
+            action_kind: action.kind.as_str(),
+            idempotency_key: key,
+            status: OutcomeStatus::Started,
+            attempts: 1,
+            started_at,
+            finished_at: None,
+            target: target.as_deref(),
+            error: None,
+            details: &details,
+        };
+        let mut attempts = 1;
+        let mut refuse_repeat = None;
+        let claimed = self
+            .store
+            .insert_outcome(&claim)
+            .await
+            .map_err(Error::store(context()))?;
+        if !claimed {
+            let existing = self
+                .store
+                .outcome_by_key(key)
+                .await
+                .map_err(Error::store(context()))?;
+            let Some(existing) = existing else {
+                // The row vanished between the insert and the read (someone pruned the table):
+                // retrying claims it afresh.
+                return Err(Error::Store {
+                    context: context(),
+                    source: Box::new(crate::outcome::store::Error::InvalidRow {
+                        url: self.store.url().to_owned(),
+                        message: format!("outcome `{key}` disappeared while being claimed"),
+                    }),
+                });
+            };
+            if existing.status.is_final() {
+                return self.settle_existing(&existing, source, true).await;
+            }
+            let claimant = existing
+                .details
+                .get("claimant")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            let stale = (started_at - existing.started_at)
+                .to_std()
+                .is_ok_and(|age| age >= self.claim_lease);
+            if claimant != self.instance && !stale {
+                return Err(Error::ClaimedElsewhere {
+                    idempotency_key: key.to_owned(),
+                    rule: action.rule.clone(),
+                    claimant,
+                    since: existing.started_at,
+                    lease_secs: self.claim_lease.as_secs(),
+                });
+            }
+            let won = self
+                .store
+                .take_over(key, existing.attempts, started_at, &details)
+                .await
+                .map_err(Error::store(context()))?;
+            if !won {
+                return Err(Error::ClaimedElsewhere {
+                    idempotency_key: key.to_owned(),
+                    rule: action.rule.clone(),
+                    claimant: "another instance (it took the claim over first)".to_owned(),
+                    since: started_at,
+                    lease_secs: self.claim_lease.as_secs(),
+                });
+            }
+            attempts = existing.attempts + 1;
+            let harmless = action.dry_run
+                || actions::is_idempotent(action.kind)
+                || !actions::has_executor(action.kind);
+            if !harmless {
+                refuse_repeat = Some(format!(
+                    "an earlier attempt (attempt {}, started {} by `{claimant}`) never recorded \
+                     its end and may have taken effect; `{}` is not safe to repeat, so it was \
+                     not executed again: check the target and act by hand if needed",
+                    existing.attempts,
+                    existing.started_at.to_rfc3339(),
+                    action.kind.as_str()
+                ));
+            }
+            tracing::warn!(
+                rule = %action.rule,
+                action = action.kind.as_str(),
+                event_id = %action.event_id,
+                idempotency_key = key,
+                attempts,
+                previous_claimant = %claimant,
+                "taking over an unfinished earlier attempt"
+            );
+        }
+
+        let (status, error, result) = if let Some(message) = refuse_repeat {
+            (OutcomeStatus::Failed, Some(message), Value::Null)
+        } else if action.dry_run {
+            (OutcomeStatus::SkippedDryRun, None, Value::Null)
+        } else {
+            match actions::execute(action).await {
+                Execution::Succeeded(result) => (OutcomeStatus::Succeeded, None, result),
+                Execution::Failed { error, details } => {
+                    (OutcomeStatus::Failed, Some(error), details)
+                }
+                Execution::NotImplemented(message) => {
+                    (OutcomeStatus::NotImplemented, Some(message), Value::Null)
+                }
+            }
+        };
+        details["result"] = result;
+        let finished_at = Utc::now();
+        self.store
+            .finish_outcome(&Finish {
+                idempotency_key: key,
+                status,
+                attempts,
+                started_at,
+                finished_at,
+                target: target.as_deref(),
+                error: error.as_deref(),
+                details: &details,
+            })
+            .await
+            .map_err(Error::store(context()))?;
+        if status == OutcomeStatus::Failed {
+            tracing::warn!(
+                rule = %action.rule,
+                action = action.kind.as_str(),
+                event_id = %action.event_id,
+                error = error.as_deref().unwrap_or_default(),
+                "action failed"
+            );
+        }
+        let row = OutcomeRecord {
+            id: 0,
+            event_id: action.event_id.clone(),
+            rule: action.rule.clone(),
+            action_kind: action.kind.as_str().to_owned(),
+            idempotency_key: key.to_owned(),
+            status,
+            attempts,
+            started_at,
+            finished_at: Some(finished_at),
+            target,
+            error,
+            details,
+            published_at: None,
+        };
+        self.publish(&row).await?;
+        Ok(1)
+    }
+
+    /// A final row exists under an outcome's key. If it was never published, publish it now —
+    /// unless another instance finished it within the claim lease: that instance is most
+    /// likely publishing it this very moment, so this caller retries later
+    /// ([`Error::ClaimedElsewhere`]) instead of publishing a second copy. If it was published,
+    /// this is a redelivery: record a `duplicate` when `duplicates`, else nothing.
+    async fn settle_existing(
+        &self,
+        existing: &OutcomeRecord,
+        source: Option<&Source>,
+        duplicates: bool,
+    ) -> Result<usize, Error> {
+        if existing.published_at.is_none() {
+            let claimant = existing
+                .details
+                .get("claimant")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let finished = existing.finished_at.unwrap_or(existing.started_at);
+            // A negative age (clocks of two replicas disagree) counts as recent.
+            let recent = (Utc::now() - finished)
+                .to_std()
+                .map_or(true, |age| age < self.claim_lease);
+            if !claimant.is_empty() && claimant != self.instance && recent {
+                return Err(Error::ClaimedElsewhere {
+                    idempotency_key: existing.idempotency_key.clone(),
+                    rule: existing.rule.clone(),
+                    claimant: claimant.to_owned(),
+                    since: finished,
+                    lease_secs: self.claim_lease.as_secs(),
+                });
+            }
+            self.publish(existing).await?;
+            return Ok(1);
+        }
+        if !duplicates {
+            return Ok(0);
+        }
+        let number = self.duplicates.fetch_add(1, Ordering::Relaxed);
+        let key = format!(
+            "{}.duplicate.{}.{number}",
+            existing.idempotency_key, self.instance
+        );
+        let now = Utc::now();
+        let details = json!({
+            "duplicate_of": existing.idempotency_key,
+            "original_status": existing.status.as_str(),
+            "source": source,
+            "claimant": self.instance,
+        });
+        let row = OutcomeRecord {
+            id: 0,
+            event_id: existing.event_id.clone(),
+            rule: existing.rule.clone(),
+            action_kind: existing.action_kind.clone(),
+            idempotency_key: key,
+            status: OutcomeStatus::Duplicate,
+            attempts: 0,
+            started_at: now,
+            finished_at: Some(now),
+            target: existing.target.clone(),
+            error: None,
+            details,
+            published_at: None,
+        };
+        tracing::debug!(
+            rule = %row.rule,
+            event_id = %row.event_id,
+            duplicate_of = %existing.idempotency_key,
+            "redelivered action not executed again"
+        );
+        self.insert_final(&row).await?;
+        self.publish(&row).await?;
+        Ok(1)
+    }
+
+    /// A rule (or one of its actions) could not be planned: a `failed` outcome.
+    async fn record_failure(
+        &self,
+        failure: &RuleFailure,
+        source: Option<&Source>,
+    ) -> Result<usize, Error> {
+        tracing::warn!(
+            rule = %failure.rule,
+            event_id = %failure.event_id,
+            error = %failure.message,
+            "rule failed for an event"
+        );
+        let key = failure.idempotency_key.clone().unwrap_or_else(|| {
+            derived_key(
+                &failure.event_id,
+                &format!("rule-failure\0{}", failure.rule),
+            )
+        });
+        let now = Utc::now();
+        let row = OutcomeRecord {
+            id: 0,
+            event_id: failure.event_id.clone(),
+            rule: failure.rule.clone(),
+            action_kind: failure
+                .kind
+                .map_or(NO_KIND, |kind| kind.as_str())
+                .to_owned(),
+            idempotency_key: key,
+            status: OutcomeStatus::Failed,
+            attempts: 0,
+            started_at: now,
+            finished_at: Some(now),
+            target: None,
+            error: Some(failure.message.clone()),
+            details: json!({
+                "action_index": failure.action_index,
+                "source": source,
+                "claimant": self.instance,
+            }),
+            published_at: None,
+        };
+        self.record_once(&row, source, true).await
+    }
+
+    /// The event matched no rule: a `no_match` outcome (only when enabled).
+    async fn record_no_match(&self, event_id: &str, source: &Source) -> Result<usize, Error> {
+        let now = Utc::now();
+        let row = OutcomeRecord {
+            id: 0,
+            event_id: event_id.to_owned(),
+            rule: String::new(),
+            action_kind: NO_KIND.to_owned(),
+            idempotency_key: derived_key(event_id, "no-match"),
+            status: OutcomeStatus::NoMatch,
+            attempts: 0,
+            started_at: now,
+            finished_at: Some(now),
+            target: None,
+            error: None,
+            details: json!({ "source": source, "claimant": self.instance }),
+            published_at: None,
+        };
+        // A redelivered non-matching event is not worth a duplicate row.
+        self.record_once(&row, Some(source), false).await
+    }
+
+    /// Inserts a final row under its deterministic key and publishes it; when the key exists
+    /// (a redelivery), settles the existing row instead (a duplicate only if `duplicates`).
+    async fn record_once(
+        &self,
+        row: &OutcomeRecord,
+        source: Option<&Source>,
+        duplicates: bool,
+    ) -> Result<usize, Error> {
+        if self.insert_final(row).await? {
+            self.publish(row).await?;
+            return Ok(1);
+        }
+        let existing = self
+            .store
+            .outcome_by_key(&row.idempotency_key)
+            .await
+            .map_err(Error::store(format!(
+                "reading outcome `{}` of event `{}`",
+                row.idempotency_key, row.event_id
+            )))?;
+        match existing {
+            Some(existing) if existing.status.is_final() => {
+                self.settle_existing(&existing, source, duplicates).await
+            }
+            // A `started` row under a failure's key: an action of the same key is executing
+            // (rendering failed now but succeeded before); its own outcome will be recorded.
+            _ => Ok(0),
+        }
+    }
+
+    /// Inserts a row that is final from the start; false if its key exists.
+    async fn insert_final(&self, row: &OutcomeRecord) -> Result<bool, Error> {
+        self.store
+            .insert_outcome(&NewOutcome {
+                event_id: &row.event_id,
+                rule: &row.rule,
+                action_kind: &row.action_kind,
+                idempotency_key: &row.idempotency_key,
+                status: row.status,
+                attempts: row.attempts,
+                started_at: row.started_at,
+                finished_at: row.finished_at,
+                target: row.target.as_deref(),
+                error: row.error.as_deref(),
+                details: &row.details,
+            })
+            .await
+            .map_err(Error::store(format!(
+                "recording the {} outcome of rule `{}` for event `{}`",
+                row.status, row.rule, row.event_id
+            )))
+    }
+
+    /// Publishes a final row's outcome record and marks the row published.
+    async fn publish(&self, row: &OutcomeRecord) -> Result<(), Error> {
+        let message = OutcomeMessage::from_row(row);
+        let context = || {
+            format!(
+                "publishing the {} outcome `{}` of rule `{}`",
+                row.status, row.idempotency_key, row.rule
+            )
+        };
+        self.publisher
+            .publish_outcome(&message)
+            .await
+            .map_err(Error::publish(context()))?;
+        self.store
+            .mark_published(&row.idempotency_key, Utc::now())
+            .await
+            .map_err(Error::store(context()))
+    }
+}

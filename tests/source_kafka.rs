@@ -1,0 +1,516 @@
+//! The Kafka source against the real broker: order per partition, retries that hold a
+//! partition back, offsets committed only for handled records, back-pressure by pausing, and
+//! hand-over on rebalance. Each test uses its own topic and consumer group.
+//!
+//! Run: `scripts/services up && eval "$(scripts/services env)" && cargo test --test source_kafka`
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use reflex::config::Config;
+use reflex::event::decode::RawRecord;
+use reflex::source::{Handler, KafkaSource, Status};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Bound on every wait for records to arrive: generous for a loaded 2-core machine (a group
+/// join alone takes a few seconds), finite so a broken consumer fails the test.
+const WAIT: Duration = Duration::from_secs(60);
+
+/// What the test handler saw: `(partition, offset, payload)` in handling order.
+type Seen = Arc<Mutex<Vec<(i32, i64, String)>>>;
+
+/// Decides per record whether handling fails (an infrastructure error) this time.
+type FailWhen = Box<dyn Fn(&RawRecord<'_>) -> bool + Send + Sync>;
+
+struct Recorder {
+    seen: Seen,
+    fail: FailWhen,
+    delay: Duration,
+}
+
+impl Handler for Recorder {
+    type Error = String;
+
+    async fn handle(&self, record: &RawRecord<'_>) -> Result<(), String> {
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
+        if (self.fail)(record) {
+            return Err(format!(
+                "simulated store outage at offset {}",
+                record.offset
+            ));
+        }
+        let payload = String::from_utf8_lossy(record.payload.unwrap_or_default()).into_owned();
+        self.seen
+            .lock()
+            .expect("lock")
+            .push((record.partition, record.offset, payload));
+        Ok(())
+    }
+}
+
+fn recorder(fail: FailWhen) -> (Arc<Recorder>, Seen) {
+    let seen = Seen::default();
+    let handler = Arc::new(Recorder {
+        seen: Arc::clone(&seen),
+        fail,
+        delay: Duration::ZERO,
+    });
+    (handler, seen)
+}
+
+fn never() -> FailWhen {
+    Box::new(|_| false)
+}
+
+fn config(bootstrap: &str, topic: &str, group: &str) -> Config {
+    let mut config = Config::default();
+    config.kafka.bootstrap_servers = bootstrap.to_owned();
+    config.kafka.topics.events = vec![topic.to_owned()];
+    config.kafka.topics.group_id = group.to_owned();
+    // The broker's minimum; a test group settles faster.
+    config
+        .kafka
+        .client
+        .insert("session.timeout.ms".to_owned(), "6000".to_owned());
+    config.consumer.retry_min_delay = Duration::from_millis(50);
+    config.consumer.retry_max_delay = Duration::from_millis(200);
+    config.consumer.drain_timeout = Duration::from_secs(5);
+    config.consumer.revoke_timeout = Duration::from_secs(5);
+    config.consumer.commit_interval = Duration::from_millis(200);
+    config
+}
+
+fn producer(bootstrap: &str) -> FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("message.timeout.ms", "10000")
+        .create()
+        .expect("producer")
+}
+
+/// Produces `count` records to `partition`, payloads `p<partition>-<i>`.
+async fn produce(
+    producer: &FutureProducer,
+    topic: &str,
+    partition: i32,
+    range: std::ops::Range<usize>,
+) {
+    for i in range {
+        let payload = format!("p{partition}-{i}");
+        producer
+            .send(
+                FutureRecord::<(), _>::to(topic)
+                    .partition(partition)
+                    .payload(&payload),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap_or_else(|(err, _)| panic!("produce to {topic}/{partition}: {err}"));
+    }
+}
+
+struct Running {
+    shutdown: CancellationToken,
+    task: JoinHandle<reflex::source::Result<()>>,
+    status: Arc<Status>,
+}
+
+fn start<H: Handler>(config: &Config, handler: Arc<H>) -> Running {
+    let source = KafkaSource::new(config, handler).expect("create the source");
+    let status = source.status();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(source.run(shutdown.clone()));
+    Running {
+        shutdown,
+        task,
+        status,
+    }
+}
+
+impl Running {
+    async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(30), self.task)
+            .await
+            .expect("the source stops within 30 s of shutdown")
+            .expect("no panic")
+            .expect("the source stops without error");
+    }
+}
+
+async fn wait_for_count(seen: &Seen, count: usize, what: &str) {
+    support::eventually(what, WAIT, || {
+        let n = seen.lock().expect("lock").len();
+        async move { (n >= count).then_some(()) }
+    })
+    .await;
+}
+
+/// The group's committed offset per partition (`None`: nothing committed).
+async fn committed(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> Vec<Option<i64>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .create()
+        .expect("consumer");
+    let mut list = TopicPartitionList::new();
+    for partition in 0..partitions {
+        list.add_partition(topic, partition);
+    }
+    let list = tokio::task::spawn_blocking(move || {
+        consumer.committed_offsets(list, Duration::from_secs(10))
+    })
+    .await
+    .expect("no panic")
+    .expect("committed offsets");
+    (0..partitions)
+        .map(
+            |p| match list.find_partition(topic, p).map(|e| e.offset()) {
+                Some(Offset::Offset(o)) => Some(o),
+                _ => None,
+            },
+        )
+        .collect()
+}
+
+fn by_partition(seen: &Seen) -> BTreeMap<i32, Vec<(i64, String)>> {
+    let mut map: BTreeMap<i32, Vec<(i64, String)>> = BTreeMap::new();
+    for (partition, offset, payload) in seen.lock().expect("lock").iter() {
+        map.entry(*partition)
+            .or_default()
+            .push((*offset, payload.clone()));
+    }
+    map
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_of_three_partitions_are_handled_in_order_per_partition_and_committed() {
+    let bootstrap = support::require_kafka().await;
+    let topic = support::unique_name("src-order");
+    let group = support::unique_name("g");
+    support::create_topic(&bootstrap, &topic, 3).await;
+    let producer = producer(&bootstrap);
+    for partition in 0..3 {
+        produce(&producer, &topic, partition, 0..20).await;
+    }
+
+    let (handler, seen) = recorder(never());
+    let running = start(&config(&bootstrap, &topic, &group), handler);
+    wait_for_count(&seen, 60, "60 records handled").await;
+    let status = running.status.snapshot();
+    assert!(status.joined, "{status:?}");
+    assert_eq!(status.assigned, 3, "{status:?}");
+    running.stop().await;
+
+    let partitions = by_partition(&seen);
+    assert_eq!(partitions.len(), 3);
+    for (partition, records) in &partitions {
+        let payloads: Vec<&str> = records.iter().map(|(_, p)| p.as_str()).collect();
+        let expected: Vec<String> = (0..20).map(|i| format!("p{partition}-{i}")).collect();
+        assert_eq!(
+            payloads, expected,
+            "partition {partition} out of order or incomplete"
+        );
+        let offsets: Vec<i64> = records.iter().map(|(o, _)| *o).collect();
+        assert_eq!(offsets, (0..20).collect::<Vec<i64>>());
+    }
+    assert_eq!(
+        committed(&bootstrap, &group, &topic, 3).await,
+        vec![Some(20); 3],
+        "every handled record is committed after shutdown"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_record_is_retried_while_later_records_of_its_partition_wait() {
+    let bootstrap = support::require_kafka().await;
+    let topic = support::unique_name("src-retry");
+    let group = support::unique_name("g");
+    support::create_topic(&bootstrap, &topic, 2).await;
+    let producer = producer(&bootstrap);
+    produce(&producer, &topic, 0, 0..5).await;
+    produce(&producer, &topic, 1, 0..5).await;
+
+    // Partition 0's record at offset 2 fails until the test lets it through.
+    let outage = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let fail_flag = Arc::clone(&outage);
+    let (handler, seen) = recorder(Box::new(move |record| {
+        record.partition == 0
+            && record.offset == 2
+            && fail_flag.load(std::sync::atomic::Ordering::SeqCst)
+    }));
+    let running = start(&config(&bootstrap, &topic, &group), handler);
+
+    // Partition 1 completes and partition 0 stops before offset 2.
+    wait_for_count(
+        &seen,
+        7,
+        "partition 1 and the first two records of partition 0",
+    )
+    .await;
+    support::eventually("the partition reported as retrying", WAIT, || {
+        let status = Arc::clone(&running.status);
+        async move { (status.snapshot().retrying == 1).then_some(()) }
+    })
+    .await;
+    assert!(
+        running.status.readiness().is_err(),
+        "not ready while retrying"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stuck = by_partition(&seen);
+    assert_eq!(stuck[&1].len(), 5, "the other partition is not held back");
+    assert_eq!(
+        stuck[&0].iter().map(|(o, _)| *o).collect::<Vec<_>>(),
+        vec![0, 1],
+        "nothing after the failing record is handled"
+    );
+
+    outage.store(false, std::sync::atomic::Ordering::SeqCst);
+    wait_for_count(&seen, 10, "all records after the outage").await;
+    let status = Arc::clone(&running.status);
+    support::eventually("readiness back", WAIT, || {
+        let status = Arc::clone(&status);
+        async move { status.readiness().ok() }
+    })
+    .await;
+    running.stop().await;
+    let done = by_partition(&seen);
+    assert_eq!(
+        done[&0].iter().map(|(o, _)| *o).collect::<Vec<_>>(),
+        vec![0, 1, 2, 3, 4],
+        "partition 0 resumed in order"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_consumer_of_the_group_resumes_at_the_first_unhandled_record() {
+    let bootstrap = support::require_kafka().await;
+    let topic = support::unique_name("src-resume");
+    let group = support::unique_name("g");
+    support::create_topic(&bootstrap, &topic, 1).await;
+    let producer = producer(&bootstrap);
+    produce(&producer, &topic, 0, 0..10).await;
+
+    // The first consumer handles offsets 0..5 and never gets past offset 5.
+    let (handler, seen) = recorder(Box::new(|record| record.offset >= 5));
+    let mut config = config(&bootstrap, &topic, &group);
+    config.consumer.drain_timeout = Duration::from_secs(1);
+    let running = start(&config, handler);
+    wait_for_count(&seen, 5, "the first five records").await;
+    support::eventually("offset 5 retried", WAIT, || {
+        let status = Arc::clone(&running.status);
+        async move { (status.snapshot().retrying == 1).then_some(()) }
+    })
+    .await;
+    running.stop().await;
+    assert_eq!(
+        committed(&bootstrap, &group, &topic, 1).await,
+        vec![Some(5)]
+    );
+
+    let (handler, seen) = recorder(never());
+    let running = start(&config, handler);
+    wait_for_count(&seen, 5, "the records the first consumer left").await;
+    // Give a wrongly rewound consumer time to show extra records.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    running.stop().await;
+    let offsets: Vec<i64> = seen.lock().expect("lock").iter().map(|r| r.1).collect();
+    assert_eq!(offsets, vec![5, 6, 7, 8, 9]);
+    assert_eq!(
+        committed(&bootstrap, &group, &topic, 1).await,
+        vec![Some(10)]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_partition_queue_pauses_the_partition_without_losing_or_reordering_records() {
+    let bootstrap = support::require_kafka().await;
+    let topic = support::unique_name("src-pause");
+    let group = support::unique_name("g");
+    support::create_topic(&bootstrap, &topic, 1).await;
+    let producer = producer(&bootstrap);
+    produce(&producer, &topic, 0, 0..200).await;
+
+    let seen = Seen::default();
+    let handler = Arc::new(Recorder {
+        seen: Arc::clone(&seen),
+        fail: never(),
+        delay: Duration::from_millis(2),
+    });
+    let mut config = config(&bootstrap, &topic, &group);
+    config.consumer.partition_queue = 4;
+    let running = start(&config, handler);
+    let status = Arc::clone(&running.status);
+    let finished = CancellationToken::new();
+    let watching = finished.clone();
+    let watcher = tokio::spawn(async move {
+        let mut max_paused = 0;
+        while !watching.is_cancelled() {
+            max_paused = max_paused.max(status.snapshot().paused);
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        max_paused
+    });
+    wait_for_count(&seen, 200, "200 records through a queue of 4").await;
+    finished.cancel();
+    let max_paused = watcher.await.expect("watcher");
+    assert_eq!(
+        max_paused, 1,
+        "the partition was paused while its queue was full"
+    );
+    assert_eq!(
+        running.status.snapshot().paused,
+        0,
+        "and resumed once drained"
+    );
+    running.stop().await;
+    let offsets: Vec<i64> = seen.lock().expect("lock").iter().map(|r| r.1).collect();
+    assert_eq!(
+        offsets,
+        (0..200).collect::<Vec<i64>>(),
+        "no loss, no duplicate, in order"
+    );
+    assert_eq!(
+        committed(&bootstrap, &group, &topic, 1).await,
+        vec![Some(200)]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_member_takes_over_partitions_at_the_committed_offsets_without_duplicates() {
+    let bootstrap = support::require_kafka().await;
+    let topic = support::unique_name("src-rebalance");
+    let group = support::unique_name("g");
+    support::create_topic(&bootstrap, &topic, 4).await;
+    let producer = producer(&bootstrap);
+    for partition in 0..4 {
+        produce(&producer, &topic, partition, 0..10).await;
+    }
+    let config = config(&bootstrap, &topic, &group);
+    let (first_handler, first_seen) = recorder(never());
+    let first = start(&config, first_handler);
+    wait_for_count(&first_seen, 40, "the first member handles everything").await;
+
+    let (second_handler, second_seen) = recorder(never());
+    let second = start(&config, second_handler);
+    support::eventually("the partitions split between the two members", WAIT, || {
+        let (a, b) = (first.status.snapshot(), second.status.snapshot());
+        async move { (a.assigned > 0 && b.assigned > 0 && a.assigned + b.assigned == 4).then_some(()) }
+    })
+    .await;
+    for partition in 0..4 {
+        produce(&producer, &topic, partition, 10..20).await;
+    }
+    support::eventually("all 80 records handled", WAIT, || {
+        let n = first_seen.lock().expect("lock").len() + second_seen.lock().expect("lock").len();
+        async move { (n >= 80).then_some(()) }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    first.stop().await;
+    second.stop().await;
+
+    let mut all: Vec<(i32, i64)> = first_seen
+        .lock()
+        .expect("lock")
+        .iter()
+        .chain(second_seen.lock().expect("lock").iter())
+        .map(|(p, o, _)| (*p, *o))
+        .collect();
+    assert!(
+        !second_seen.lock().expect("lock").is_empty(),
+        "the second member got work"
+    );
+    all.sort_unstable();
+    let expected: Vec<(i32, i64)> = (0..4).flat_map(|p| (0..20).map(move |o| (p, o))).collect();
+    assert_eq!(
+        all, expected,
+        "every record exactly once across the hand-over"
+    );
+}
+
+/// Counts records; nothing else, so the measurement is the source's own cost.
+struct Counter {
+    count: std::sync::atomic::AtomicUsize,
+    first: std::sync::OnceLock<std::time::Instant>,
+}
+
+impl Handler for Counter {
+    type Error = String;
+
+    async fn handle(&self, _record: &RawRecord<'_>) -> Result<(), String> {
+        self.first.get_or_init(std::time::Instant::now);
+        self.count
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// A measurement, not a check of a property: run it on purpose with
+/// `cargo test --release --test source_kafka -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement; prints the source's throughput"]
+async fn measure_the_source_throughput_with_a_no_op_handler() {
+    use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+    let bootstrap = support::require_kafka().await;
+    let topic = support::unique_name("src-bench");
+    let group = support::unique_name("g");
+    let partitions = 6;
+    let total = 200_000;
+    support::create_topic(&bootstrap, &topic, partitions).await;
+    let producer: ThreadedProducer<rdkafka::producer::DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("linger.ms", "20")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .expect("producer");
+    let payload = r#"{"type":"bench","labels":{"severity":"warning","app":"shop"},"value":42}"#;
+    for i in 0..total {
+        let key = format!("k{}", i % 1000);
+        let mut record = BaseRecord::<String, str>::to(&topic)
+            .key(&key)
+            .payload(payload);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    record = back;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(60)).expect("flush");
+
+    let handler = Arc::new(Counter {
+        count: std::sync::atomic::AtomicUsize::new(0),
+        first: std::sync::OnceLock::new(),
+    });
+    let running = start(&config(&bootstrap, &topic, &group), Arc::clone(&handler));
+    support::eventually("every record counted", Duration::from_secs(120), || {
+        let n = handler.count.load(std::sync::atomic::Ordering::Relaxed);
+        async move { (n >= total).then_some(()) }
+    })
+    .await;
+    let elapsed = handler.first.get().expect("started").elapsed();
+    running.stop().await;
+    assert_eq!(
+        handler.count.load(std::sync::atomic::Ordering::Relaxed),
+        total
+    );
+    eprintln!(
+        "source throughput: {total} records over {partitions} partitions in {elapsed:?} = {:.0} records/s",
+        total as f64 / elapsed.as_secs_f64()
+    );
+}
