@@ -1,5 +1,6 @@
-//! Executors that carry out planned actions. Only [`log`] exists so far; every other kind is
-//! reported as not implemented until its executor arrives (issue #5).
+//! Executors that carry out planned actions: [`log`], [`kubernetes`], [`webhook`] and [`kafka`],
+//! gathered in [`Executors`]; a kind whose executor is not configured is reported as not
+//! implemented and nothing is done.
 
 pub mod kafka;
 pub mod kubernetes;
@@ -30,25 +31,173 @@ pub enum Execution {
 
 /// Whether executing the action twice has the same effect as once. The pipeline re-executes
 /// an action whose earlier attempt started but never recorded an end (a crash) only when this
-/// holds; otherwise it cannot know whether the first attempt took effect. `log` changes
-/// nothing outside the process, so it qualifies; issue #5 decides per executor.
-pub fn is_idempotent(kind: ActionKind) -> bool {
-    matches!(kind, ActionKind::Log)
+/// holds; otherwise it cannot know whether the first attempt took effect.
+///
+/// Absolute changes qualify (set replicas to 5, set this image, cordon, set a label, a merge or
+/// apply patch); relative or creating ones do not (scale +1, restart, rollback to "the previous"
+/// revision, create, delete, a webhook call, a published event).
+pub fn is_idempotent(kind: ActionKind, params: &Value) -> bool {
+    match kind {
+        ActionKind::Log
+        | ActionKind::SetImage
+        | ActionKind::Cordon
+        | ActionKind::Uncordon
+        | ActionKind::Label
+        | ActionKind::Annotate => true,
+        ActionKind::Scale => params.get("replicas").is_some_and(|r| !r.is_null()),
+        ActionKind::Rollback => params.get("to_revision").is_some_and(|r| !r.is_null()),
+        ActionKind::Patch => matches!(
+            params.get("patch_type").and_then(Value::as_str),
+            Some("merge" | "apply")
+        ),
+        ActionKind::Restart
+        | ActionKind::Delete
+        | ActionKind::Create
+        | ActionKind::Webhook
+        | ActionKind::Kafka => false,
+    }
 }
 
-/// Whether an executor exists for this kind (others are recorded `not_implemented`).
-pub fn has_executor(kind: ActionKind) -> bool {
-    matches!(kind, ActionKind::Log)
+/// Attempts at a Kubernetes or Kafka action whose error is transient (API server or broker
+/// unavailable, timeout, conflict left after the executor's own re-reads). Webhooks retry inside
+/// their executor with the rule's own `retries`. Three attempts over ~3 s ride out a leader
+/// election or a rolling apiserver restart without holding the partition for long.
+const TRANSIENT_ATTEMPTS: u32 = 3;
+
+/// First pause between those attempts; doubled each time.
+const TRANSIENT_BACKOFF: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The executors this process can use. Each is optional: `reflex run` builds the ones its
+/// configuration allows, and a kind without one is recorded `not_implemented`.
+#[derive(Default)]
+pub struct Executors {
+    /// Kubernetes actions (scale, restart, set_image, rollback, patch, delete, create, cordon,
+    /// uncordon, label, annotate).
+    pub kubernetes: Option<kubernetes::KubeExecutor>,
+    /// Webhook calls.
+    pub webhook: Option<webhook::WebhookExecutor>,
+    /// Kafka publishing.
+    pub kafka: Option<kafka::KafkaExecutor>,
 }
 
-/// Executes one planned action (not for dry runs: the pipeline records those itself).
-pub async fn execute(action: &PlannedAction) -> Execution {
-    match action.kind {
-        ActionKind::Log => log::execute(action),
-        other => Execution::NotImplemented(format!(
-            "executor for `{}` arrives with issue #5; nothing was executed",
-            other.as_str()
-        )),
+impl std::fmt::Debug for Executors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The executors hold clients (and, for webhooks, secret-bearing configuration): show
+        // which are configured, nothing more.
+        f.debug_struct("Executors")
+            .field("kubernetes", &self.kubernetes.is_some())
+            .field("webhook", &self.webhook.is_some())
+            .field("kafka", &self.kafka.is_some())
+            .finish()
+    }
+}
+
+impl Executors {
+    /// Only the `log` executor (tests, and runs without Kubernetes or outbound access).
+    pub fn log_only() -> Self {
+        Self::default()
+    }
+
+    /// Whether an executor exists for this kind (others are recorded `not_implemented`).
+    pub fn has_executor(&self, kind: ActionKind) -> bool {
+        match kind {
+            ActionKind::Log => true,
+            ActionKind::Webhook => self.webhook.is_some(),
+            ActionKind::Kafka => self.kafka.is_some(),
+            _ => kind.is_kubernetes() && self.kubernetes.is_some(),
+        }
+    }
+
+    /// Executes one planned action (not for dry runs: the pipeline records those itself).
+    pub async fn execute(&self, action: &PlannedAction) -> Execution {
+        let kind = action.kind;
+        if kind == ActionKind::Log {
+            return log::execute(action);
+        }
+        if !self.has_executor(kind) {
+            return Execution::NotImplemented(format!(
+                "no `{}` executor is configured in this process; nothing was executed",
+                kind.as_str()
+            ));
+        }
+        let key = action.idempotency_key.as_str();
+        match kind {
+            ActionKind::Webhook => match &self.webhook {
+                Some(executor) => settle(executor.execute(&action.params, key).await, 1, |e| {
+                    e.to_string()
+                }),
+                None => unreachable_executor(kind),
+            },
+            ActionKind::Kafka => match &self.kafka {
+                Some(executor) => {
+                    with_transient_retries(
+                        || executor.execute(&action.params, key),
+                        kafka::Error::retryable,
+                    )
+                    .await
+                }
+                None => unreachable_executor(kind),
+            },
+            _ => match &self.kubernetes {
+                Some(executor) => {
+                    with_transient_retries(
+                        || executor.execute(kind, &action.params),
+                        kubernetes::Error::retryable,
+                    )
+                    .await
+                }
+                None => unreachable_executor(kind),
+            },
+        }
+    }
+}
+
+fn unreachable_executor(kind: ActionKind) -> Execution {
+    Execution::NotImplemented(format!("no `{}` executor is configured", kind.as_str()))
+}
+
+/// Runs `attempt` until it succeeds, fails permanently, or [`TRANSIENT_ATTEMPTS`] are used.
+async fn with_transient_retries<T, E, F, Fut>(attempt: F, retryable: fn(&E) -> bool) -> Execution
+where
+    T: serde::Serialize,
+    E: std::fmt::Display,
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let mut pause = TRANSIENT_BACKOFF;
+    let mut tries = 1;
+    loop {
+        let result = attempt().await;
+        match &result {
+            Err(err) if retryable(err) && tries < TRANSIENT_ATTEMPTS => {
+                tracing::warn!(attempt = tries, error = %err, "transient action failure, retrying");
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+                tries += 1;
+            }
+            _ => return settle(result, tries, |e| e.to_string()),
+        }
+    }
+}
+
+/// Turns an executor's result into an [`Execution`], keeping the attempt count in the details.
+fn settle<T: serde::Serialize, E>(
+    result: Result<T, E>,
+    attempts: u32,
+    describe: impl Fn(&E) -> String,
+) -> Execution {
+    match result {
+        Ok(done) => {
+            let mut details = serde_json::to_value(done).unwrap_or(Value::Null);
+            if let Value::Object(map) = &mut details {
+                map.entry("attempts").or_insert(Value::from(attempts));
+            }
+            Execution::Succeeded(details)
+        }
+        Err(err) => Execution::Failed {
+            error: describe(&err),
+            details: serde_json::json!({ "attempts": attempts }),
+        },
     }
 }
 
@@ -143,16 +292,34 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn kinds_without_an_executor_say_which_issue_brings_it() {
-        let outcome = execute(&planned(ActionKind::Restart, json!({}))).await;
+    async fn kinds_without_a_configured_executor_are_not_implemented() {
+        let outcome = Executors::log_only()
+            .execute(&planned(ActionKind::Restart, json!({})))
+            .await;
         match outcome {
             Execution::NotImplemented(message) => {
-                assert!(
-                    message.contains("`restart`") && message.contains("issue #5"),
-                    "{message}"
-                )
+                assert!(message.contains("`restart`"), "{message}")
             }
             other => panic!("expected NotImplemented, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn only_absolute_changes_count_as_safe_to_repeat() {
+        assert!(is_idempotent(ActionKind::Scale, &json!({"replicas": 3})));
+        assert!(!is_idempotent(
+            ActionKind::Scale,
+            &json!({"change": {"add": 1}})
+        ));
+        assert!(is_idempotent(
+            ActionKind::Patch,
+            &json!({"patch_type": "merge"})
+        ));
+        assert!(!is_idempotent(
+            ActionKind::Patch,
+            &json!({"patch_type": "json"})
+        ));
+        assert!(!is_idempotent(ActionKind::Restart, &json!({})));
+        assert!(!is_idempotent(ActionKind::Webhook, &json!({})));
     }
 }

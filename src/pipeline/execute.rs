@@ -237,8 +237,8 @@ impl Pipeline {
             }
             attempts = existing.attempts + 1;
             let harmless = action.dry_run
-                || actions::is_idempotent(action.kind)
-                || !actions::has_executor(action.kind);
+                || actions::is_idempotent(action.kind, &action.params)
+                || !self.executors.has_executor(action.kind);
             if !harmless {
                 refuse_repeat = Some(format!(
                     "an earlier attempt (attempt {}, started {} by `{claimant}`) never recorded \
@@ -265,7 +265,7 @@ impl Pipeline {
         } else if action.dry_run {
             (OutcomeStatus::SkippedDryRun, None, Value::Null)
         } else {
-            match actions::execute(action).await {
+            match self.executors.execute(action).await {
                 Execution::Succeeded(result) => (OutcomeStatus::Succeeded, None, result),
                 Execution::Failed { error, details } => {
                     (OutcomeStatus::Failed, Some(error), details)

@@ -176,6 +176,8 @@ pub struct Pipeline {
     duplicates: AtomicU64,
     /// Idempotency keys being executed by this process right now.
     in_flight: execute::InFlight,
+    /// What can carry out actions; `log` only until [`Pipeline::with_executors`].
+    executors: crate::actions::Executors,
 }
 
 impl Pipeline {
@@ -208,7 +210,15 @@ impl Pipeline {
             instance: format!("{host}-{}-{started}", std::process::id()),
             duplicates: AtomicU64::new(0),
             in_flight: execute::InFlight::default(),
+            executors: crate::actions::Executors::log_only(),
         })
+    }
+
+    /// Uses these executors for Kubernetes, webhook and Kafka actions (default: `log` only, and
+    /// every other kind is recorded `not_implemented`).
+    pub fn with_executors(mut self, executors: crate::actions::Executors) -> Self {
+        self.executors = executors;
+        self
     }
 
     /// The name this process writes into its claims.

@@ -289,7 +289,7 @@ async fn dry_runs_are_skipped_and_kinds_without_executor_are_not_implemented() {
     );
     let error = restart[0].error.as_deref().expect("error says why");
     assert!(
-        error.contains("`restart`") && error.contains("issue #5"),
+        error.contains("`restart`") && error.contains("executor"),
         "{error}"
     );
 
