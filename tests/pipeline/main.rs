@@ -10,6 +10,7 @@ mod support;
 mod claims;
 mod harness;
 mod history;
+mod remediation;
 mod state;
 
 use std::collections::{BTreeMap, BTreeSet};
