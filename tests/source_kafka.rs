@@ -440,6 +440,71 @@ async fn a_second_member_takes_over_partitions_at_the_committed_offsets_without_
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_partitions_finish_their_record_in_hand_and_commit_before_the_hand_over() {
+    let bootstrap = support::require_kafka().await;
+    let topic = support::unique_name("src-busy-revoke");
+    let group = support::unique_name("g");
+    create_topic_and_fill(&bootstrap, &topic, 4, 40).await;
+    let config = config(&bootstrap, &topic, &group);
+    // Slow records: the second member joins while every partition of the first is mid-record
+    // with more queued behind it.
+    let slow = |seen: &Seen| {
+        Arc::new(Recorder {
+            seen: Arc::clone(seen),
+            fail: never(),
+            delay: Duration::from_millis(150),
+        })
+    };
+    let (first_seen, second_seen) = (Seen::default(), Seen::default());
+    let first = start(&config, slow(&first_seen));
+    wait_for_count(&first_seen, 4, "the first member is busy").await;
+    let second = start(&config, slow(&second_seen));
+    support::eventually("the second member gets partitions", WAIT, || {
+        let b = second.status.snapshot();
+        async move { (b.assigned > 0).then_some(()) }
+    })
+    .await;
+    support::eventually("all 160 records handled", WAIT, || {
+        let n = first_seen.lock().expect("lock").len() + second_seen.lock().expect("lock").len();
+        async move { (n >= 160).then_some(()) }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    first.stop().await;
+    second.stop().await;
+    assert!(
+        !second_seen.lock().expect("lock").is_empty(),
+        "the second member got work"
+    );
+    let mut all: Vec<(i32, i64)> = first_seen
+        .lock()
+        .expect("lock")
+        .iter()
+        .chain(second_seen.lock().expect("lock").iter())
+        .map(|(p, o, _)| (*p, *o))
+        .collect();
+    all.sort_unstable();
+    let expected: Vec<(i32, i64)> = (0..4).flat_map(|p| (0..40).map(move |o| (p, o))).collect();
+    assert_eq!(
+        all, expected,
+        "every record exactly once across a busy hand-over"
+    );
+}
+
+async fn create_topic_and_fill(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    per_partition: usize,
+) {
+    support::create_topic(bootstrap, topic, partitions).await;
+    let producer = producer(bootstrap);
+    for partition in 0..partitions {
+        produce(&producer, topic, partition, 0..per_partition).await;
+    }
+}
+
 /// Counts records; nothing else, so the measurement is the source's own cost.
 struct Counter {
     count: std::sync::atomic::AtomicUsize,

@@ -1,21 +1,21 @@
-//! The librdkafka consumer, its polling thread and its rebalance callbacks (see the module docs
-//! of [`crate::source`] for the design).
+//! The librdkafka consumer and its polling thread (see the module docs of [`crate::source`]
+//! for the design); the rebalance callbacks live in [`super::rebalance`].
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
-use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::OwnedMessage;
-use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use rdkafka::{ClientConfig, ClientContext, Message};
-use tokio::sync::mpsc::{self, error::TrySendError};
+use rdkafka::topic_partition_list::TopicPartitionList;
+use rdkafka::{ClientConfig, Message};
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::worker::{self, NOTHING_DONE, Retry, WorkerContext};
+use super::rebalance::{Key, Settings, SourceContext, commit_now, join_within, millis, store};
+use super::worker::Retry;
 use super::{Error, Handler, Result, Status};
 use crate::config::Config;
 
@@ -29,253 +29,6 @@ const PAUSED_POLL: Duration = Duration::from_millis(5);
 /// How often finished offsets are handed to librdkafka. Well under the commit interval (1 s by
 /// default), so a commit never lags by more than one store round.
 const STORE_EVERY: Duration = Duration::from_millis(50);
-
-/// A topic partition.
-type Key = (String, i32);
-
-/// The consumer's settings derived from [`Config`].
-#[derive(Debug, Clone)]
-struct Settings {
-    queue: usize,
-    retry: Retry,
-    revoke_timeout: Duration,
-    drain_timeout: Duration,
-}
-
-/// One assigned partition as the polling thread sees it.
-struct Partition {
-    /// Feeds the worker; `None` once closed for a shutdown drain.
-    queue: Option<mpsc::Sender<OwnedMessage>>,
-    /// Records taken from librdkafka while the queue was full, oldest first. The partition is
-    /// paused while this is non-empty, so it holds the record that found the queue full plus
-    /// at most what librdkafka had already handed over before the pause took effect.
-    held: VecDeque<OwnedMessage>,
-    paused: bool,
-    /// Offset to commit next, as reported by the worker.
-    done: Arc<AtomicI64>,
-    /// Last offset given to librdkafka's offset store.
-    stored: i64,
-    stop: CancellationToken,
-    task: Option<JoinHandle<()>>,
-}
-
-/// The consumer context: owns the partition workers so the rebalance callbacks can reach them.
-pub(super) struct SourceContext<H> {
-    handler: Arc<H>,
-    runtime: tokio::runtime::Handle,
-    settings: Settings,
-    status: Arc<Status>,
-    partitions: Mutex<HashMap<Key, Partition>>,
-    /// Set during shutdown: the final revoke (consumer close) has nothing left to commit.
-    closing: AtomicBool,
-}
-
-impl<H> ClientContext for SourceContext<H> where H: Handler {}
-
-impl<H: Handler> ConsumerContext for SourceContext<H> {
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(list) = rebalance {
-            self.revoke(consumer, list);
-        }
-    }
-
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        match rebalance {
-            Rebalance::Assign(list) => self.assign(list),
-            Rebalance::Revoke(_) => {}
-            Rebalance::Error(err) => {
-                tracing::warn!(error = %err, "Kafka group rebalance failed; librdkafka retries")
-            }
-        }
-    }
-
-    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
-        match result {
-            Ok(()) => tracing::debug!(partitions = offsets.count(), "offsets committed"),
-            // Nothing new was stored since the last commit: the normal idle case.
-            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-            Err(err) => tracing::warn!(
-                error = %err,
-                "committing offsets failed; the next commit includes them"
-            ),
-        }
-    }
-}
-
-impl<H: Handler> SourceContext<H> {
-    fn lock(&self) -> MutexGuard<'_, HashMap<Key, Partition>> {
-        // A poisoned lock means a panic on the polling thread, which ends the consumer anyway;
-        // the map itself is still consistent (every update is a single insert/remove).
-        self.partitions
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Starts a worker for each newly assigned partition.
-    fn assign(&self, list: &TopicPartitionList) {
-        let mut partitions = self.lock();
-        let mut added = 0;
-        for element in list.elements() {
-            let key = (element.topic().to_owned(), element.partition());
-            if partitions.contains_key(&key) {
-                continue;
-            }
-            let (queue, records) = mpsc::channel(self.settings.queue);
-            let done = Arc::new(AtomicI64::new(NOTHING_DONE));
-            let stop = CancellationToken::new();
-            let cx = WorkerContext {
-                handler: Arc::clone(&self.handler),
-                status: Arc::clone(&self.status),
-                retry: self.settings.retry,
-                done: Arc::clone(&done),
-                stop: stop.clone(),
-            };
-            let task = self.runtime.spawn(worker::run(cx, records));
-            tracing::info!(topic = %key.0, partition = key.1, "partition assigned");
-            partitions.insert(
-                key,
-                Partition {
-                    queue: Some(queue),
-                    held: VecDeque::new(),
-                    paused: false,
-                    done,
-                    stored: NOTHING_DONE,
-                    stop,
-                    task: Some(task),
-                },
-            );
-            added += 1;
-        }
-        self.status.add_assigned(added);
-        self.status.set_joined();
-    }
-
-    /// Stops the workers of revoked partitions after their record in hand (waiting at most
-    /// `revoke_timeout`), stores their offsets and commits synchronously, all before librdkafka
-    /// releases the partitions. Runs on the polling thread, which it blocks for that long:
-    /// nothing else needs the thread meanwhile, and the group waits for this callback anyway.
-    fn revoke(&self, consumer: &BaseConsumer<Self>, list: &TopicPartitionList) {
-        let lost = consumer.assignment_lost();
-        let mut revoked: Vec<(Key, Partition)> = {
-            let mut partitions = self.lock();
-            list.elements()
-                .iter()
-                .filter_map(|e| {
-                    let key = (e.topic().to_owned(), e.partition());
-                    partitions.remove(&key).map(|p| (key, p))
-                })
-                .collect()
-        };
-        if revoked.is_empty() {
-            return;
-        }
-        self.status.sub_assigned(revoked.len());
-        for (_, partition) in &mut revoked {
-            partition.queue = None;
-            partition.stop.cancel();
-            if partition.paused {
-                self.status.paused_changed(false);
-            }
-        }
-        let tasks = revoked
-            .iter_mut()
-            .filter_map(|(key, p)| p.task.take().map(|t| (key.clone(), t)))
-            .collect();
-        let finished = self
-            .runtime
-            .block_on(join_within(tasks, self.settings.revoke_timeout));
-        if !finished {
-            tracing::warn!(
-                timeout_ms = millis(self.settings.revoke_timeout),
-                "a revoked partition's worker is still busy; its record will be redelivered to \
-                 the partition's next owner"
-            );
-        }
-        if lost || self.closing.load(Ordering::Relaxed) {
-            // Lost partitions already belong to someone else: a commit would be refused.
-            for (key, _) in &revoked {
-                tracing::info!(topic = %key.0, partition = key.1, lost, "partition released");
-            }
-            return;
-        }
-        store(consumer, revoked.iter_mut().map(|(k, p)| (&*k, p)));
-        commit_now(consumer, "rebalance");
-        for (key, partition) in &revoked {
-            tracing::info!(
-                topic = %key.0,
-                partition = key.1,
-                committed = partition.stored,
-                "partition revoked"
-            );
-        }
-    }
-}
-
-/// Waits for every task until `limit` has passed; true when all ended in time.
-async fn join_within(tasks: Vec<(Key, JoinHandle<()>)>, limit: Duration) -> bool {
-    let deadline = tokio::time::Instant::now() + limit;
-    let mut all = true;
-    for ((topic, partition), task) in tasks {
-        match tokio::time::timeout_at(deadline, task).await {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => {
-                tracing::error!(%topic, partition, error = %err, "partition worker failed")
-            }
-            Err(_) => all = false,
-        }
-    }
-    all
-}
-
-/// Hands every partition's newly finished offset to librdkafka's offset store.
-fn store<'a, C: ConsumerContext>(
-    consumer: &BaseConsumer<C>,
-    partitions: impl Iterator<Item = (&'a Key, &'a mut Partition)>,
-) {
-    let mut list = TopicPartitionList::new();
-    let mut updated = Vec::new();
-    for (key, partition) in partitions {
-        let done = partition.done.load(Ordering::Acquire);
-        if done > partition.stored {
-            // Offsets in the list are stored as given: `done` already is "last handled + 1".
-            if list
-                .add_partition_offset(&key.0, key.1, Offset::Offset(done))
-                .is_ok()
-            {
-                updated.push((partition, done));
-            }
-        }
-    }
-    if updated.is_empty() {
-        return;
-    }
-    match consumer.store_offsets(&list) {
-        Ok(()) => {
-            for (partition, done) in updated {
-                partition.stored = done;
-            }
-        }
-        Err(err) => tracing::warn!(error = %err, "storing offsets failed; retried shortly"),
-    }
-}
-
-/// Commits the stored offsets and waits for the broker's answer.
-fn commit_now<C: ConsumerContext>(consumer: &BaseConsumer<C>, when: &str) {
-    match consumer.commit_consumer_state(CommitMode::Sync) {
-        Ok(()) => tracing::debug!(when, "offsets committed"),
-        Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-        Err(err) => tracing::warn!(
-            when,
-            error = %err,
-            "committing offsets failed; records handled since the last commit will be \
-             redelivered (their actions are not repeated: idempotency keys)"
-        ),
-    }
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
 
 /// The Kafka source: a consumer group member feeding a [`Handler`].
 pub struct KafkaSource<H: Handler> {
@@ -409,26 +162,26 @@ impl<H: Handler> KafkaSource<H> {
         let Some(queue) = &partition.queue else {
             return Ok(());
         };
-        if !partition.held.is_empty() {
+        if partition.held.is_empty() {
+            match queue.try_send(message) {
+                Ok(()) => return Ok(()),
+                Err(TrySendError::Full(message)) => partition.held.push_back(message),
+                Err(TrySendError::Closed(_)) => {
+                    return Err(Error::WorkerDied {
+                        topic: key.0,
+                        partition: key.1,
+                    });
+                }
+            }
+        } else {
             // Keep the order: earlier held records go first.
             partition.held.push_back(message);
-            return Ok(());
         }
-        match queue.try_send(message) {
-            Ok(()) => Ok(()),
-            Err(TrySendError::Full(message)) => {
-                partition.held.push_back(message);
-                if !partition.paused {
-                    self.set_paused(&key, true);
-                    partition.paused = true;
-                }
-                Ok(())
-            }
-            Err(TrySendError::Closed(_)) => Err(Error::WorkerDied {
-                topic: key.0,
-                partition: key.1,
-            }),
+        if !partition.paused {
+            // Should pausing fail, the next record of the partition tries again.
+            partition.paused = self.set_paused(&key, true);
         }
+        Ok(())
     }
 
     /// Moves held records into queues that are at least half empty and resumes their
@@ -442,7 +195,7 @@ impl<H: Handler> KafkaSource<H> {
             let Some(queue) = &partition.queue else {
                 continue;
             };
-            if !partition.paused || queue.capacity() < half {
+            if (partition.held.is_empty() && !partition.paused) || queue.capacity() < half {
                 continue;
             }
             while let Some(message) = partition.held.pop_front() {
@@ -454,14 +207,14 @@ impl<H: Handler> KafkaSource<H> {
                     break;
                 }
             }
-            if partition.held.is_empty() {
-                self.set_paused(key, false);
+            if partition.held.is_empty() && partition.paused && self.set_paused(key, false) {
                 partition.paused = false;
             }
         }
     }
 
-    fn set_paused(&self, key: &Key, pause: bool) {
+    /// Pauses or resumes one partition; true when librdkafka accepted.
+    fn set_paused(&self, key: &Key, pause: bool) -> bool {
         let mut list = TopicPartitionList::new();
         list.add_partition(&key.0, key.1);
         let result = if pause {
@@ -473,14 +226,18 @@ impl<H: Handler> KafkaSource<H> {
             Ok(()) => {
                 self.status.paused_changed(pause);
                 tracing::debug!(topic = %key.0, partition = key.1, pause, "partition flow control");
+                true
             }
-            Err(err) => tracing::warn!(
-                topic = %key.0,
-                partition = key.1,
-                pause,
-                error = %err,
-                "cannot pause/resume a partition"
-            ),
+            Err(err) => {
+                tracing::warn!(
+                    topic = %key.0,
+                    partition = key.1,
+                    pause,
+                    error = %err,
+                    "cannot pause/resume a partition; trying again shortly"
+                );
+                false
+            }
         }
     }
 
@@ -531,6 +288,10 @@ impl<H: Handler> KafkaSource<H> {
         commit_now(&self.consumer, "shutdown");
         let released = {
             let mut partitions = context.lock();
+            for partition in partitions.values().filter(|p| p.paused) {
+                debug_assert!(partition.held.is_empty());
+                self.status.paused_changed(false);
+            }
             let n = partitions.len();
             partitions.clear();
             n

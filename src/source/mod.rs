@@ -35,6 +35,7 @@
 //!   the consumer, which leaves the group.
 
 mod kafka;
+mod rebalance;
 mod status;
 mod worker;
 
