@@ -83,6 +83,37 @@ pub struct Config {
     pub pipeline: PipelineConfig,
     /// How records are fetched, buffered, retried and committed.
     pub consumer: ConsumerConfig,
+    /// Which executors carry out planned actions.
+    pub actions: ActionsConfig,
+}
+
+/// Which executors carry out planned actions. A kind whose executor is off is recorded
+/// `not_implemented` and nothing is done (rules can be validated and tested before any of this
+/// is switched on).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ActionsConfig {
+    /// Carry out Kubernetes actions through the client configured under `kubernetes`, with the
+    /// permissions of its identity (`reflex rbac` prints what the rules need). Default `true`.
+    pub kubernetes: bool,
+    /// Call webhooks. Default `true`.
+    pub webhook: bool,
+    /// Hosts webhooks may reach: `hooks.example.com` or `*.example.com`. Default empty: any host
+    /// written literally in a rule (templates can never choose the host).
+    pub webhook_allowed_hosts: Vec<String>,
+    /// Publish Kafka actions to the cluster under `kafka`. Default `true`.
+    pub kafka: bool,
+}
+
+impl Default for ActionsConfig {
+    fn default() -> Self {
+        Self {
+            kubernetes: true,
+            webhook: true,
+            webhook_allowed_hosts: Vec::new(),
+            kafka: true,
+        }
+    }
 }
 
 /// Kafka connection and topics.

@@ -22,6 +22,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::producer::FutureProducer;
 use tokio_util::sync::CancellationToken;
 
+use crate::actions::Executors;
 use crate::config::Config;
 use crate::outcome::store::Store;
 use crate::pipeline::Pipeline;
@@ -86,7 +87,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     };
     let pipeline = tokio::select! {
-        pipeline = build_pipeline(&config, rules, dependencies.store.clone()) => Arc::new(pipeline?),
+        pipeline = build_pipeline(&config, rules, dependencies.store.clone()) => {
+            Arc::new(pipeline?.with_executors(build_executors(&config, &dependencies.kube)?))
+        }
         () = shutdown.cancelled() => {
             tracing::info!("stopped during start-up");
             return Ok(());
@@ -202,6 +205,48 @@ pub async fn build_pipeline(
     )
     .await
     .context("cannot start the pipeline (restoring the rules' state from the store)")
+}
+
+/// Builds the executors the configuration switches on (`actions:`).
+pub fn build_executors(config: &Config, kube: &kube::Client) -> anyhow::Result<Executors> {
+    let actions = &config.actions;
+    let kubernetes = actions
+        .kubernetes
+        .then(|| crate::actions::kubernetes::KubeExecutor::new(kube.clone()));
+    let webhook = if actions.webhook {
+        let webhook_config = crate::actions::webhook::WebhookConfig {
+            allowed_hosts: actions.webhook_allowed_hosts.clone(),
+            ..Default::default()
+        };
+        Some(
+            crate::actions::webhook::WebhookExecutor::new(webhook_config)
+                .context("invalid `actions.webhook_allowed_hosts`")?,
+        )
+    } else {
+        None
+    };
+    let kafka = if actions.kafka {
+        Some(
+            crate::actions::kafka::KafkaExecutor::new(
+                &kafka_client_config(config),
+                crate::actions::kafka::DEFAULT_ACK_TIMEOUT,
+            )
+            .context("cannot create the Kafka action producer")?,
+        )
+    } else {
+        None
+    };
+    tracing::info!(
+        kubernetes = kubernetes.is_some(),
+        webhook = webhook.is_some(),
+        kafka = kafka.is_some(),
+        "action executors"
+    );
+    Ok(Executors {
+        kubernetes,
+        webhook,
+        kafka,
+    })
 }
 
 /// Fires due rule deadlines every [`TICK_EVERY`] and saves the rule state every
