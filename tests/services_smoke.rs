@@ -6,7 +6,6 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
@@ -16,7 +15,7 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use reflex::outcome::store::{Backend, NewOutcome, OutcomeStatus, Store};
@@ -60,20 +59,6 @@ async fn receive(consumer: &StreamConsumer, count: usize) -> Vec<rdkafka::messag
         }
     }
     received
-}
-
-fn header_map(message: &rdkafka::message::OwnedMessage) -> BTreeMap<String, String> {
-    let mut map = BTreeMap::new();
-    if let Some(headers) = message.headers() {
-        for header in headers.iter() {
-            let value = header
-                .value
-                .map(|v| String::from_utf8_lossy(v).into_owned())
-                .unwrap_or_default();
-            map.insert(header.key.to_owned(), value);
-        }
-    }
-    map
 }
 
 #[tokio::test]
@@ -150,7 +135,7 @@ async fn kafka_round_trip_keeps_headers_and_resumes_from_the_committed_offset() 
                 serde_json::from_slice(message.payload().expect("payload")).expect("JSON payload");
             assert_eq!(payload, json!({ "n": i }));
             assert_eq!(message.key(), Some(format!("key-{i}").as_bytes()));
-            let headers = header_map(message);
+            let headers = support::header_map(message);
             assert_eq!(
                 headers.get("ce_type").map(String::as_str),
                 Some("com.example.smoke")
@@ -189,7 +174,9 @@ async fn kafka_round_trip_keeps_headers_and_resumes_from_the_committed_offset() 
         "the group resumed after its committed offset"
     );
     assert_eq!(
-        header_map(&resumed[0]).get("seq").map(String::as_str),
+        support::header_map(&resumed[0])
+            .get("seq")
+            .map(String::as_str),
         Some("3")
     );
     drop(second);

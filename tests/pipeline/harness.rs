@@ -10,7 +10,7 @@ use chrono::Utc;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::{Headers, Message, OwnedMessage};
+use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::FutureProducer;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use reflex::config::{PipelineConfig, TopicsConfig};
@@ -281,17 +281,7 @@ impl Kafka {
 }
 
 pub(crate) fn headers(message: &OwnedMessage) -> BTreeMap<String, String> {
-    let mut map = BTreeMap::new();
-    if let Some(headers) = message.headers() {
-        for header in headers.iter() {
-            let value = header
-                .value
-                .map(|v| String::from_utf8_lossy(v).into_owned())
-                .unwrap_or_default();
-            map.insert(header.key.to_owned(), value);
-        }
-    }
-    map
+    super::support::header_map(message)
 }
 
 pub(crate) fn json_of(message: &OwnedMessage) -> Value {

@@ -144,3 +144,21 @@ pub async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
         result.unwrap_or_else(|(name, err)| panic!("cannot create topic {name}: {err}"));
     }
 }
+
+/// A record's headers as text (lossy UTF-8; a header without value is empty; last one wins).
+pub fn header_map(
+    message: &rdkafka::message::OwnedMessage,
+) -> std::collections::BTreeMap<String, String> {
+    use rdkafka::message::{Headers, Message};
+    let mut map = std::collections::BTreeMap::new();
+    if let Some(headers) = message.headers() {
+        for header in headers.iter() {
+            let value = header
+                .value
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .unwrap_or_default();
+            map.insert(header.key.to_owned(), value);
+        }
+    }
+    map
+}
