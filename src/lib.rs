@@ -10,6 +10,7 @@
 //! - [`outcome`]: where results go: the outcomes topic and the SQL audit store.
 //! - [`pipeline`]: wires the stages for one record: decode, rules, execute, record outcomes.
 //! - [`server`]: HTTP endpoints for health, readiness and metrics.
+//! - [`metrics`]: the Prometheus metrics every stage records into.
 //! - [`config`]: the `reflex run` configuration file and its defaults.
 //! - [`cli`]: the subcommands behind the `reflex` binary.
 
@@ -17,6 +18,7 @@ pub mod actions;
 pub mod cli;
 pub mod config;
 pub mod event;
+pub mod metrics;
 pub mod outcome;
 pub mod pipeline;
 pub mod rules;

@@ -7,7 +7,6 @@
 //!   result.
 //! - `/metrics`: OpenMetrics text, including one readiness gauge per dependency.
 
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,10 +16,6 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
 use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
 use serde::Serialize;
@@ -60,82 +55,7 @@ pub enum Error {
 /// Result type of this module.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// The dependencies `/readyz` checks. A closed set, so the metric label values are bounded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Dependency {
-    /// The Kafka cluster.
-    Kafka,
-    /// The Kubernetes API server.
-    Kubernetes,
-    /// The SQL audit store.
-    Store,
-    /// Reflex's own Kafka consumer: running, in its group, no partition stuck retrying.
-    Consumer,
-}
-
-impl Dependency {
-    /// The name used in JSON and in metric labels.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Kafka => "kafka",
-            Self::Kubernetes => "kubernetes",
-            Self::Store => "store",
-            Self::Consumer => "consumer",
-        }
-    }
-}
-
-// Written by hand so the label value matches the JSON name (the derive uses the variant name).
-impl EncodeLabelValue for Dependency {
-    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
-        encoder.write_str(self.as_str())
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct DependencyLabels {
-    dependency: Dependency,
-}
-
-/// The process's metrics. One registry, typed families, bounded label values.
-#[derive(Debug)]
-pub struct Metrics {
-    registry: Registry,
-    ready: Family<DependencyLabels, Gauge>,
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        let mut registry = Registry::with_prefix("reflex");
-        let ready = Family::<DependencyLabels, Gauge>::default();
-        registry.register(
-            "dependency_ready",
-            "Whether the last readiness check of a dependency succeeded (1) or failed (0)",
-            ready.clone(),
-        );
-        Self { registry, ready }
-    }
-}
-
-impl Metrics {
-    /// Records the result of a readiness check.
-    pub fn set_ready(&self, dependency: Dependency, ready: bool) {
-        self.ready
-            .get_or_create(&DependencyLabels { dependency })
-            .set(i64::from(ready));
-    }
-
-    /// Renders every metric as OpenMetrics text.
-    pub fn encode(&self) -> String {
-        let mut text = String::new();
-        // Writing into a String cannot fail; an error here would be a bug in the encoder.
-        if let Err(err) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
-            tracing::error!(error = %err, "encoding metrics failed");
-        }
-        text
-    }
-}
+pub use crate::metrics::{Dependency, Metrics};
 
 /// The result of one readiness check.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -294,7 +214,7 @@ pub struct AppState {
     /// What `/readyz` checks.
     pub dependencies: Dependencies,
     /// What `/metrics` shows.
-    pub metrics: Metrics,
+    pub metrics: &'static Metrics,
     /// The event consumer's state, when one runs; part of readiness.
     pub consumer: Option<Arc<crate::source::Status>>,
 }
@@ -382,28 +302,6 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn metrics_show_one_readiness_gauge_per_dependency() {
-        let metrics = Metrics::default();
-        metrics.set_ready(Dependency::Kafka, true);
-        metrics.set_ready(Dependency::Kubernetes, false);
-        metrics.set_ready(Dependency::Store, true);
-        let text = metrics.encode();
-        assert!(
-            text.contains("reflex_dependency_ready{dependency=\"kafka\"} 1"),
-            "{text}"
-        );
-        assert!(
-            text.contains("reflex_dependency_ready{dependency=\"kubernetes\"} 0"),
-            "{text}"
-        );
-        assert!(
-            text.contains("reflex_dependency_ready{dependency=\"store\"} 1"),
-            "{text}"
-        );
-        assert!(text.ends_with("# EOF\n"), "{text}");
-    }
 
     #[test]
     fn the_readiness_report_serialises_each_check_with_its_error() {

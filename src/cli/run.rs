@@ -27,7 +27,7 @@ use crate::config::Config;
 use crate::outcome::store::Store;
 use crate::pipeline::Pipeline;
 use crate::rules::{LoadError, RuleSet};
-use crate::server::{self, AppState, CHECK_TIMEOUT, Dependencies, Metrics};
+use crate::server::{self, AppState, CHECK_TIMEOUT, Dependencies};
 use crate::source::KafkaSource;
 
 /// How long `reflex run` waits for each dependency at start before giving up. Longer than a
@@ -99,7 +99,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .context("cannot create the Kafka consumer")?;
     let state = Arc::new(AppState {
         dependencies,
-        metrics: Metrics::default(),
+        metrics: crate::metrics::global(),
         consumer: Some(source.status()),
     });
 

@@ -1,0 +1,417 @@
+//! Prometheus metrics of the whole process: one registry, typed families, bounded labels.
+//!
+//! Every stage records into the process-wide [`global()`] instance, so the consumer, the
+//! pipeline, the executors and the reload watcher need no handle threaded through them; the
+//! HTTP server renders it on `/metrics`. Unit tests that need exact values build their own
+//! [`Metrics::default()`] (the global one is shared by every test in a binary).
+//!
+//! Label values stay bounded: topics and partitions come from the configuration, rules from
+//! the loaded rule set, kinds and statuses are closed sets. Targets (object names) and event ids
+//! are never labels — they are unbounded; they belong in outcomes, not in metrics.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use serde::Serialize;
+
+/// The dependencies `/readyz` checks. A closed set, so the metric label values are bounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Dependency {
+    /// The Kafka cluster.
+    Kafka,
+    /// The Kubernetes API server.
+    Kubernetes,
+    /// The SQL audit store.
+    Store,
+    /// Reflex's own Kafka consumer: running, in its group, no partition stuck retrying.
+    Consumer,
+    /// The rule set: loaded (a failed reload keeps the previous set, which stays ready).
+    Rules,
+}
+
+impl Dependency {
+    /// The name used in JSON and in metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Kafka => "kafka",
+            Self::Kubernetes => "kubernetes",
+            Self::Store => "store",
+            Self::Consumer => "consumer",
+            Self::Rules => "rules",
+        }
+    }
+}
+
+// Written by hand so the label value matches the JSON name (the derive uses the variant name).
+impl EncodeLabelValue for Dependency {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        use std::fmt::Write as _;
+        encoder.write_str(self.as_str())
+    }
+}
+
+/// `{dependency}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct DependencyLabels {
+    /// Which dependency.
+    pub dependency: Dependency,
+}
+
+/// `{topic}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct TopicLabels {
+    /// Source topic.
+    pub topic: String,
+}
+
+/// `{topic, format}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct DecodedLabels {
+    /// Source topic.
+    pub topic: String,
+    /// Decoded format (`json`, `cloudevents`, `alertmanager`, `kubernetes`, `falco`).
+    pub format: String,
+}
+
+/// `{topic, reason}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct DeadLetterLabels {
+    /// Source topic.
+    pub topic: String,
+    /// The `reflex-dlq-reason` code (a closed set).
+    pub reason: String,
+}
+
+/// `{rule}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct RuleLabels {
+    /// Rule name.
+    pub rule: String,
+}
+
+/// `{kind, status}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ActionLabels {
+    /// Action kind (`restart`, `webhook`, ...).
+    pub kind: String,
+    /// Final status (`succeeded`, `failed`, `duplicate`, ...).
+    pub status: String,
+}
+
+/// `{kind}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct KindLabels {
+    /// Action kind.
+    pub kind: String,
+}
+
+/// `{topic, partition}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct PartitionLabels {
+    /// Topic.
+    pub topic: String,
+    /// Partition number.
+    pub partition: i32,
+}
+
+/// `{result}` of a rule reload: `ok` or `failed`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ReloadLabels {
+    /// `ok` or `failed`.
+    pub result: String,
+}
+
+/// `{operation}` of a failed store call.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct StoreLabels {
+    /// What was attempted (`claim`, `finish`, `save_state`, ...; a closed set in the callers).
+    pub operation: String,
+}
+
+/// `{endpoint, code}` of an ingest request.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct IngestLabels {
+    /// `alertmanager` or `events`.
+    pub endpoint: String,
+    /// HTTP status code answered.
+    pub code: u16,
+}
+
+/// Buckets of the latency histograms, in seconds: 1 ms to ~16 s doubling. Covers a cheap
+/// action (a few ms end to end) up to a slow webhook retried with backoff.
+fn latency_histogram() -> Histogram {
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        0.001, 2.0, 15,
+    ))
+}
+
+/// Every metric of the process.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// `reflex_dependency_ready{dependency}`: last readiness check result (1/0).
+    pub ready: Family<DependencyLabels, Gauge>,
+    /// `reflex_events_consumed_total{topic}`: records taken from Kafka.
+    pub events_consumed: Family<TopicLabels, Counter>,
+    /// `reflex_events_decoded_total{topic,format}`: events decoded (an Alertmanager payload
+    /// gives one per alert).
+    pub events_decoded: Family<DecodedLabels, Counter>,
+    /// `reflex_events_dead_lettered_total{topic,reason}`: records sent to the dead-letter topic.
+    pub events_dead_lettered: Family<DeadLetterLabels, Counter>,
+    /// `reflex_rule_evaluations_total{rule}`: events a rule was evaluated against (selected).
+    pub rule_evaluations: Family<RuleLabels, Counter>,
+    /// `reflex_rule_matches_total{rule}`: evaluations that planned actions.
+    pub rule_matches: Family<RuleLabels, Counter>,
+    /// `reflex_actions_total{kind,status}`: outcomes recorded, by final status.
+    pub actions: Family<ActionLabels, Counter>,
+    /// `reflex_action_duration_seconds{kind}`: how long executing an action took.
+    pub action_duration: Family<KindLabels, Histogram>,
+    /// `reflex_event_latency_seconds`: from the record's Kafka timestamp to its outcomes being
+    /// durable (end to end).
+    pub event_latency: Histogram,
+    /// `reflex_consumer_lag{topic,partition}`: high watermark minus the next offset to consume.
+    pub consumer_lag: Family<PartitionLabels, Gauge>,
+    /// `reflex_circuit_open{rule}`: 1 while a circuit breaker of the rule is open.
+    pub circuit_open: Family<RuleLabels, Gauge>,
+    /// `reflex_circuit_trips_total{rule}`: times a circuit breaker of the rule opened.
+    pub circuit_trips: Family<RuleLabels, Counter>,
+    /// `reflex_rule_reloads_total{result}`: rule reloads, `ok` or `failed`.
+    pub rule_reloads: Family<ReloadLabels, Counter>,
+    /// `reflex_rules_loaded`: rules in the running set.
+    pub rules_loaded: Gauge,
+    /// `reflex_store_errors_total{operation}`: failed audit-store calls.
+    pub store_errors: Family<StoreLabels, Counter>,
+    /// `reflex_ingest_requests_total{endpoint,code}`: HTTP ingest requests answered.
+    pub ingest_requests: Family<IngestLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("reflex");
+        let ready = Family::<DependencyLabels, Gauge>::default();
+        registry.register(
+            "dependency_ready",
+            "Whether the last readiness check of a dependency succeeded (1) or failed (0)",
+            ready.clone(),
+        );
+        let events_consumed = Family::<TopicLabels, Counter>::default();
+        registry.register(
+            "events_consumed",
+            "Records taken from Kafka",
+            events_consumed.clone(),
+        );
+        let events_decoded = Family::<DecodedLabels, Counter>::default();
+        registry.register(
+            "events_decoded",
+            "Events decoded from consumed records",
+            events_decoded.clone(),
+        );
+        let events_dead_lettered = Family::<DeadLetterLabels, Counter>::default();
+        registry.register(
+            "events_dead_lettered",
+            "Records written to the dead-letter topic, by reason",
+            events_dead_lettered.clone(),
+        );
+        let rule_evaluations = Family::<RuleLabels, Counter>::default();
+        registry.register(
+            "rule_evaluations",
+            "Events a rule was evaluated against",
+            rule_evaluations.clone(),
+        );
+        let rule_matches = Family::<RuleLabels, Counter>::default();
+        registry.register(
+            "rule_matches",
+            "Evaluations of a rule that planned actions",
+            rule_matches.clone(),
+        );
+        let actions = Family::<ActionLabels, Counter>::default();
+        registry.register(
+            "actions",
+            "Action outcomes recorded, by kind and final status",
+            actions.clone(),
+        );
+        let action_duration =
+            Family::<KindLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> _);
+        registry.register_with_unit(
+            "action_duration",
+            "Time spent executing an action",
+            prometheus_client::registry::Unit::Seconds,
+            action_duration.clone(),
+        );
+        let event_latency = latency_histogram();
+        registry.register_with_unit(
+            "event_latency",
+            "From a record's Kafka timestamp to its outcomes being durable",
+            prometheus_client::registry::Unit::Seconds,
+            event_latency.clone(),
+        );
+        let consumer_lag = Family::<PartitionLabels, Gauge>::default();
+        registry.register(
+            "consumer_lag",
+            "High watermark minus the next offset to consume, per assigned partition",
+            consumer_lag.clone(),
+        );
+        let circuit_open = Family::<RuleLabels, Gauge>::default();
+        registry.register(
+            "circuit_open",
+            "1 while a circuit breaker of the rule is open",
+            circuit_open.clone(),
+        );
+        let circuit_trips = Family::<RuleLabels, Counter>::default();
+        registry.register(
+            "circuit_trips",
+            "Times a circuit breaker of the rule opened",
+            circuit_trips.clone(),
+        );
+        let rule_reloads = Family::<ReloadLabels, Counter>::default();
+        registry.register(
+            "rule_reloads",
+            "Rule set reloads, ok or failed",
+            rule_reloads.clone(),
+        );
+        let rules_loaded = Gauge::default();
+        registry.register(
+            "rules_loaded",
+            "Rules in the running rule set",
+            rules_loaded.clone(),
+        );
+        let store_errors = Family::<StoreLabels, Counter>::default();
+        registry.register(
+            "store_errors",
+            "Failed audit-store calls",
+            store_errors.clone(),
+        );
+        let ingest_requests = Family::<IngestLabels, Counter>::default();
+        registry.register(
+            "ingest_requests",
+            "HTTP ingest requests answered, by endpoint and status code",
+            ingest_requests.clone(),
+        );
+        Self {
+            registry,
+            ready,
+            events_consumed,
+            events_decoded,
+            events_dead_lettered,
+            rule_evaluations,
+            rule_matches,
+            actions,
+            action_duration,
+            event_latency,
+            consumer_lag,
+            circuit_open,
+            circuit_trips,
+            rule_reloads,
+            rules_loaded,
+            store_errors,
+            ingest_requests,
+        }
+    }
+}
+
+impl Metrics {
+    /// Records the result of a readiness check.
+    pub fn set_ready(&self, dependency: Dependency, ready: bool) {
+        self.ready
+            .get_or_create(&DependencyLabels { dependency })
+            .set(i64::from(ready));
+    }
+
+    /// Counts one action outcome and, when it executed, its duration.
+    pub fn action(&self, kind: &str, status: &str, took: Option<Duration>) {
+        self.actions
+            .get_or_create(&ActionLabels {
+                kind: kind.to_owned(),
+                status: status.to_owned(),
+            })
+            .inc();
+        if let Some(took) = took {
+            self.action_duration
+                .get_or_create(&KindLabels {
+                    kind: kind.to_owned(),
+                })
+                .observe(took.as_secs_f64());
+        }
+    }
+
+    /// Counts a failed store call.
+    pub fn store_error(&self, operation: &str) {
+        self.store_errors
+            .get_or_create(&StoreLabels {
+                operation: operation.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Renders every metric as OpenMetrics text.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail; an error here would be a bug in the encoder.
+        if let Err(err) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
+            tracing::error!(error = %err, "encoding metrics failed");
+        }
+        text
+    }
+}
+
+static GLOBAL: LazyLock<Metrics> = LazyLock::new(Metrics::default);
+
+/// The process-wide metrics, rendered by the HTTP server.
+pub fn global() -> &'static Metrics {
+    &GLOBAL
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_show_one_readiness_gauge_per_dependency() {
+        let metrics = Metrics::default();
+        metrics.set_ready(Dependency::Kafka, true);
+        metrics.set_ready(Dependency::Kubernetes, false);
+        metrics.set_ready(Dependency::Store, true);
+        let text = metrics.encode();
+        assert!(
+            text.contains("reflex_dependency_ready{dependency=\"kafka\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("reflex_dependency_ready{dependency=\"kubernetes\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("reflex_dependency_ready{dependency=\"store\"} 1"),
+            "{text}"
+        );
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[test]
+    fn action_outcomes_are_counted_by_kind_and_status_with_a_duration() {
+        let metrics = Metrics::default();
+        metrics.action("restart", "succeeded", Some(Duration::from_millis(3)));
+        metrics.action("restart", "succeeded", Some(Duration::from_millis(5)));
+        metrics.action("restart", "duplicate", None);
+        let text = metrics.encode();
+        assert!(
+            text.contains("reflex_actions_total{kind=\"restart\",status=\"succeeded\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("reflex_actions_total{kind=\"restart\",status=\"duplicate\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("reflex_action_duration_seconds_count{kind=\"restart\"} 2"),
+            "{text}"
+        );
+    }
+}
