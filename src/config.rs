@@ -75,9 +75,9 @@ pub struct Config {
     pub kubernetes: KubernetesConfig,
     /// The SQL audit store.
     pub store: StoreConfig,
-    /// The HTTP server for health, readiness and metrics.
+    /// The HTTP server: health, readiness, metrics, the rules listing and ingest.
     pub server: ServerConfig,
-    /// Where the rule files live.
+    /// Where the rule files live and how often they are checked for changes.
     pub rules: RulesConfig,
     /// How each record is decoded, evaluated and recorded.
     pub pipeline: PipelineConfig,
@@ -103,6 +103,26 @@ pub struct ActionsConfig {
     pub webhook_allowed_hosts: Vec<String>,
     /// Publish Kafka actions to the cluster under `kafka`. Default `true`.
     pub kafka: bool,
+    /// Record every action as `skipped_dry_run` (with its rendered parameters) and execute
+    /// none, whatever the rules say. Default `false`.
+    pub dry_run: bool,
+    /// Reflex's own namespace, refused to actions unless `namespaces.allow` names it
+    /// literally. Default: the `POD_NAMESPACE` environment variable (set it from the downward
+    /// API), else none.
+    pub own_namespace: Option<String>,
+    /// Namespaces Kubernetes actions may and may not touch (globs). Rules can narrow this with
+    /// their own `guard.namespaces`, never widen it.
+    pub namespaces: crate::actions::guard::config::NamespaceLists,
+    /// Circuit breaker: how many executions per rule and per target a window allows.
+    pub circuit: crate::actions::guard::config::CircuitConfig,
+    /// Actions executing at the same time in this process; more wait (up to `timeout`) for a
+    /// free slot. Default 16.
+    pub max_concurrent: usize,
+    /// Longest one action may take, waiting for its slot and its target's lock included; it is
+    /// then recorded `failed`. Default `45s`. Keep it below `pipeline.claim_lease_secs`, so a
+    /// claim is never presumed dead while its action still runs.
+    #[serde(with = "duration_text")]
+    pub timeout: std::time::Duration,
 }
 
 impl Default for ActionsConfig {
@@ -112,6 +132,12 @@ impl Default for ActionsConfig {
             webhook: true,
             webhook_allowed_hosts: Vec::new(),
             kafka: true,
+            dry_run: false,
+            own_namespace: None,
+            namespaces: Default::default(),
+            circuit: Default::default(),
+            max_concurrent: 16,
+            timeout: std::time::Duration::from_secs(45),
         }
     }
 }
@@ -200,31 +226,154 @@ impl Default for StoreConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
-    /// Address for `/healthz`, `/readyz` and `/metrics`. Default `127.0.0.1:8080`; use
-    /// `0.0.0.0:8080` inside a pod so the kubelet's probes reach it.
+    /// Address for `/healthz`, `/readyz`, `/metrics`, `/v1/rules` and the ingest endpoints.
+    /// Default `127.0.0.1:8080`; use `0.0.0.0:8080` inside a pod so the kubelet's probes (and
+    /// Alertmanager) reach it.
     pub listen: SocketAddr,
+    /// `POST /v1/alertmanager` and `POST /v1/events`: write what is posted to Kafka.
+    pub ingest: IngestConfig,
+    /// Require the ingest bearer token on `GET /v1/rules` too. Default `false`: like
+    /// `/metrics`, the listing is read-only and names only rules, files and counts.
+    pub rules_api_auth: bool,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            ingest: IngestConfig::default(),
+            rules_api_auth: false,
         }
     }
 }
 
-/// Where the rule files live.
+/// The HTTP ingest endpoints (`server.ingest`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Serve the ingest endpoints. Default `true`, but they stay off while no token is
+    /// configured, unless `allow_unauthenticated` is set.
+    pub enabled: bool,
+    /// File holding the bearer token clients must send (`Authorization: Bearer <token>`),
+    /// e.g. a mounted Secret key. Surrounding whitespace is ignored. Read at start-up.
+    pub token_file: Option<PathBuf>,
+    /// Name of an environment variable holding the token (used when `token_file` is unset).
+    pub token_env: Option<String>,
+    /// Serve ingest without a token. Default `false`: anyone who can reach the port could
+    /// otherwise inject events that trigger remediation actions (restarts, scaling...). Only
+    /// for a listener no untrusted client can reach (localhost, a strict NetworkPolicy).
+    pub allow_unauthenticated: bool,
+    /// Largest request body accepted, in bytes; larger requests get 413. Default 1 MiB (the
+    /// pipeline's default `max_payload_bytes` and about Kafka's default `message.max.bytes`).
+    pub max_body_bytes: usize,
+    /// Topic `POST /v1/alertmanager` writes to. Default: the first of `kafka.topics.events`.
+    pub alertmanager_topic: Option<String>,
+    /// Topic `POST /v1/events` writes to. Default: the first of `kafka.topics.events`.
+    pub events_topic: Option<String>,
+    /// How long a request waits for the broker's acknowledgement before answering 503 (the
+    /// sender retries). Default `10s`, Alertmanager's usual webhook timeout.
+    #[serde(with = "duration_text")]
+    pub ack_timeout: std::time::Duration,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            token_file: None,
+            token_env: None,
+            allow_unauthenticated: false,
+            max_body_bytes: crate::event::decode::DecodeLimits::DEFAULT_MAX_PAYLOAD_BYTES,
+            alertmanager_topic: None,
+            events_topic: None,
+            ack_timeout: std::time::Duration::from_secs(10),
+        }
+    }
+}
+
+impl IngestConfig {
+    /// The topic `POST /v1/alertmanager` writes to (`None` only when no topic can be derived).
+    pub fn alertmanager_topic<'a>(&'a self, kafka: &'a KafkaConfig) -> Option<&'a str> {
+        self.alertmanager_topic
+            .as_deref()
+            .or_else(|| kafka.topics.events.first().map(String::as_str))
+    }
+
+    /// The topic `POST /v1/events` writes to (`None` only when no topic can be derived).
+    pub fn events_topic<'a>(&'a self, kafka: &'a KafkaConfig) -> Option<&'a str> {
+        self.events_topic
+            .as_deref()
+            .or_else(|| kafka.topics.events.first().map(String::as_str))
+    }
+
+    /// Checks the ingest topics exist (or can be derived) and are decoded the way the endpoint
+    /// writes them, so an accepted request can never end on the dead-letter topic.
+    fn validate(&self, kafka: &KafkaConfig, pipeline: &PipelineConfig) -> Result<()> {
+        use crate::event::decode::Decoding;
+        if !self.enabled {
+            return Ok(());
+        }
+        if self.max_body_bytes == 0 {
+            return Err(Error::Invalid {
+                field: "server.ingest.max_body_bytes",
+                message: "must be at least 1".to_owned(),
+            });
+        }
+        let endpoints = [
+            (
+                "server.ingest.alertmanager_topic",
+                self.alertmanager_topic(kafka),
+                Decoding::Alertmanager,
+            ),
+            (
+                "server.ingest.events_topic",
+                self.events_topic(kafka),
+                Decoding::Cloudevents,
+            ),
+        ];
+        for (field, topic, wanted) in endpoints {
+            let Some(topic) = topic.filter(|t| !t.trim().is_empty()) else {
+                return Err(Error::Invalid {
+                    field,
+                    message: "is unset and kafka.topics.events is empty; name the topic (or set \
+                              server.ingest.enabled: false)"
+                        .to_owned(),
+                });
+            };
+            let decoding = pipeline.decoding.get(topic).copied().unwrap_or_default();
+            if decoding != Decoding::Auto && decoding != wanted {
+                return Err(Error::Invalid {
+                    field,
+                    message: format!(
+                        "topic `{topic}` is decoded as `{decoding}` (pipeline.decoding), so \
+                         what this endpoint writes would be dead-lettered; decode it as \
+                         `{wanted}` or `auto`, or write to another topic"
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where the rule files live and how changes are picked up.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RulesConfig {
     /// Directory of `*.yaml` rule files, relative to the working directory. Default `rules`.
     pub dir: PathBuf,
+    /// How often the directory is checked for changes (paths, sizes, modification times,
+    /// symlink targets); a change reloads the whole set. SIGHUP reloads at once. Default `5s`;
+    /// `0s` turns polling off (SIGHUP still works).
+    #[serde(with = "duration_text")]
+    pub reload_interval: std::time::Duration,
 }
 
 impl Default for RulesConfig {
     fn default() -> Self {
         Self {
             dir: PathBuf::from("rules"),
+            reload_interval: std::time::Duration::from_secs(5),
         }
     }
 }
@@ -248,6 +397,9 @@ pub struct PipelineConfig {
     /// presumed dead and the action is taken over (see `crate::pipeline`). Must exceed the
     /// longest action execution (webhook timeout × attempts). Default 60.
     pub claim_lease_secs: u64,
+    /// Record one `throttled` outcome per event a rule's `throttle.once_within` suppressed.
+    /// Default `true`; turn it off when a noisy rule fills the audit store.
+    pub record_throttled: bool,
 }
 
 impl Default for PipelineConfig {
@@ -259,6 +411,7 @@ impl Default for PipelineConfig {
             max_depth: limits.max_depth,
             record_no_match: false,
             claim_lease_secs: 60,
+            record_throttled: true,
         }
     }
 }
@@ -394,7 +547,7 @@ impl ConsumerConfig {
 }
 
 /// Serde for durations written like rule durations: `500ms`, `10s`, `1h30m`.
-mod duration_text {
+pub(crate) mod duration_text {
     use serde::{Deserialize, Deserializer, Serializer, de::Error as _};
 
     pub fn serialize<S: Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -519,6 +672,8 @@ impl Config {
             });
         }
         self.consumer.validate(&self.kafka)?;
+        crate::actions::guard::config::validate(&self.actions)?;
+        self.server.ingest.validate(&self.kafka, &self.pipeline)?;
         let url = self.store.url.as_str();
         if !(url.starts_with("sqlite:")
             || url.starts_with("postgres://")
@@ -671,6 +826,44 @@ mod tests {
         );
         let err = parse("pipeline:\n  decoding:\n    alerts: prometheus\n").expect_err("unknown");
         assert!(format!("{:#}", anyhow::Error::new(err)).contains("prometheus"));
+    }
+
+    #[test]
+    fn ingest_topics_default_to_the_first_consumed_topic_and_reload_to_five_seconds() {
+        let config = parse("kafka:\n  topics:\n    events: [alerts, other]\n").expect("valid");
+        let ingest = &config.server.ingest;
+        assert_eq!(ingest.alertmanager_topic(&config.kafka), Some("alerts"));
+        assert_eq!(ingest.events_topic(&config.kafka), Some("alerts"));
+        assert_eq!(ingest.max_body_bytes, 1024 * 1024);
+        assert!(ingest.enabled && !ingest.allow_unauthenticated);
+        assert_eq!(config.rules.reload_interval.as_secs(), 5);
+        let config =
+            parse("rules:\n  reload_interval: 0s\nserver:\n  ingest:\n    ack_timeout: 3s\n")
+                .expect("zero turns polling off");
+        assert!(config.rules.reload_interval.is_zero());
+        assert_eq!(config.server.ingest.ack_timeout.as_secs(), 3);
+    }
+
+    #[test]
+    fn an_ingest_topic_decoded_as_another_format_is_rejected_with_the_fix() {
+        let err = parse(
+            "server:\n  ingest:\n    events_topic: k8s\npipeline:\n  decoding:\n    k8s: kubernetes_event\n",
+        )
+        .expect_err("CloudEvents written to a kubernetes_event topic would be dead-lettered");
+        let text = err.to_string();
+        assert!(text.contains("server.ingest.events_topic"), "{text}");
+        assert!(text.contains("`cloudevents` or `auto`"), "{text}");
+        let err = parse("kafka:\n  topics:\n    events: []\nconsumer:\n  topic_patterns: ['^a']\n")
+            .expect_err("no topic to derive");
+        assert!(
+            err.to_string().contains("server.ingest.alertmanager_topic"),
+            "{err}"
+        );
+        parse(
+            "kafka:\n  topics:\n    events: []\nconsumer:\n  topic_patterns: ['^a']\n\
+             server:\n  ingest:\n    enabled: false\n",
+        )
+        .expect("disabled ingest needs no topic");
     }
 
     #[test]

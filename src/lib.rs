@@ -6,10 +6,13 @@
 //! - [`source`]: the Kafka consumer that feeds events in (at-least-once offset handling).
 //! - [`rules`]: the pure rule engine: YAML model, loading with located diagnostics, compiled rule
 //!   set, conditions, stateful windows, templates, planned actions, rule test runner.
-//! - [`actions`]: executors that carry out planned actions (Kubernetes, webhook, Kafka).
+//! - [`actions`]: executors that carry out planned actions (Kubernetes, webhook, Kafka), and
+//!   the guardrails around them (namespace policy, circuit breaker, per-target locks).
 //! - [`outcome`]: where results go: the outcomes topic and the SQL audit store.
 //! - [`pipeline`]: wires the stages for one record: decode, rules, execute, record outcomes.
-//! - [`server`]: HTTP endpoints for health, readiness and metrics.
+//! - [`server`]: HTTP endpoints: health, readiness, metrics, the rules listing, and ingest
+//!   (Alertmanager webhooks and CloudEvents posted over HTTP, written to Kafka).
+//! - [`reload`]: hot reload of the rules directory (polling and SIGHUP), swapping valid sets in.
 //! - [`metrics`]: the Prometheus metrics every stage records into.
 //! - [`config`]: the `reflex run` configuration file and its defaults.
 //! - [`cli`]: the subcommands behind the `reflex` binary.
@@ -21,6 +24,7 @@ pub mod event;
 pub mod metrics;
 pub mod outcome;
 pub mod pipeline;
+pub mod reload;
 pub mod rules;
 pub mod server;
 pub mod source;

@@ -142,7 +142,7 @@ async fn reflex_run_becomes_ready_against_the_services_and_stops_cleanly_on_sigt
         .iter()
         .filter_map(|c| c["dependency"].as_str())
         .collect();
-    assert_eq!(names, ["kafka", "kubernetes", "store", "consumer"]);
+    assert_eq!(names, ["kafka", "kubernetes", "store", "consumer", "rules"]);
     assert!(checks.iter().all(|c| c["ok"] == true), "{body}");
 
     let health = http

@@ -1,7 +1,8 @@
 //! Executors that carry out planned actions: [`log`], [`kubernetes`], [`webhook`] and [`kafka`],
-//! gathered in [`Executors`]; a kind whose executor is not configured is reported as not
+//! gathered in [`Executors`], behind the [`guard`]rails; a kind whose executor is not configured is reported as not
 //! implemented and nothing is done.
 
+pub mod guard;
 pub mod kafka;
 pub mod kubernetes;
 pub mod log;

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+pub mod bench;
 pub mod history;
 pub mod rbac;
 pub mod replay;
@@ -61,6 +62,8 @@ pub enum Command {
     Rbac(rbac::RbacArgs),
     /// Print the JSON Schema of the rule file format (for editors and CI).
     Schema(schema::SchemaArgs),
+    /// Measure end-to-end throughput, latency and memory against the real Kafka.
+    Bench(bench::BenchArgs),
 }
 
 /// Sets up `tracing` with `RUST_LOG` (default `info`) in the chosen format.
@@ -93,5 +96,6 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Schema(args) => schema::run(&args),
         Command::History(args) => history::run(&args),
         Command::Rbac(args) => rbac::run(&args),
+        Command::Bench(args) => bench::run(&args),
     }
 }

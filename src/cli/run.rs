@@ -2,12 +2,13 @@
 //!
 //! Loads the configuration and the rules (printing every problem and failing when a rule is
 //! invalid), connects to Kafka, the Kubernetes API and the audit store (failing with an error
-//! that names the address when one cannot be reached), builds the [`Pipeline`], then runs three
+//! that names the address when one cannot be reached), builds the [`Pipeline`], then runs four
 //! tasks until SIGINT or SIGTERM: the Kafka consumer ([`KafkaSource`]) feeding the pipeline, a
-//! timer firing the rules' due deadlines, and the HTTP server (`/healthz`, `/readyz`,
-//! `/metrics`). When any of them ends, the others are told to stop too: the process exits
-//! instead of limping on without its consumer or its probes. On a signal the consumer drains,
-//! the pipeline saves its rule state, offsets are committed and the consumer leaves its group.
+//! timer firing the rules' due deadlines, the rules [`Reloader`] (directory polling and SIGHUP)
+//! and the HTTP server (`/healthz`, `/readyz`, `/metrics`, `/v1/rules`, ingest). When any of
+//! them ends, the others are told to stop too: the process exits instead of limping on without
+//! its consumer or its probes. On a signal the consumer drains, the pipeline saves its rule
+//! state, offsets are committed and the consumer leaves its group.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -26,8 +27,10 @@ use crate::actions::Executors;
 use crate::config::Config;
 use crate::outcome::store::Store;
 use crate::pipeline::Pipeline;
+use crate::reload::Reloader;
 use crate::rules::{LoadError, RuleSet};
-use crate::server::{self, AppState, CHECK_TIMEOUT, Dependencies};
+use crate::server::auth::Token;
+use crate::server::{self, AppState, CHECK_TIMEOUT, Dependencies, IngestState};
 use crate::source::KafkaSource;
 
 /// How long `reflex run` waits for each dependency at start before giving up. Longer than a
@@ -55,7 +58,8 @@ pub struct RunArgs {
     /// Rules directory; overrides `rules.dir` from the configuration.
     #[arg(long, value_name = "DIR")]
     pub rules: Option<PathBuf>,
-    /// Address for /healthz, /readyz and /metrics; overrides `server.listen`.
+    /// Address of the HTTP server (probes, metrics, /v1/rules, ingest); overrides
+    /// `server.listen`.
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
 }
@@ -67,7 +71,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     spawn_signal_handler(shutdown.clone())?;
 
     let config = load_config(&args)?;
+    // Taken before loading, so a change made while the rules load is seen at the first poll.
+    let fingerprint = crate::reload::fingerprint(&config.rules.dir).ok();
     let rules = load_rules(&config)?;
+    let ingest = IngestState::configure(&config, &kafka_client_config(&config), |name| {
+        std::env::var(name).ok()
+    })?;
+    let rules_token = rules_api_token(&config)?;
     tracing::info!(
         kafka = %config.kafka.bootstrap_servers,
         store = %crate::outcome::store::redact_url(&config.store.url),
@@ -88,7 +98,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let pipeline = tokio::select! {
         pipeline = build_pipeline(&config, rules, dependencies.store.clone()) => {
-            Arc::new(pipeline?.with_executors(build_executors(&config, &dependencies.kube)?))
+            Arc::new(
+                pipeline?
+                    .with_executors(build_executors(&config, &dependencies.kube)?)
+                    .with_guard(&config.actions),
+            )
         }
         () = shutdown.cancelled() => {
             tracing::info!("stopped during start-up");
@@ -97,10 +111,21 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let source = KafkaSource::new(&config, Arc::clone(&pipeline))
         .context("cannot create the Kafka consumer")?;
+    let reloader = Reloader::new(
+        config.rules.dir.clone(),
+        config.rules.reload_interval,
+        Arc::clone(&pipeline),
+        fingerprint,
+    )?;
     let state = Arc::new(AppState {
         dependencies,
         metrics: crate::metrics::global(),
         consumer: Some(source.status()),
+        pipeline: Some(Arc::clone(&pipeline)),
+        reload: reloader.status(),
+        kubernetes_actions: config.actions.kubernetes,
+        ingest,
+        rules_token,
     });
 
     let report = state.readiness().await;
@@ -122,12 +147,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         shutdown.clone(),
         run_timer(Arc::clone(&pipeline), shutdown.clone()),
     ));
+    let reload = tokio::spawn(critical(shutdown.clone(), reloader.run(shutdown.clone())));
     let http = tokio::spawn(critical(
         shutdown.clone(),
         server::serve(listener, Arc::clone(&state), shutdown.clone()),
     ));
-    let (consumer, timer, http) = tokio::join!(consumer, timer, http);
+    let (consumer, timer, reload, http) = tokio::join!(consumer, timer, reload, http);
     timer.context("the timer task panicked")?;
+    reload.context("the rules reloader task panicked")?;
     let http = http.context("the HTTP server task panicked")?;
     consumer
         .context("the consumer task panicked")?
@@ -178,6 +205,19 @@ pub fn load_rules(config: &Config) -> anyhow::Result<Arc<RuleSet>> {
             )
         }),
     }
+}
+
+/// The token `GET /v1/rules` requires when `server.rules_api_auth` is set: the ingest token,
+/// which must then be configured.
+fn rules_api_token(config: &Config) -> anyhow::Result<Option<Token>> {
+    if !config.server.rules_api_auth {
+        return Ok(None);
+    }
+    let token = Token::from_config(&config.server.ingest, |name| std::env::var(name).ok())?;
+    token.map(Some).context(
+        "server.rules_api_auth is true but no token is configured; set \
+         server.ingest.token_file or server.ingest.token_env",
+    )
 }
 
 /// Creates the outcome producer and the pipeline (which restores the rules' state).
@@ -400,13 +440,17 @@ pub async fn connect_store(config: &Config) -> anyhow::Result<Store> {
     Ok(store)
 }
 
-/// Cancels `shutdown` on the first SIGINT or SIGTERM.
+/// Cancels `shutdown` on the first SIGINT or SIGTERM; takes SIGHUP over from its default.
 fn spawn_signal_handler(shutdown: CancellationToken) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut terminate =
         signal(SignalKind::terminate()).context("cannot install a SIGTERM handler")?;
     let mut interrupt =
         signal(SignalKind::interrupt()).context("cannot install a SIGINT handler")?;
+    // SIGHUP reloads the rules (crate::reload). Registering it now replaces the default
+    // action (terminate) for the whole process life, so a SIGHUP sent during start-up, before
+    // the reloader listens, is ignored instead of killing the process.
+    drop(signal(SignalKind::hangup()).context("cannot install a SIGHUP handler")?);
     tokio::spawn(async move {
         let name = tokio::select! {
             _ = terminate.recv() => "SIGTERM",

@@ -29,6 +29,35 @@ pub struct Finish<'a> {
 }
 
 impl Store {
+    /// Withdraws a `started` claim whose action certainly did not run (a guardrail could not
+    /// be checked), so the retry claims it afresh instead of treating it as an attempt that
+    /// may have taken effect. Matches the caller's attempt count; returns whether it was
+    /// removed.
+    pub async fn release_claim(&self, idempotency_key: &str, attempts: i32) -> Result<bool> {
+        match self {
+            Store::Sqlite { pool, .. } => sqlx::query(
+                "DELETE FROM outcomes WHERE idempotency_key = ? AND status = 'started' \
+                 AND attempts = ?",
+            )
+            .bind(idempotency_key)
+            .bind(attempts)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected()),
+            Store::Postgres { pool, .. } => sqlx::query(
+                "DELETE FROM outcomes WHERE idempotency_key = $1 AND status = 'started' \
+                 AND attempts = $2",
+            )
+            .bind(idempotency_key)
+            .bind(attempts)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected()),
+        }
+        .map(|rows| rows == 1)
+        .map_err(self.query_err("release claim"))
+    }
+
     /// Takes over a `started` row left by an attempt that did not finish (a crash, or a
     /// replica that lost its partition), writing the new attempt's start time and details. The update is a compare-and-set on the attempt count
     /// the caller read, so of several processes racing for the same row exactly one wins;

@@ -1,8 +1,10 @@
 //! Where results go: the outcomes topic and the SQL audit store (SQLite or PostgreSQL).
 //!
-//! [`store`] is the audit store, [`claim`] moves a claimed row to its final state, [`history`] reads it back for `reflex history`, [`record`] is
+//! [`store`] is the audit store, [`claim`] moves a claimed row to its final state, [`circuit`]
+//! keeps the circuit breakers' counts and open circuits, [`history`] reads it back for `reflex history`, [`record`] is
 //! the CloudEvents-shaped outcome record and [`topic`] publishes it (and dead letters) to Kafka.
 
+pub mod circuit;
 pub mod claim;
 pub mod history;
 pub mod record;

@@ -127,11 +127,17 @@ pub enum OutcomeStatus {
     NotImplemented,
     /// The event matched no rule (recorded only when `pipeline.record_no_match` is on).
     NoMatch,
+    /// A guardrail refused the action (namespace policy or open circuit breaker); the error
+    /// names the guard and the setting that would allow it. Nothing was executed.
+    SuppressedByGuard,
+    /// The rule's `throttle.once_within` suppressed this firing (recorded only when
+    /// `pipeline.record_throttled` is on).
+    Throttled,
 }
 
 impl OutcomeStatus {
     /// Every status, in a stable order (CLI help, tests).
-    pub const ALL: [OutcomeStatus; 7] = [
+    pub const ALL: [OutcomeStatus; 9] = [
         OutcomeStatus::Started,
         OutcomeStatus::Succeeded,
         OutcomeStatus::Failed,
@@ -139,6 +145,8 @@ impl OutcomeStatus {
         OutcomeStatus::Duplicate,
         OutcomeStatus::NotImplemented,
         OutcomeStatus::NoMatch,
+        OutcomeStatus::SuppressedByGuard,
+        OutcomeStatus::Throttled,
     ];
 
     /// The value stored in the `status` column and used in outcome record types.
@@ -151,6 +159,8 @@ impl OutcomeStatus {
             Self::Duplicate => "duplicate",
             Self::NotImplemented => "not_implemented",
             Self::NoMatch => "no_match",
+            Self::SuppressedByGuard => "suppressed_by_guard",
+            Self::Throttled => "throttled",
         }
     }
 

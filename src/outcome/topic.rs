@@ -30,6 +30,34 @@ pub const HEADER_SOURCE_TOPIC: &str = "reflex-source-topic";
 pub const HEADER_SOURCE_PARTITION: &str = "reflex-source-partition";
 /// Header with the source offset.
 pub const HEADER_SOURCE_OFFSET: &str = "reflex-source-offset";
+/// Header naming the rule whose action failed (action dead letters).
+pub const HEADER_RULE: &str = "reflex-rule";
+/// Header naming the kind of the action that failed (action dead letters).
+pub const HEADER_ACTION_KIND: &str = "reflex-action-kind";
+/// `reflex-dlq-reason` of an action that failed after its retries.
+pub const REASON_ACTION_FAILED: &str = "action_failed";
+
+/// What an action dead letter says: the failed action and where its event came from. The
+/// source record itself stays in its topic; this is a reference to it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ActionDeadLetter<'a> {
+    /// The rule.
+    pub rule: &'a str,
+    /// The action kind.
+    pub action_kind: &'a str,
+    /// The event.
+    pub event_id: &'a str,
+    /// The action's idempotency key (also the record key).
+    pub idempotency_key: &'a str,
+    /// The object acted on.
+    pub target: Option<&'a str>,
+    /// Attempts made.
+    pub attempts: i32,
+    /// The last error.
+    pub error: &'a str,
+    /// Source topic, partition and offset (absent for timer firings).
+    pub source: Option<(&'a str, i32, i64)>,
+}
 
 /// Why a publication failed.
 #[derive(Debug, thiserror::Error)]
@@ -158,6 +186,82 @@ impl Publisher {
             .map_err(|(source, _)| Error::Delivery {
                 what: "dead letter",
                 topic: self.dead_letters.clone(),
+                source,
+            })
+    }
+}
+
+impl Publisher {
+    /// Publishes an action that failed for good to the dead-letter topic: a JSON reference to
+    /// the action and its source record, keyed by the idempotency key, with the headers
+    /// `reflex-dlq-reason: action_failed`, `reflex-dlq-error`, `reflex-rule`,
+    /// `reflex-action-kind` and (when known) `reflex-source-topic`, `-partition`, `-offset`.
+    pub async fn dead_letter_action(&self, letter: &ActionDeadLetter<'_>) -> Result<()> {
+        let payload = serde_json::to_vec(letter).map_err(Error::Serialize)?;
+        let error = truncate(letter.error, MAX_ERROR_HEADER_BYTES);
+        let mut pairs = vec![
+            (HEADER_REASON, REASON_ACTION_FAILED.to_owned()),
+            (HEADER_ERROR, error.to_owned()),
+            (HEADER_RULE, letter.rule.to_owned()),
+            (HEADER_ACTION_KIND, letter.action_kind.to_owned()),
+        ];
+        if let Some((topic, partition, offset)) = letter.source {
+            pairs.push((HEADER_SOURCE_TOPIC, topic.to_owned()));
+            pairs.push((HEADER_SOURCE_PARTITION, partition.to_string()));
+            pairs.push((HEADER_SOURCE_OFFSET, offset.to_string()));
+        }
+        let mut headers = OwnedHeaders::new_with_capacity(pairs.len() + 1);
+        headers = headers.insert(Header {
+            key: "content-type",
+            value: Some("application/json"),
+        });
+        for (key, value) in &pairs {
+            headers = headers.insert(Header {
+                key,
+                value: Some(value.as_str()),
+            });
+        }
+        let record = FutureRecord::to(&self.dead_letters)
+            .key(letter.idempotency_key)
+            .payload(&payload)
+            .headers(headers);
+        self.send(record, "action dead letter", &self.dead_letters)
+            .await
+    }
+
+    /// Publishes a structured-mode CloudEvent (JSON) to `topic` and waits for the
+    /// acknowledgement (guardrail announcements).
+    pub async fn publish_event(
+        &self,
+        topic: &str,
+        key: &str,
+        event: &serde_json::Value,
+    ) -> Result<()> {
+        let payload = serde_json::to_vec(event).map_err(Error::Serialize)?;
+        let headers = OwnedHeaders::new().insert(Header {
+            key: "content-type",
+            value: Some("application/cloudevents+json"),
+        });
+        let record = FutureRecord::to(topic)
+            .key(key)
+            .payload(&payload)
+            .headers(headers);
+        self.send(record, "guard announcement", topic).await
+    }
+
+    async fn send(
+        &self,
+        record: FutureRecord<'_, str, Vec<u8>>,
+        what: &'static str,
+        topic: &str,
+    ) -> Result<()> {
+        self.producer
+            .send(record, QUEUE_TIMEOUT)
+            .await
+            .map(drop)
+            .map_err(|(source, _)| Error::Delivery {
+                what,
+                topic: topic.to_owned(),
                 source,
             })
     }

@@ -10,11 +10,18 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::{Error, Pipeline};
+use crate::actions::guard::Guard;
+use crate::actions::guard::circuit::{self, Announcer};
 use crate::actions::{self, Execution};
+use crate::config::ActionsConfig;
+use crate::metrics;
 use crate::outcome::record::OutcomeMessage;
 use crate::outcome::store::{Finish, NewOutcome, OutcomeRecord, OutcomeStatus};
+use crate::outcome::topic::ActionDeadLetter;
+use crate::rules::action::ActionKind;
 use crate::rules::engine::{Verdict, idempotency_key};
-use crate::rules::{Evaluation, PlannedAction, RuleFailure};
+use crate::rules::ruleset::RuleGuard;
+use crate::rules::{Evaluation, PlannedAction, RuleFailure, Throttled};
 
 /// `action_kind` of outcomes that concern no action (`no_match`, rule-level failures).
 const NO_KIND: &str = "none";
@@ -42,6 +49,10 @@ pub(super) enum Work {
         event_id: String,
         source: Source,
     },
+    Throttled {
+        throttled: Throttled,
+        source: Option<Source>,
+    },
 }
 
 /// Appends the outcomes an evaluation calls for: planned actions, then failures.
@@ -55,6 +66,12 @@ pub(super) fn collect(work: &mut Vec<Work>, evaluation: Evaluation, source: Opti
     for failure in evaluation.failures {
         work.push(Work::Failure {
             failure,
+            source: source.cloned(),
+        });
+    }
+    for throttled in evaluation.throttled {
+        work.push(Work::Throttled {
+            throttled,
             source: source.cloned(),
         });
     }
@@ -127,6 +144,10 @@ impl Pipeline {
                 Work::NoMatch { event_id, source } => {
                     self.record_no_match(&event_id, &source).await?
                 }
+                Work::Throttled { throttled, source } if self.record_throttled => {
+                    self.record_throttled(&throttled, source.as_ref()).await?
+                }
+                Work::Throttled { .. } => 0,
             };
         }
         Ok(count)
@@ -262,21 +283,35 @@ impl Pipeline {
 
         let (status, error, result) = if let Some(message) = refuse_repeat {
             (OutcomeStatus::Failed, Some(message), Value::Null)
-        } else if action.dry_run {
-            (OutcomeStatus::SkippedDryRun, None, Value::Null)
         } else {
-            match self.executors.execute(action).await {
-                Execution::Succeeded(result) => (OutcomeStatus::Succeeded, None, result),
-                Execution::Failed { error, details } => {
-                    (OutcomeStatus::Failed, Some(error), details)
-                }
-                Execution::NotImplemented(message) => {
-                    (OutcomeStatus::NotImplemented, Some(message), Value::Null)
+            // `log` needs no guard settings: skip the lookup on the cheapest, busiest kind.
+            let rule_guard = (action.kind != ActionKind::Log)
+                .then(|| self.rules().get(&action.rule).map(|r| r.guard.clone()))
+                .flatten()
+                .unwrap_or_default();
+            match self
+                .guarded(action, target.as_deref(), &rule_guard, &mut details)
+                .await
+            {
+                Ok(decided) => decided,
+                Err(err) => {
+                    // Nothing ran: withdraw the claim so the retry does not take it for an
+                    // attempt that may have taken effect (best effort; the store may be down).
+                    if let Err(release) = self.store.release_claim(key, attempts).await {
+                        tracing::warn!(idempotency_key = key, error = %release, "claim not withdrawn");
+                    }
+                    return Err(err);
                 }
             }
         };
         details["result"] = result;
         let finished_at = Utc::now();
+        let executed = matches!(status, OutcomeStatus::Succeeded | OutcomeStatus::Failed);
+        metrics::global().action(
+            action.kind.as_str(),
+            status.as_str(),
+            executed.then(|| (finished_at - started_at).to_std().unwrap_or_default()),
+        );
         self.store
             .finish_outcome(&Finish {
                 idempotency_key: key,
@@ -314,8 +349,129 @@ impl Pipeline {
             details,
             published_at: None,
         };
-        self.publish(&row).await?;
+        self.publish_final(&row, source).await?;
         Ok(1)
+    }
+
+    /// Uses these guardrail settings (`actions:`) instead of the defaults.
+    pub fn with_guard(mut self, config: &ActionsConfig) -> Self {
+        self.guard = Guard::new(config, &self.store);
+        self
+    }
+
+    /// The guardrails, in order, then the execution: the namespace policy, dry run (rule or
+    /// global), the circuit breaker, and the execution itself in a slot, under the target's
+    /// lock, within the timeout. Returns the status, error and executor details; `Err` only
+    /// when the circuit breaker could not consult the store or announce (nothing ran).
+    async fn guarded(
+        &self,
+        action: &PlannedAction,
+        target: Option<&str>,
+        rule_guard: &RuleGuard,
+        details: &mut Value,
+    ) -> Result<(OutcomeStatus, Option<String>, Value), Error> {
+        if let Err(message) = self.guard.check_namespace(action, rule_guard) {
+            details["guard"] = json!({ "guard": "namespace" });
+            tracing::warn!(
+                rule = %action.rule,
+                action = action.kind.as_str(),
+                event_id = %action.event_id,
+                error = %message,
+                "action refused by the namespace policy"
+            );
+            return Ok((OutcomeStatus::SuppressedByGuard, Some(message), Value::Null));
+        }
+        if action.dry_run || self.guard.dry_run() {
+            details["dry_run_by"] = json!(if action.dry_run {
+                "rule"
+            } else {
+                "actions.dry_run"
+            });
+            return Ok((OutcomeStatus::SkippedDryRun, None, Value::Null));
+        }
+        if action.kind == ActionKind::Log || !self.executors.has_executor(action.kind) {
+            return Ok(settle(self.executors.execute(action).await));
+        }
+        let lock = Guard::lock_target(action.kind, target);
+        let limits = self.guard.limits(action.kind, rule_guard);
+        if limits.per_rule.is_none() && limits.per_target.is_none() {
+            return Ok(settle(
+                self.guard.run(lock, self.executors.execute(action)).await,
+            ));
+        }
+        let announcer = Announcer {
+            publisher: &self.publisher,
+            topic: self
+                .guard
+                .announce_topic()
+                .unwrap_or(self.publisher.outcomes_topic()),
+            instance: &self.instance,
+        };
+        let open = circuit::check(
+            &self.store,
+            announcer,
+            &action.rule,
+            target,
+            &limits,
+            Utc::now(),
+        )
+        .await
+        .map_err(|err| circuit_error(err, action))?;
+        if let Some(open) = open {
+            details["guard"] = open.details;
+            tracing::warn!(
+                rule = %action.rule,
+                action = action.kind.as_str(),
+                event_id = %action.event_id,
+                error = %open.message,
+                "action suppressed by the circuit breaker"
+            );
+            return Ok((
+                OutcomeStatus::SuppressedByGuard,
+                Some(open.message),
+                Value::Null,
+            ));
+        }
+        Ok(settle(
+            self.guard.run(lock, self.executors.execute(action)).await,
+        ))
+    }
+
+    /// Publishes a final row; an action that failed for good (executed, attempts > 0) is
+    /// first dead-lettered with a reference to its source record.
+    async fn publish_final(
+        &self,
+        row: &OutcomeRecord,
+        source: Option<&Source>,
+    ) -> Result<(), Error> {
+        if row.status == OutcomeStatus::Failed && row.attempts > 0 && row.action_kind != NO_KIND {
+            let error = row.error.as_deref().unwrap_or_default();
+            let letter = ActionDeadLetter {
+                rule: &row.rule,
+                action_kind: &row.action_kind,
+                event_id: &row.event_id,
+                idempotency_key: &row.idempotency_key,
+                target: row.target.as_deref(),
+                attempts: row.attempts,
+                error,
+                source: source.map(|s| (s.topic.as_str(), s.partition, s.offset)),
+            };
+            self.publisher
+                .dead_letter_action(&letter)
+                .await
+                .map_err(Error::publish(format!(
+                    "dead-lettering the failed action `{}` of rule `{}`",
+                    row.idempotency_key, row.rule
+                )))?;
+            tracing::warn!(
+                rule = %row.rule,
+                action = %row.action_kind,
+                event_id = %row.event_id,
+                dead_letters = self.publisher.dead_letter_topic(),
+                "failed action dead-lettered"
+            );
+        }
+        self.publish(row).await
     }
 
     /// A final row exists under an outcome's key. If it was never published, publish it now —
@@ -349,7 +505,7 @@ impl Pipeline {
                     lease_secs: self.claim_lease.as_secs(),
                 });
             }
-            self.publish(existing).await?;
+            self.publish_final(existing, source).await?;
             return Ok(1);
         }
         if !duplicates {
@@ -390,6 +546,7 @@ impl Pipeline {
         );
         self.insert_final(&row).await?;
         self.publish(&row).await?;
+        metrics::global().action(&row.action_kind, row.status.as_str(), None);
         Ok(1)
     }
 
@@ -434,7 +591,46 @@ impl Pipeline {
             }),
             published_at: None,
         };
+        metrics::global().action(&row.action_kind, OutcomeStatus::Failed.as_str(), None);
         self.record_once(&row, source, true).await
+    }
+
+    /// A throttle suppressed a firing: a `throttled` outcome (only when enabled), keyed by the
+    /// event and rule so a redelivery records nothing new.
+    async fn record_throttled(
+        &self,
+        throttled: &Throttled,
+        source: Option<&Source>,
+    ) -> Result<usize, Error> {
+        let now = Utc::now();
+        let row = OutcomeRecord {
+            id: 0,
+            event_id: throttled.event_id.clone(),
+            rule: throttled.rule.clone(),
+            action_kind: NO_KIND.to_owned(),
+            idempotency_key: derived_key(
+                &throttled.event_id,
+                &format!("throttled\0{}", throttled.rule),
+            ),
+            status: OutcomeStatus::Throttled,
+            attempts: 0,
+            started_at: now,
+            finished_at: Some(now),
+            target: None,
+            error: None,
+            details: json!({
+                "throttle_key": throttled.key,
+                "quiet_until": throttled.until.to_rfc3339(),
+                "source": source,
+                "claimant": self.instance,
+            }),
+            published_at: None,
+        };
+        let recorded = self.record_once(&row, source, false).await?;
+        if recorded > 0 {
+            metrics::global().action(NO_KIND, OutcomeStatus::Throttled.as_str(), None);
+        }
+        Ok(recorded)
     }
 
     /// The event matched no rule: a `no_match` outcome (only when enabled).
@@ -529,5 +725,34 @@ impl Pipeline {
             .mark_published(&row.idempotency_key, Utc::now())
             .await
             .map_err(Error::store(context()))
+    }
+}
+
+/// An executor's result as an outcome's status, error and details.
+fn settle(execution: Execution) -> (OutcomeStatus, Option<String>, Value) {
+    match execution {
+        Execution::Succeeded(result) => (OutcomeStatus::Succeeded, None, result),
+        Execution::Failed { error, details } => (OutcomeStatus::Failed, Some(error), details),
+        Execution::NotImplemented(message) => {
+            (OutcomeStatus::NotImplemented, Some(message), Value::Null)
+        }
+    }
+}
+
+/// A circuit check that failed, as the pipeline's retryable error.
+fn circuit_error(err: circuit::Error, action: &PlannedAction) -> Error {
+    let context = format!(
+        "checking the circuit breaker of rule `{}` for action {} of event `{}`",
+        action.rule, action.action_index, action.event_id
+    );
+    match err {
+        circuit::Error::Store { source, .. } => Error::Store {
+            context,
+            source: Box::new(source),
+        },
+        circuit::Error::Publish { source, .. } => Error::Publish {
+            context,
+            source: Box::new(source),
+        },
     }
 }

@@ -53,13 +53,16 @@
 //! between the state save and the offset commit re-evaluates the record against a state that
 //! already counted it: at worst one event is counted twice into a window; a recorded firing is
 //! never lost and a throttled action is not re-fired. Records that change no state (stateless
-//! rules, non-matching events) run concurrently. The cost: one JSON serialization of every
-//! stateful rule's state per record, and one write per changed rule.
+//! rules, non-matching events) run concurrently. The cost: one JSON serialization of each
+//! stateful rule the record reached (the engine reports which: [`Engine::take_dirty`]), and one
+//! write per changed rule.
 
+mod counters;
 mod execute;
+pub mod reload;
 mod state;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
@@ -158,6 +161,8 @@ impl Error {
 struct Inner {
     engine: Engine,
     saved: BTreeMap<String, Value>,
+    /// Rules whose changed state a failed save did not write (see [`state::save`]).
+    unsaved: BTreeSet<String>,
 }
 
 /// The per-process pipeline, shared by every partition worker (`Arc<Pipeline>`).
@@ -178,6 +183,14 @@ pub struct Pipeline {
     in_flight: execute::InFlight,
     /// What can carry out actions; `log` only until [`Pipeline::with_executors`].
     executors: crate::actions::Executors,
+    /// Guardrails around executions; the `actions:` defaults until [`Pipeline::with_guard`].
+    guard: crate::actions::guard::Guard,
+    /// `pipeline.record_throttled`.
+    record_throttled: bool,
+    /// Cached metric handles.
+    counters: counters::Counters,
+    /// The running rule set and last matches, for the HTTP endpoints (see `reload.rs`).
+    view: reload::View,
 }
 
 impl Pipeline {
@@ -199,8 +212,13 @@ impl Pipeline {
             .ok()
             .filter(|h| !h.trim().is_empty())
             .unwrap_or_else(|| "reflex".to_owned());
+        let guard = crate::actions::guard::Guard::new(&Default::default(), &store);
         Ok(Pipeline {
-            inner: Mutex::new(Inner { engine, saved }),
+            inner: Mutex::new(Inner {
+                engine,
+                saved,
+                unsaved: BTreeSet::new(),
+            }),
             store,
             publisher: Publisher::new(producer, &topics.outcomes, &topics.dead_letters),
             decoding: config.decoding.clone(),
@@ -211,6 +229,10 @@ impl Pipeline {
             duplicates: AtomicU64::new(0),
             in_flight: execute::InFlight::default(),
             executors: crate::actions::Executors::log_only(),
+            guard,
+            record_throttled: config.record_throttled,
+            counters: counters::Counters::default(),
+            view: reload::View::new(rules),
         })
     }
 
@@ -233,6 +255,13 @@ impl Pipeline {
 
     /// Handles one record to completion (see the module docs).
     pub async fn handle(&self, record: &RawRecord<'_>) -> Result<Handled, Error> {
+        let handled = self.handle_record(record).await?;
+        // Only a record that is done counts: a retried one is observed once, when it succeeds.
+        counters::Counters::latency(record);
+        Ok(handled)
+    }
+
+    async fn handle_record(&self, record: &RawRecord<'_>) -> Result<Handled, Error> {
         let decoding = self.decoding.get(record.topic).copied().unwrap_or_default();
         let events = match decode::decode(record, decoding, &self.limits) {
             Ok(events) => events,
@@ -245,6 +274,7 @@ impl Pipeline {
                         "dead-lettering record {}/{}/{}",
                         record.topic, record.partition, record.offset
                     )))?;
+                counters::Counters::dead_lettered(record.topic, dead_letter_reason(&err));
                 tracing::warn!(
                     topic = record.topic,
                     partition = record.partition,
@@ -257,6 +287,7 @@ impl Pipeline {
                 return Ok(Handled::DeadLettered);
             }
         };
+        self.counters.decoded(record.topic, &events);
         let source = execute::Source {
             topic: record.topic.to_owned(),
             partition: record.partition,
@@ -267,11 +298,14 @@ impl Pipeline {
         let mut work = Vec::new();
         if inner.engine.next_deadline().is_some_and(|due| due <= now) {
             let evaluation = inner.engine.tick(now);
+            self.view.record(&evaluation, now);
             execute::collect(&mut work, evaluation, None);
         }
         for event in &events {
             if self.record_no_match {
                 let evaluation = inner.engine.process_traced(event, now);
+                counters::Counters::matches(&evaluation);
+                self.view.record(&evaluation, now);
                 if execute::matched_nothing(&evaluation) {
                     work.push(execute::Work::NoMatch {
                         event_id: event.meta.id.clone(),
@@ -281,10 +315,12 @@ impl Pipeline {
                 execute::collect(&mut work, evaluation, Some(&source));
             } else {
                 let evaluation = inner.engine.process(event, now);
+                counters::Counters::matches(&evaluation);
+                self.view.record(&evaluation, now);
                 execute::collect(&mut work, evaluation, Some(&source));
             }
         }
-        let changed = state::changed(&inner)?;
+        let changed = state::changed(&mut inner)?;
         if changed.is_empty() {
             // Nothing stateful moved: other partitions may evaluate while this one acts.
             drop(inner);
@@ -304,8 +340,9 @@ impl Pipeline {
         }
         let mut work = Vec::new();
         let evaluation = inner.engine.tick(now);
+        self.view.record(&evaluation, now);
         execute::collect(&mut work, evaluation, None);
-        let changed = state::changed(&inner)?;
+        let changed = state::changed(&mut inner)?;
         self.run_and_save(&mut inner, work, changed).await
     }
 
@@ -313,7 +350,7 @@ impl Pipeline {
     /// `handle` and `tick` save what they change before returning.
     pub async fn save_state(&self) -> Result<(), Error> {
         let mut inner = self.inner.lock().await;
-        let changed = state::changed(&inner)?;
+        let changed = state::changed(&mut inner)?;
         state::save(&self.store, &mut inner, changed).await
     }
 

@@ -51,33 +51,44 @@ pub(super) async fn restore(
     Ok((engine, saved))
 }
 
-/// The rules whose state differs from what was last saved, serialized.
-pub(super) fn changed(inner: &Inner) -> Result<Vec<(String, Value)>, Error> {
+/// The rules whose state differs from what was last saved, serialized. Only the rules the
+/// engine reports as touched since the last call are serialized and compared: the others
+/// cannot have changed, and serializing every stateful rule on every record cost more than
+/// the rest of the record's handling once a rule held a few hundred keys.
+pub(super) fn changed(inner: &mut Inner) -> Result<Vec<(String, Value)>, Error> {
     let mut changed = Vec::new();
-    for (name, rule_state) in &inner.engine.state().rules {
+    let mut names = inner.engine.take_dirty();
+    names.append(&mut inner.unsaved);
+    for name in names {
+        let Some(rule_state) = inner.engine.state().rules.get(&name) else {
+            continue;
+        };
         let value = serde_json::to_value(rule_state).map_err(|source| Error::State {
             rule: name.clone(),
             source,
         })?;
-        if inner.saved.get(name) != Some(&value) {
-            changed.push((name.clone(), value));
+        if inner.saved.get(&name) != Some(&value) {
+            changed.push((name, value));
         }
     }
     Ok(changed)
 }
 
-/// Writes `changed` and records it as saved.
+/// Writes `changed` and records it as saved. On failure the rules not written are remembered,
+/// so the next [`changed`] compares them again even if no record touches them meanwhile.
 pub(super) async fn save(
     store: &Store,
     inner: &mut Inner,
     changed: Vec<(String, Value)>,
 ) -> Result<(), Error> {
     let now = Utc::now();
-    for (name, value) in changed {
-        store
-            .save_rule_state(&name, &value, now)
-            .await
-            .map_err(Error::store(format!("saving the state of rule `{name}`")))?;
+    let mut changed = changed.into_iter();
+    while let Some((name, value)) = changed.next() {
+        if let Err(err) = store.save_rule_state(&name, &value, now).await {
+            inner.unsaved.insert(name.clone());
+            inner.unsaved.extend(changed.map(|(name, _)| name));
+            return Err(Error::store(format!("saving the state of rule `{name}`"))(err));
+        }
         inner.saved.insert(name, value);
     }
     Ok(())
@@ -101,4 +112,6 @@ pub(super) fn rollback(inner: &mut Inner) {
         }
     }
     inner.engine = Engine::with_state(rules, state);
+    // The engine now holds exactly what was saved.
+    inner.unsaved.clear();
 }

@@ -1,7 +1,7 @@
 //! Running a rule set: one event (or the passing of time) in, an ordered list of planned actions
 //! out. The engine owns the rules' mutable state; the rule set itself is immutable and shared.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -100,6 +100,21 @@ pub struct Evaluation {
     pub trace: Vec<RuleTrace>,
     /// Pending stateful firings cancelled by a resolved alert.
     pub cancelled: usize,
+    /// Firings a rule's `throttle.once_within` suppressed (the pipeline records them).
+    pub throttled: Vec<Throttled>,
+}
+
+/// A firing suppressed by `throttle.once_within`: the condition held, the key had fired.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Throttled {
+    /// The rule.
+    pub rule: String,
+    /// The suppressed event.
+    pub event_id: String,
+    /// The throttle's group key.
+    pub key: String,
+    /// When the key may fire again.
+    pub until: DateTime<Utc>,
 }
 
 /// The rules' mutable state, serializable so the pipeline can persist it and restore it.
@@ -115,6 +130,9 @@ pub struct Engine {
     rules: Arc<RuleSet>,
     state: EngineState,
     scratch: Vec<u32>,
+    /// Rules whose state was touched since the last [`Engine::take_dirty`]: the pipeline
+    /// compares and persists only these instead of serializing every stateful rule per event.
+    dirty: BTreeSet<String>,
 }
 
 /// The deterministic idempotency key of action `index` of `rule` for event `event_id`.
@@ -142,6 +160,7 @@ impl Engine {
             rules,
             state,
             scratch: Vec::new(),
+            dirty: BTreeSet::new(),
         }
     }
 
@@ -153,6 +172,13 @@ impl Engine {
     /// The current state (to persist).
     pub fn state(&self) -> &EngineState {
         &self.state
+    }
+
+    /// The names of the rules whose state may have changed since the last call (an event or a
+    /// tick reached their stateful behaviour), and forgets them. A rule not listed has exactly
+    /// the state it had at the previous call.
+    pub fn take_dirty(&mut self) -> BTreeSet<String> {
+        std::mem::take(&mut self.dirty)
     }
 
     /// Swaps in a new rule set, keeping the state of rules that still exist by name.
@@ -181,6 +207,7 @@ impl Engine {
             let Some(state) = self.state.rules.get_mut(&rule.name) else {
                 continue;
             };
+            mark_dirty(&mut self.dirty, &rule.name);
             for firing in rule.behaviour.on_tick(state, now) {
                 plan(rule, &firing, &mut out);
             }
@@ -281,6 +308,7 @@ impl Engine {
                     Ok(()) | Err(SelectorMiss::AlertStatus)
                 )
             {
+                mark_dirty(&mut self.dirty, name);
                 cancelled += rule.behaviour.on_resolved(state, fingerprint);
             }
         }
@@ -321,10 +349,23 @@ impl Engine {
             max_keys: rule.max_keys,
             ..Limits::default()
         };
+        mark_dirty(&mut self.dirty, &rule.name);
         let state = self.state.rules.entry(rule.name.clone()).or_default();
         let verdict = match rule.behaviour.on_event(state, event, matched, now, &limits) {
             Ok(Decision::Fire(firing)) => Verdict::Fired(plan(rule, &firing, out)),
             Ok(Decision::NoMatch) => Verdict::ConditionFalse,
+            Ok(decision @ Decision::Suppressed { .. }) => {
+                let verdict = Verdict::Held(decision.to_string());
+                if let Decision::Suppressed { key, until } = decision {
+                    out.throttled.push(Throttled {
+                        rule: rule.name.clone(),
+                        event_id: event.meta.id.clone(),
+                        key,
+                        until,
+                    });
+                }
+                verdict
+            }
             Ok(other) => Verdict::Held(other.to_string()),
             Err(err) => {
                 out.failures.push(RuleFailure {
@@ -339,6 +380,13 @@ impl Engine {
             }
         };
         (verdict, explanation, matched)
+    }
+}
+
+/// Adds `rule` to the dirty set, allocating only the first time per round.
+fn mark_dirty(dirty: &mut BTreeSet<String>, rule: &str) {
+    if !dirty.contains(rule) {
+        dirty.insert(rule.to_owned());
     }
 }
 

@@ -68,6 +68,48 @@ pub struct Rule {
     /// e.g. `- restart: {target: ...}` or `- webhook: {url: ...}`.
     #[serde(default)]
     pub actions: Vec<super::action::ActionSpec>,
+    /// Guardrails of this rule's actions, layered over the global `actions` configuration:
+    /// namespace lists that narrow it, and circuit-breaker limits that replace it.
+    pub guard: Option<RuleGuard>,
+}
+
+/// Per-rule guardrails (`guard:`).
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RuleGuard {
+    /// Namespaces this rule's Kubernetes actions may (`allow`) and may not (`deny`) touch, as
+    /// globs. Both the global lists and these must let an action through; naming
+    /// `kube-system` (or Reflex's own namespace) literally in `allow` lets a rule act there.
+    #[serde(default)]
+    pub namespaces: GuardNamespaces,
+    /// Executions of this rule allowed per window (replaces `actions.circuit.max_per_rule`).
+    #[schemars(with = "Option<u32>")]
+    pub max_per_rule: Option<Spanned<u32>>,
+    /// Executions of this rule on one object allowed per window (replaces
+    /// `actions.circuit.max_per_target`).
+    #[schemars(with = "Option<u32>")]
+    pub max_per_target: Option<Spanned<u32>>,
+    /// Window the executions are counted in, e.g. `10m` (replaces `actions.circuit.window`).
+    #[schemars(with = "Option<String>")]
+    pub window: Option<SpannedString>,
+    /// How long the circuit stays open once a limit is exceeded, e.g. `30m` (replaces
+    /// `actions.circuit.cool_down`).
+    #[schemars(with = "Option<String>")]
+    pub cool_down: Option<SpannedString>,
+}
+
+/// Namespace allow and deny globs of one rule.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GuardNamespaces {
+    /// Only namespaces matching one of these (`*` wildcard); empty means no narrowing.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub allow: Vec<SpannedString>,
+    /// Namespaces never acted on by this rule (`*` wildcard).
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub deny: Vec<SpannedString>,
 }
 
 fn default_true() -> bool {

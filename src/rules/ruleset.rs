@@ -42,6 +42,25 @@ pub struct Rule {
     pub actions: Vec<CompiledAction>,
     /// Bound on its state keys.
     pub max_keys: usize,
+    /// Its own guardrails (`guard:`), layered over the global ones by the pipeline.
+    pub guard: RuleGuard,
+}
+
+/// Compiled per-rule guardrails; empty lists and `None` mean "as configured globally".
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RuleGuard {
+    /// Namespace globs the rule's actions are limited to (empty: no narrowing).
+    pub allow_namespaces: Vec<Glob>,
+    /// Namespace globs the rule's actions never touch.
+    pub deny_namespaces: Vec<Glob>,
+    /// Executions of the rule per window.
+    pub max_per_rule: Option<u32>,
+    /// Executions of the rule on one object per window.
+    pub max_per_target: Option<u32>,
+    /// The counting window.
+    pub window: Option<std::time::Duration>,
+    /// How long an open circuit stays open.
+    pub cool_down: Option<std::time::Duration>,
 }
 
 /// Compiled `select:` block.

@@ -11,9 +11,12 @@
 //!   (`consumer.partition_queue` records). A worker handles its records one after the other,
 //!   so a partition is processed in order (and so is every key, since a key maps to one
 //!   partition); partitions run concurrently. When a partition's channel is full the polling
-//!   thread keeps the record it holds, **pauses** the partition (librdkafka drops what it had
-//!   prefetched for it and refetches from there on resume) and resumes it once the channel is
-//!   half empty. Nothing is buffered without bound.
+//!   thread holds its further records (in order) and moves them into the channel as it drains;
+//!   only past a bounded slack (16 × the queue capacity records, at most 4 MiB) does it
+//!   **pause** the partition (librdkafka drops what it had prefetched for it and refetches
+//!   from there on resume) until nothing is held and the channel is half empty. A pause costs
+//!   about a second before the partition's records flow again, so short stalls (one action's
+//!   store writes) are absorbed by the slack instead. Nothing is buffered without bound.
 //! - **Retries**: a [`Handler`] error means an infrastructure failure (store or Kafka down): the
 //!   worker tries the same record again after an exponential backoff (`retry_min_delay` up to
 //!   `retry_max_delay`, with jitter), for as long as it takes, logging WARN, and reports the

@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use prometheus_client::metrics::counter::Counter;
 use rdkafka::ClientContext;
+use rdkafka::statistics::Statistics;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::OwnedMessage;
@@ -18,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::worker::{self, NOTHING_DONE, Retry, WorkerContext};
 use super::{Handler, Status};
+use crate::metrics::{PartitionLabels, TopicLabels};
 
 /// A topic partition.
 pub(super) type Key = (String, i32);
@@ -39,10 +42,12 @@ pub(super) struct Settings {
 pub(super) struct Partition {
     /// Feeds the worker; `None` once closed for a shutdown drain.
     pub(super) queue: Option<mpsc::Sender<OwnedMessage>>,
-    /// Records taken from librdkafka while the queue was full, oldest first. The partition is
-    /// paused while this is non-empty, so it holds the record that found the queue full plus
-    /// at most what librdkafka had already handed over before the pause took effect.
+    /// Records taken from librdkafka while the queue was full, oldest first. Bounded: past the
+    /// slack (`HELD_SLACK` × queue capacity records, `HELD_MAX_BYTES`) the partition is paused,
+    /// so this grows only by what librdkafka had already handed over before the pause.
     pub(super) held: VecDeque<OwnedMessage>,
+    /// Payload bytes of `held`.
+    pub(super) held_bytes: usize,
     /// Whether this source paused the partition in librdkafka.
     pub(super) paused: bool,
     /// Offset to commit next, as reported by the worker.
@@ -53,6 +58,8 @@ pub(super) struct Partition {
     pub(super) stop: CancellationToken,
     /// The worker; taken when the source waits for it.
     pub(super) task: Option<JoinHandle<()>>,
+    /// `events_consumed{topic}`, cached so the polling thread does not look it up per record.
+    pub(super) consumed: Counter,
 }
 
 /// The consumer context: owns the partition workers so the rebalance callbacks can reach them.
@@ -71,7 +78,41 @@ pub(super) struct SourceContext<H> {
     pub(super) closing: AtomicBool,
 }
 
-impl<H> ClientContext for SourceContext<H> where H: Handler {}
+impl<H> ClientContext for SourceContext<H>
+where
+    H: Handler,
+{
+    /// Refreshes `consumer_lag{topic,partition}` of the assigned partitions from librdkafka's
+    /// statistics (every `statistics.interval.ms`, on the polling thread): the high watermark
+    /// minus the offset stored as handled, so records fetched but not yet handled count as lag.
+    fn stats(&self, statistics: Statistics) {
+        let partitions = self.lock();
+        for (topic, stats) in &statistics.topics {
+            for (&partition, p) in &stats.partitions {
+                let key = (topic.clone(), partition);
+                if !partitions.contains_key(&key) {
+                    // Librdkafka's internal "unassigned" partition (-1) and released ones.
+                    continue;
+                }
+                // -1: not known yet (nothing stored, or no watermark fetched).
+                let lag = if p.consumer_lag_stored >= 0 {
+                    p.consumer_lag_stored
+                } else {
+                    p.consumer_lag
+                };
+                if lag >= 0 {
+                    crate::metrics::global()
+                        .consumer_lag
+                        .get_or_create(&PartitionLabels {
+                            topic: key.0,
+                            partition,
+                        })
+                        .set(lag);
+                }
+            }
+        }
+    }
+}
 
 impl<H: Handler> ConsumerContext for SourceContext<H> {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -132,17 +173,25 @@ impl<H: Handler> SourceContext<H> {
                 stop: stop.clone(),
             };
             let task = self.runtime.spawn(worker::run(cx, records));
+            let consumed = crate::metrics::global()
+                .events_consumed
+                .get_or_create(&TopicLabels {
+                    topic: key.0.clone(),
+                })
+                .clone();
             tracing::info!(topic = %key.0, partition = key.1, "partition assigned");
             partitions.insert(
                 key,
                 Partition {
                     queue: Some(queue),
                     held: VecDeque::new(),
+                    held_bytes: 0,
                     paused: false,
                     done,
                     stored: NOTHING_DONE,
                     stop,
                     task: Some(task),
+                    consumed,
                 },
             );
             added += 1;
@@ -171,7 +220,14 @@ impl<H: Handler> SourceContext<H> {
             return;
         }
         self.status.sub_assigned(revoked.len());
-        for (_, partition) in &mut revoked {
+        for (key, partition) in &mut revoked {
+            // A released partition's lag is its next owner's to report.
+            crate::metrics::global()
+                .consumer_lag
+                .remove(&PartitionLabels {
+                    topic: key.0.clone(),
+                    partition: key.1,
+                });
             partition.queue = None;
             partition.stop.cancel();
             if partition.paused {

@@ -18,7 +18,11 @@ async fn throttle_state_survives_a_pipeline_restart() {
     let rules = rules(&format!(
         "rules:\n  - name: {rule}\n    throttle:\n      key: \"{{{{ event.service.deployment }}}}\"\n      once_within: 1h\n    actions:\n      - log:\n          message: \"{token} {{{{ event.service.deployment }}}}\"\n"
     ));
-    let config = PipelineConfig::default();
+    // These tests count action outcomes; `throttled` outcomes are covered in tests/guardrails.
+    let config = PipelineConfig {
+        record_throttled: false,
+        ..PipelineConfig::default()
+    };
     let payments = include_str!("../data/events/plain.json");
     let checkout = payments.replace("\"payments\"", "\"checkout\"");
 
@@ -115,7 +119,11 @@ async fn a_failed_publication_rolls_state_back_and_a_retry_publishes_without_re_
     let rules = rules(&format!(
         "rules:\n  - name: {rule}\n    throttle:\n      key: \"{{{{ event.service.deployment }}}}\"\n      once_within: 1h\n    actions:\n      - log:\n          message: \"{token}\"\n"
     ));
-    let config = PipelineConfig::default();
+    // These tests count action outcomes; `throttled` outcomes are covered in tests/guardrails.
+    let config = PipelineConfig {
+        record_throttled: false,
+        ..PipelineConfig::default()
+    };
     let payments = include_str!("../data/events/plain.json");
     let record = Record::json(&kafka.source, 0, payments);
 
@@ -154,7 +162,7 @@ async fn a_failed_publication_rolls_state_back_and_a_retry_publishes_without_re_
     // lease has passed (it might be publishing it right now); a zero lease says "it is dead".
     let restarted = PipelineConfig {
         claim_lease_secs: 0,
-        ..PipelineConfig::default()
+        ..config.clone()
     };
     let healthy = pipeline(&rules, &store, &kafka, &restarted).await;
     assert_eq!(

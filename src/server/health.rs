@@ -1,61 +1,30 @@
-//! HTTP endpoints for health, readiness and metrics.
+//! `/healthz`, `/readyz` and `/metrics`: the dependency checks behind readiness.
 //!
-//! - `/healthz`: the process is up and serving (liveness).
-//! - `/readyz`: 200 only when Kafka answers a metadata request, the Kubernetes API answers
-//!   `/version`, the audit store answers a query and (under `reflex run`) the event consumer
-//!   has joined its group with no partition stuck retrying; the JSON body has each check's
-//!   result.
-//! - `/metrics`: OpenMetrics text, including one readiness gauge per dependency.
+//! Readiness prefers false positives (reporting a problem that does not matter) to false
+//! negatives (reporting ready while an action would fail): the Kubernetes API is checked
+//! whenever a loaded rule, enabled or in dry run, has a Kubernetes action, even if that rule
+//! may never fire; it is skipped only when no rule could call it.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
 use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
 use serde::Serialize;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
+use super::AppState;
+use crate::metrics::Dependency;
 use crate::outcome::store::Store;
+use crate::rules::RuleSet;
 
 /// How long one readiness check may take. Kubelet probes time out after 1 s by default and are
 /// usually raised to a few seconds; a check that has not answered in 3 s counts as failed so a
 /// hung dependency cannot hang the probe.
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// Why the server could not run.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The listen address could not be bound.
-    #[error("cannot listen on {addr} (is another process using it? set server.listen or --listen)")]
-    Bind {
-        /// The address.
-        addr: SocketAddr,
-        /// What the operating system said.
-        #[source]
-        source: std::io::Error,
-    },
-    /// Serving failed after start.
-    #[error("HTTP server on {addr} failed")]
-    Serve {
-        /// The address.
-        addr: SocketAddr,
-        /// What failed.
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-/// Result type of this module.
-pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-pub use crate::metrics::{Dependency, Metrics};
 
 /// The result of one readiness check.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -69,6 +38,10 @@ pub struct CheckResult {
     /// Why it failed, naming the address tried.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What was found, when there is more to say than ok (rule counts, a skipped check, the
+    /// last failed reload).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 /// The `/readyz` body.
@@ -121,6 +94,7 @@ where
         ok: result.is_ok(),
         millis,
         error: result.err(),
+        detail: None,
     }
 }
 
@@ -193,13 +167,27 @@ impl Dependencies {
         .await
     }
 
-    /// Runs the three checks concurrently.
-    pub async fn check_all(&self) -> ReadinessReport {
-        let (kafka, kube, store) = tokio::join!(
-            self.check_kafka(),
-            self.check_kubernetes(),
-            self.check_store()
-        );
+    /// Runs the checks concurrently; Kubernetes only when `kubernetes` (a rule needs it),
+    /// otherwise it is reported ok and skipped.
+    pub async fn check_all(&self, kubernetes: bool) -> ReadinessReport {
+        let kube = async {
+            if kubernetes {
+                self.check_kubernetes().await
+            } else {
+                CheckResult {
+                    dependency: Dependency::Kubernetes,
+                    ok: true,
+                    millis: 0,
+                    error: None,
+                    detail: Some(
+                        "not checked: no loaded rule has a Kubernetes action (or \
+                         actions.kubernetes is off)"
+                            .to_owned(),
+                    ),
+                }
+            }
+        };
+        let (kafka, kube, store) = tokio::join!(self.check_kafka(), kube, self.check_store());
         let checks = vec![kafka, kube, store];
         ReadinessReport {
             ready: checks.iter().all(|c| c.ok),
@@ -208,31 +196,61 @@ impl Dependencies {
     }
 }
 
-/// Shared state of the HTTP handlers.
-#[derive(Debug)]
-pub struct AppState {
-    /// What `/readyz` checks.
-    pub dependencies: Dependencies,
-    /// What `/metrics` shows.
-    pub metrics: &'static Metrics,
-    /// The event consumer's state, when one runs; part of readiness.
-    pub consumer: Option<Arc<crate::source::Status>>,
+/// Whether a rule set can call the Kubernetes API: an enabled rule (dry run included, see the
+/// module docs) with a Kubernetes action.
+pub fn needs_kubernetes(rules: &RuleSet) -> bool {
+    rules
+        .rules()
+        .iter()
+        .any(|r| r.enabled && r.actions.iter().any(|a| a.kind.is_kubernetes()))
+}
+
+/// The `rules` check: a rule set is loaded (it always is once the pipeline runs: a failed
+/// reload keeps the previous set, so it stays ready, and the detail says what failed).
+fn rules_check(state: &AppState, rules: Option<&RuleSet>) -> CheckResult {
+    let mut detail = match rules {
+        Some(rules) => {
+            let enabled = rules.rules().iter().filter(|r| r.enabled).count();
+            format!("{} rule(s) loaded, {enabled} enabled", rules.len())
+        }
+        None => "no pipeline runs in this process".to_owned(),
+    };
+    if let Some(failure) = state.reload.last_failure() {
+        detail.push_str(&format!(
+            "; the last reload failed ({} problem(s), see GET /v1/rules), the previous rules \
+             keep running",
+            failure.problems.len()
+        ));
+    }
+    CheckResult {
+        dependency: Dependency::Rules,
+        ok: rules.is_some(),
+        millis: 0,
+        error: rules.is_none().then(|| "no rule set is loaded".to_owned()),
+        detail: Some(detail),
+    }
 }
 
 impl AppState {
     /// Checks every dependency and records the results in the metrics.
     pub async fn readiness(&self) -> ReadinessReport {
-        let mut report = self.dependencies.check_all().await;
+        let rules = self.pipeline.as_ref().map(|p| p.rules());
+        let kubernetes = self.kubernetes_actions && rules.as_deref().is_none_or(needs_kubernetes);
+        let mut report = self.dependencies.check_all(kubernetes).await;
         if let Some(consumer) = &self.consumer {
             let error = consumer.readiness().err();
-            report.ready &= error.is_none();
             report.checks.push(CheckResult {
                 dependency: Dependency::Consumer,
                 ok: error.is_none(),
                 millis: 0,
                 error,
+                detail: None,
             });
         }
+        if self.pipeline.is_some() {
+            report.checks.push(rules_check(self, rules.as_deref()));
+        }
+        report.ready = report.checks.iter().all(|c| c.ok);
         for check in &report.checks {
             self.metrics.set_ready(check.dependency, check.ok);
         }
@@ -240,20 +258,13 @@ impl AppState {
     }
 }
 
-/// The routes.
-pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .with_state(state)
-}
-
-async fn healthz() -> &'static str {
+/// `GET /healthz`.
+pub(super) async fn healthz() -> &'static str {
     "ok\n"
 }
 
-async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+/// `GET /readyz`.
+pub(super) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     let report = state.readiness().await;
     let status = if report.ready {
         StatusCode::OK
@@ -263,7 +274,8 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     (status, Json(report)).into_response()
 }
 
-async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+/// `GET /metrics`.
+pub(super) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     (
         [(
             header::CONTENT_TYPE,
@@ -272,31 +284,6 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         state.metrics.encode(),
     )
         .into_response()
-}
-
-/// Binds the listen address. Separate from [`serve`] so a bad address fails before anything
-/// else starts, and tests can bind port 0 and learn the port.
-pub async fn bind(addr: SocketAddr) -> Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| Error::Bind { addr, source })
-}
-
-/// Serves the routes until `shutdown` is cancelled, then finishes in-flight requests.
-pub async fn serve(
-    listener: TcpListener,
-    state: Arc<AppState>,
-    shutdown: CancellationToken,
-) -> Result<()> {
-    let addr = listener.local_addr().map_err(|source| Error::Serve {
-        addr: SocketAddr::from(([0, 0, 0, 0], 0)),
-        source,
-    })?;
-    tracing::info!(%addr, "serving /healthz, /readyz and /metrics");
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
-        .map_err(|source| Error::Serve { addr, source })
 }
 
 #[cfg(test)]
@@ -313,12 +300,14 @@ mod tests {
                     ok: false,
                     millis: 3000,
                     error: Some("Kafka at 127.0.0.1:1: no answer".to_owned()),
+                    detail: None,
                 },
                 CheckResult {
                     dependency: Dependency::Store,
                     ok: true,
                     millis: 1,
                     error: None,
+                    detail: Some("1 rule(s) loaded, 1 enabled".to_owned()),
                 },
             ],
         };
@@ -330,5 +319,22 @@ mod tests {
             "Kafka at 127.0.0.1:1: no answer"
         );
         assert!(json["checks"][1].get("error").is_none());
+    }
+
+    #[test]
+    fn only_a_rule_that_can_call_the_kubernetes_api_makes_readiness_check_it() {
+        let load = |text: &str| {
+            crate::rules::load_sources(&[("r.yaml".into(), text.to_owned())]).expect("valid")
+        };
+        let log = "rules:\n  - name: a\n    actions:\n      - log:\n          message: x\n";
+        assert!(!needs_kubernetes(&load(log)));
+        let restart = "rules:\n  - name: r\n    dry_run: true\n    actions:\n      - restart:\n          \
+                       target:\n            namespace: default\n            name: web\n";
+        assert!(needs_kubernetes(&load(restart)), "dry run counts");
+        let disabled = restart.replace("dry_run: true", "enabled: false");
+        assert!(
+            !needs_kubernetes(&load(&disabled)),
+            "a disabled rule never runs"
+        );
     }
 }

@@ -1,0 +1,161 @@
+//! The guardrail settings of the `actions:` configuration section, and their checks.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{ActionsConfig, Error, duration_text};
+
+/// Most actions a process may run at once. Each holds an executor's connection (and, on
+/// PostgreSQL, a lock connection); a few hundred already exceeds what an API server or a
+/// database comfortably serves to one client.
+const MAX_CONCURRENT: usize = 256;
+
+/// Allow and deny lists of namespace globs (`*` matches any run of characters).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NamespaceLists {
+    /// When not empty, only namespaces matching one of these may be acted on. Naming
+    /// `kube-system` or Reflex's own namespace here literally (a glob does not count) is the
+    /// only way to let actions reach them. Default: empty (every namespace).
+    pub allow: Vec<String>,
+    /// Namespaces never acted on, whatever `allow` says. Default: empty (`kube-system` and
+    /// Reflex's own namespace are refused anyway unless allowed).
+    pub deny: Vec<String>,
+}
+
+/// The circuit breaker: at most `max_per_rule` executions of a rule, and `max_per_target`
+/// executions of a rule on one object, within `window`. Past that, the circuit opens for
+/// `cool_down`: the rule's actions (or its actions on that object) are recorded
+/// `suppressed_by_guard`, and one `dev.reflex.circuit.opened` event is published.
+/// Executions are counted in the audit store, so the limits hold across restarts and across
+/// replicas sharing PostgreSQL. These limits apply to Kubernetes actions; webhook and Kafka
+/// actions only when their rule sets `guard.max_per_rule` / `max_per_target`; `log` never.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CircuitConfig {
+    /// Executions of one rule allowed per window; `null` for no limit. Default 30.
+    pub max_per_rule: Option<u32>,
+    /// Executions of one rule on one object allowed per window; `null` for no limit.
+    /// Default 5: a remediation repeated more often than that is a loop, not a fix.
+    pub max_per_target: Option<u32>,
+    /// The sliding window executions are counted in. Default `10m`.
+    #[serde(with = "duration_text")]
+    pub window: Duration,
+    /// How long an open circuit stays open; executions resume after it, counted afresh.
+    /// Default `10m`.
+    #[serde(with = "duration_text")]
+    pub cool_down: Duration,
+    /// Topic of the `dev.reflex.circuit.opened` / `.closed` announcements. Default: the
+    /// outcomes topic.
+    pub announce_topic: Option<String>,
+}
+
+impl Default for CircuitConfig {
+    fn default() -> Self {
+        Self {
+            max_per_rule: Some(30),
+            max_per_target: Some(5),
+            window: Duration::from_secs(600),
+            cool_down: Duration::from_secs(600),
+            announce_topic: None,
+        }
+    }
+}
+
+/// Checks the guardrail settings (called by [`crate::config::Config::validate`]).
+pub fn validate(actions: &ActionsConfig) -> Result<(), Error> {
+    let invalid = |field, message: String| Err(Error::Invalid { field, message });
+    if !(1..=MAX_CONCURRENT).contains(&actions.max_concurrent) {
+        return invalid(
+            "actions.max_concurrent",
+            format!("must be between 1 and {MAX_CONCURRENT}"),
+        );
+    }
+    if actions.timeout.is_zero() {
+        return invalid("actions.timeout", "must be above zero".to_owned());
+    }
+    let circuit = &actions.circuit;
+    if circuit.max_per_rule == Some(0) || circuit.max_per_target == Some(0) {
+        return invalid(
+            "actions.circuit",
+            "max_per_rule and max_per_target must be at least 1 (write `null` for no limit; \
+             to stop every action use actions.dry_run)"
+                .to_owned(),
+        );
+    }
+    if circuit.window.is_zero() || circuit.cool_down.is_zero() {
+        return invalid(
+            "actions.circuit",
+            "window and cool_down must be above zero".to_owned(),
+        );
+    }
+    if circuit
+        .announce_topic
+        .as_deref()
+        .is_some_and(|t| t.trim().is_empty())
+    {
+        return invalid(
+            "actions.circuit.announce_topic",
+            "is empty; leave it out to announce on the outcomes topic".to_owned(),
+        );
+    }
+    let lists = &actions.namespaces;
+    if lists.allow.iter().chain(&lists.deny).any(|g| g.is_empty()) {
+        return invalid(
+            "actions.namespaces",
+            "contains an empty pattern; write a namespace or a `*` glob".to_owned(),
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::Config;
+
+    fn parse(text: &str) -> crate::config::Result<Config> {
+        Config::from_yaml(text, Path::new("test.yaml"))
+    }
+
+    #[test]
+    fn guard_settings_have_protective_defaults() {
+        let config = parse("").expect("defaults");
+        let actions = &config.actions;
+        assert!(!actions.dry_run);
+        assert_eq!(actions.circuit.max_per_rule, Some(30));
+        assert_eq!(actions.circuit.max_per_target, Some(5));
+        assert_eq!(actions.circuit.window.as_secs(), 600);
+        assert_eq!(actions.max_concurrent, 16);
+        assert!(actions.timeout.as_secs() < config.pipeline.claim_lease_secs);
+        assert!(config.pipeline.record_throttled);
+    }
+
+    #[test]
+    fn guard_settings_parse_with_rule_style_durations() {
+        let config = parse(
+            "actions:\n  dry_run: true\n  own_namespace: reflex\n  namespaces:\n    \
+             allow: ['team-*']\n    deny: ['team-prod']\n  circuit:\n    max_per_rule: 3\n    \
+             max_per_target: null\n    window: 1m\n    cool_down: 30s\n  timeout: 10s\n",
+        )
+        .expect("valid");
+        let actions = &config.actions;
+        assert!(actions.dry_run);
+        assert_eq!(actions.own_namespace.as_deref(), Some("reflex"));
+        assert_eq!(actions.namespaces.allow, vec!["team-*".to_owned()]);
+        assert_eq!(actions.circuit.max_per_rule, Some(3));
+        assert_eq!(actions.circuit.max_per_target, None);
+        assert_eq!(actions.circuit.cool_down.as_secs(), 30);
+        assert_eq!(actions.timeout.as_secs(), 10);
+    }
+
+    #[test]
+    fn a_zero_limit_is_rejected_pointing_at_null_and_dry_run() {
+        let err = parse("actions:\n  circuit:\n    max_per_target: 0\n").expect_err("zero");
+        assert!(err.to_string().contains("`null` for no limit"), "{err}");
+        let err = parse("actions:\n  max_concurrent: 0\n").expect_err("zero slots");
+        assert!(err.to_string().contains("actions.max_concurrent"), "{err}");
+    }
+}

@@ -1,0 +1,308 @@
+//! Guardrails around executing actions: global dry run, the [`namespace`] policy, the
+//! [`circuit`] breaker, per-target mutual exclusion ([`lock`]), a bound on concurrent
+//! executions and a per-action timeout. Settings are in [`config`]; the pipeline calls them
+//! in that order between claiming an action and recording its outcome.
+
+pub mod circuit;
+pub mod config;
+pub mod lock;
+pub mod namespace;
+
+use std::future::Future;
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+use super::Execution;
+use crate::config::ActionsConfig;
+use crate::outcome::store::Store;
+use crate::rules::PlannedAction;
+use crate::rules::action::ActionKind;
+use crate::rules::ruleset::RuleGuard;
+
+/// Environment variable giving Reflex's own namespace when `actions.own_namespace` is unset
+/// (set it from the downward API: `fieldRef: metadata.namespace`).
+pub const ENV_POD_NAMESPACE: &str = "POD_NAMESPACE";
+
+/// The guardrails of one process.
+#[derive(Debug)]
+pub struct Guard {
+    dry_run: bool,
+    namespaces: namespace::NamespacePolicy,
+    circuit: config::CircuitConfig,
+    slots: Semaphore,
+    max_concurrent: usize,
+    timeout: Duration,
+    locks: lock::TargetLocks,
+}
+
+impl Guard {
+    /// Builds the guardrails from `actions:`; locks follow the store's backend. Reflex's own
+    /// namespace is `actions.own_namespace`, else `POD_NAMESPACE`.
+    pub fn new(config: &ActionsConfig, store: &Store) -> Self {
+        let own = config
+            .own_namespace
+            .clone()
+            .or_else(|| std::env::var(ENV_POD_NAMESPACE).ok());
+        Self {
+            dry_run: config.dry_run,
+            namespaces: namespace::NamespacePolicy::new(&config.namespaces, own.as_deref()),
+            circuit: config.circuit.clone(),
+            slots: Semaphore::new(config.max_concurrent),
+            max_concurrent: config.max_concurrent,
+            timeout: config.timeout,
+            locks: lock::TargetLocks::for_store(store, config.max_concurrent),
+        }
+    }
+
+    /// `actions.circuit.announce_topic`, if set.
+    pub fn announce_topic(&self) -> Option<&str> {
+        self.circuit.announce_topic.as_deref()
+    }
+
+    /// `actions.dry_run`: nothing executes.
+    pub fn dry_run(&self) -> bool {
+        self.dry_run
+    }
+
+    /// The namespace policy's verdict for a Kubernetes action (others always pass).
+    pub fn check_namespace(&self, action: &PlannedAction, rule: &RuleGuard) -> Result<(), String> {
+        match namespace::action_namespace(action) {
+            Some(ns) => self.namespaces.check(ns, &action.rule, rule),
+            None => Ok(()),
+        }
+    }
+
+    /// The circuit limits of an action of a rule. Kubernetes actions (the remediations that
+    /// can loop) get the global limits unless the rule overrides them; webhook and Kafka
+    /// actions (often notifications, legitimately frequent) are limited only when the rule
+    /// sets its own `guard.max_per_rule` / `max_per_target`. `log` is never limited.
+    pub fn limits(&self, kind: ActionKind, rule: &RuleGuard) -> circuit::Limits {
+        if kind == ActionKind::Log {
+            return circuit::Limits::for_rule(&unlimited(&self.circuit), &RuleGuard::default());
+        }
+        if kind.is_kubernetes() {
+            circuit::Limits::for_rule(&self.circuit, rule)
+        } else {
+            circuit::Limits::for_rule(&unlimited(&self.circuit), rule)
+        }
+    }
+
+    /// The object an action is serialized on, if its kind takes the per-target lock:
+    /// Kubernetes objects and webhook endpoints (which typically drive a remediation of their
+    /// own). `log` changes nothing and a Kafka publication is an event, not a change to an
+    /// object, so they run unlocked.
+    pub fn lock_target(kind: ActionKind, target: Option<&str>) -> Option<&str> {
+        (kind.is_kubernetes() || kind == ActionKind::Webhook)
+            .then_some(target)
+            .flatten()
+    }
+
+    /// Runs `execute` in an execution slot, holding `target`'s lock, within `actions.timeout`
+    /// (slot and lock waits included). A missed slot, a lock that stays busy, a lock the
+    /// database refuses, or the timeout each become a `Failed` execution saying so.
+    pub async fn run<F>(&self, target: Option<&str>, execute: F) -> Execution
+    where
+        F: Future<Output = Execution>,
+    {
+        let deadline = Instant::now() + self.timeout;
+        let failed = |error: String, guard: &str| Execution::Failed {
+            error,
+            details: json!({ "guard": guard, "attempts": 0 }),
+        };
+        let Ok(Ok(_permit)) = tokio::time::timeout_at(deadline, self.slots.acquire()).await else {
+            return failed(
+                format!(
+                    "not executed: all {} execution slots stayed busy for {:?} \
+                     (actions.timeout); raise actions.max_concurrent or actions.timeout",
+                    self.max_concurrent, self.timeout
+                ),
+                "max_concurrent",
+            );
+        };
+        let held = match target {
+            Some(target) => match self.locks.lock(target, deadline).await {
+                Ok(held) => Some(held),
+                Err(err) => {
+                    let reason = match &err {
+                        lock::Error::Busy { .. } => {
+                            "another action on the same object is still \
+                             running; raise actions.timeout if such actions are slow"
+                        }
+                        lock::Error::Database { .. } => "check the PostgreSQL connection",
+                    };
+                    let cause = match &err {
+                        lock::Error::Database { source, .. } => format!(": {source}"),
+                        lock::Error::Busy { .. } => String::new(),
+                    };
+                    return failed(
+                        format!("not executed: {err}{cause}; {reason}"),
+                        "target_lock",
+                    );
+                }
+            },
+            None => None,
+        };
+        let result = tokio::time::timeout_at(deadline, execute).await;
+        if let Some(held) = held {
+            held.release().await;
+        }
+        result.unwrap_or_else(|_| {
+            failed(
+                format!(
+                    "the action did not finish within {:?} (actions.timeout) and was abandoned; \
+                     it may have taken effect — check the target",
+                    self.timeout
+                ),
+                "timeout",
+            )
+        })
+    }
+}
+
+/// The global settings without their limits.
+fn unlimited(global: &config::CircuitConfig) -> config::CircuitConfig {
+    config::CircuitConfig {
+        max_per_rule: None,
+        max_per_target: None,
+        ..global.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn guard(config: ActionsConfig) -> (Guard, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("g.db").display());
+        let store = Store::connect(&url).await.expect("store");
+        (Guard::new(&config, &store), dir)
+    }
+
+    #[tokio::test]
+    async fn an_action_past_the_timeout_fails_saying_it_may_have_taken_effect() {
+        let (guard, _dir) = guard(ActionsConfig {
+            timeout: Duration::from_millis(50),
+            ..ActionsConfig::default()
+        })
+        .await;
+        let outcome = guard
+            .run(Some("t"), async {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                Execution::Succeeded(json!({}))
+            })
+            .await;
+        match outcome {
+            Execution::Failed { error, details } => {
+                assert!(error.contains("actions.timeout"), "{error}");
+                assert!(error.contains("may have taken effect"), "{error}");
+                assert_eq!(details["guard"], "timeout");
+            }
+            other => panic!("expected a timeout failure, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_second_action_on_a_busy_target_waits_and_fails_clearly_at_the_deadline() {
+        let (guard, _dir) = guard(ActionsConfig {
+            timeout: Duration::from_millis(200),
+            ..ActionsConfig::default()
+        })
+        .await;
+        let slow = guard.run(Some("deployment/shop/web"), async {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            Execution::Succeeded(json!({ "first": true }))
+        });
+        let second = async {
+            // Start after the first holds the lock.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            guard
+                .run(Some("deployment/shop/web"), async {
+                    Execution::Succeeded(json!({ "second": true }))
+                })
+                .await
+        };
+        let (first, second) = tokio::join!(slow, second);
+        assert!(matches!(first, Execution::Succeeded(_)), "{first:?}");
+        // The second waited for the first (150 ms) and then ran within its own 200 ms.
+        assert_eq!(second, Execution::Succeeded(json!({ "second": true })));
+    }
+
+    #[tokio::test]
+    async fn a_target_locked_past_the_deadline_is_not_executed() {
+        let (guard, _dir) = guard(ActionsConfig {
+            timeout: Duration::from_millis(100),
+            ..ActionsConfig::default()
+        })
+        .await;
+        let far = Instant::now() + Duration::from_secs(60);
+        let held = guard.locks.lock("node/n1", far).await.expect("free");
+        let outcome = guard
+            .run(Some("node/n1"), async { Execution::Succeeded(json!({})) })
+            .await;
+        held.release().await;
+        match outcome {
+            Execution::Failed { error, details } => {
+                assert!(
+                    error.starts_with("not executed: target `node/n1`"),
+                    "{error}"
+                );
+                assert_eq!(details["guard"], "target_lock");
+            }
+            other => panic!("expected a lock failure, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn no_free_slot_within_the_timeout_fails_naming_max_concurrent() {
+        let (guard, _dir) = guard(ActionsConfig {
+            max_concurrent: 1,
+            timeout: Duration::from_millis(100),
+            ..ActionsConfig::default()
+        })
+        .await;
+        let _hog = guard.slots.acquire().await.expect("the only slot");
+        let starved = guard
+            .run(None, async { Execution::Succeeded(json!({})) })
+            .await;
+        match starved {
+            Execution::Failed { error, .. } => {
+                assert!(error.contains("actions.max_concurrent"), "{error}")
+            }
+            other => panic!("expected no slot, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn only_kubernetes_actions_get_the_global_limits_by_default() {
+        let (guard, _dir) = guard(ActionsConfig::default()).await;
+        let none = RuleGuard::default();
+        let kube = guard.limits(ActionKind::Restart, &none);
+        assert_eq!(kube.per_rule, Some(30));
+        assert_eq!(kube.per_target, Some(5));
+        let hook = guard.limits(ActionKind::Webhook, &none);
+        assert_eq!((hook.per_rule, hook.per_target), (None, None));
+        let explicit = RuleGuard {
+            max_per_rule: Some(3),
+            ..RuleGuard::default()
+        };
+        assert_eq!(
+            guard.limits(ActionKind::Webhook, &explicit).per_rule,
+            Some(3)
+        );
+        let log = guard.limits(ActionKind::Log, &explicit);
+        assert_eq!((log.per_rule, log.per_target), (None, None));
+    }
+
+    #[test]
+    fn kubernetes_objects_and_webhook_endpoints_are_locked_not_logs_or_topics() {
+        let t = Some("x");
+        assert_eq!(Guard::lock_target(ActionKind::Restart, t), t);
+        assert_eq!(Guard::lock_target(ActionKind::Webhook, t), t);
+        assert_eq!(Guard::lock_target(ActionKind::Kafka, t), None);
+        assert_eq!(Guard::lock_target(ActionKind::Log, t), None);
+    }
+}
