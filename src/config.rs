@@ -2,7 +2,8 @@
 //!
 //! Every field has a default, so an empty file (or no file) is a valid configuration for a
 //! local run. Precedence, lowest first: defaults, the file, environment variables
-//! (`KAFKA_BOOTSTRAP_SERVERS`, `DATABASE_URL`), command-line flags. The Kubernetes client also
+//! (`KAFKA_BOOTSTRAP_SERVERS`, `DATABASE_URL`, `KAFKA_SASL_PASSWORD`, `REFLEX_INGEST_TOKEN`),
+//! command-line flags. The Kubernetes client also
 //! honours `KUBECONFIG` (and in-cluster service-account credentials) when
 //! `kubernetes.kubeconfig` is not set. `deploy/config.example.yaml` shows every field.
 
@@ -16,6 +17,12 @@ use serde::{Deserialize, Serialize};
 pub const ENV_KAFKA_BOOTSTRAP_SERVERS: &str = "KAFKA_BOOTSTRAP_SERVERS";
 /// Environment variable that overrides `store.url`.
 pub const ENV_DATABASE_URL: &str = "DATABASE_URL";
+/// Environment variable that sets the librdkafka property `sasl.password` (so the password can
+/// come from a Secret while the rest of the configuration sits in a ConfigMap).
+pub const ENV_KAFKA_SASL_PASSWORD: &str = "KAFKA_SASL_PASSWORD";
+/// Environment variable holding the ingest bearer token, used when the file names neither
+/// `server.ingest.token_file` nor `server.ingest.token_env`.
+pub const ENV_INGEST_TOKEN: &str = "REFLEX_INGEST_TOKEN";
 
 /// Largest configuration file read. A real configuration is a few kilobytes; the bound keeps a
 /// wrong path (a log file, a binary) from being read whole into memory.
@@ -620,6 +627,20 @@ impl Config {
         if let Some(url) = non_empty(ENV_DATABASE_URL) {
             self.store.url = url;
         }
+        if let Some(password) = non_empty(ENV_KAFKA_SASL_PASSWORD) {
+            self.kafka
+                .client
+                .insert("sasl.password".to_owned(), password);
+        }
+        let ingest = &mut self.server.ingest;
+        if ingest.token_file.is_none()
+            && ingest.token_env.is_none()
+            && non_empty(ENV_INGEST_TOKEN).is_some()
+        {
+            // Only the variable's name is kept: the token is read where it is used, so it is
+            // never part of a printed configuration.
+            ingest.token_env = Some(ENV_INGEST_TOKEN.to_owned());
+        }
     }
 
     /// Checks what serde cannot: non-empty lists and names, known store schemes.
@@ -743,10 +764,25 @@ mod tests {
         config.apply_env(|name| match name {
             ENV_KAFKA_BOOTSTRAP_SERVERS => Some("127.0.0.1:1234".to_owned()),
             ENV_DATABASE_URL => Some("postgres://u@h:5/db".to_owned()),
+            ENV_KAFKA_SASL_PASSWORD => Some("s3cret".to_owned()),
+            ENV_INGEST_TOKEN => Some("t0ken".to_owned()),
             _ => None,
         });
         assert_eq!(config.kafka.bootstrap_servers, "127.0.0.1:1234");
         assert_eq!(config.store.url, "postgres://u@h:5/db");
+        assert_eq!(config.kafka.client["sasl.password"], "s3cret");
+        assert_eq!(
+            config.server.ingest.token_env.as_deref(),
+            Some(ENV_INGEST_TOKEN)
+        );
+    }
+
+    #[test]
+    fn the_ingest_token_variable_does_not_replace_a_configured_token_file() {
+        let mut config = parse("server:\n  ingest:\n    token_file: /etc/token\n").expect("valid");
+        config.apply_env(|name| (name == ENV_INGEST_TOKEN).then(|| "t0ken".to_owned()));
+        assert_eq!(config.server.ingest.token_env, None);
+        assert!(config.server.ingest.token_file.is_some());
     }
 
     #[test]

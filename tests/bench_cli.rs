@@ -29,7 +29,12 @@ async fn bench_counts_agree_across_produced_handled_committed_and_outcomes() {
     let output = Command::new(env!("CARGO_BIN_EXE_reflex"))
         .args(["bench", "--json", "--rules", "20", "--partitions", "3"])
         .args(["--events", &EVENTS.to_string(), "--fire", "0,0.1"])
-        .args(["--rate", &RATE.to_string(), "--duration", &format!("{SECONDS}s")])
+        .args([
+            "--rate",
+            &RATE.to_string(),
+            "--duration",
+            &format!("{SECONDS}s"),
+        ])
         .args(["--latency-fire", "0.05"])
         .env("KAFKA_BOOTSTRAP_SERVERS", &bootstrap)
         .env("RUST_LOG", "warn")
@@ -64,7 +69,11 @@ async fn bench_counts_agree_across_produced_handled_committed_and_outcomes() {
     assert_eq!(count(latency, "produced"), produced, "{latency}");
     assert_eq!(count(latency, "handled"), produced, "{latency}");
     assert_eq!(count(latency, "committed"), produced, "{latency}");
-    assert_eq!(count(latency, "outcomes_on_topic"), produced / 20, "{latency}");
+    assert_eq!(
+        count(latency, "outcomes_on_topic"),
+        produced / 20,
+        "{latency}"
+    );
     assert_eq!(latency["all"]["count"], produced);
     assert_eq!(latency["firing"]["count"], produced / 20);
 }

@@ -77,9 +77,7 @@ impl Counters {
             return;
         };
         if let Ok(took) = (Utc::now() - stamped).to_std() {
-            metrics::global()
-                .event_latency
-                .observe(took.as_secs_f64());
+            metrics::global().event_latency.observe(took.as_secs_f64());
         }
     }
 

@@ -16,7 +16,8 @@
 //! // on shutdown:    pipeline.save_state().await
 //! ```
 //!
-//! `new` restores the rules' state from the store (one `rule_state` row per stateful rule).
+//! `new` restores the rules' state from the store (one `rule_state_keys` row per stateful rule
+//! and group key).
 //! `handle` needs no external locking: partitions may call it concurrently.
 //!
 //! # Delivery and effectively-once actions
@@ -54,8 +55,14 @@
 //! already counted it: at worst one event is counted twice into a window; a recorded firing is
 //! never lost and a throttled action is not re-fired. Records that change no state (stateless
 //! rules, non-matching events) run concurrently. The cost: one JSON serialization of each
-//! stateful rule the record reached (the engine reports which: [`Engine::take_dirty`]), and one
-//! write per changed rule.
+//! stateful rule's keys the record reached (the engine reports which rules:
+//! [`Engine::take_dirty`]), and one atomic write per changed rule covering only its changed
+//! keys (a single statement when one key changed).
+//!
+//! State is persisted per (rule, group key), so replicas sharing a PostgreSQL database do not
+//! erase each other's keys, and a starting process restores the union of every replica's keys.
+//! Live decisions are still made by each replica on its own partitions: see
+//! `docs/operations.md`, "Several replicas and rule state".
 
 mod counters;
 mod execute;
@@ -69,7 +76,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rdkafka::producer::FutureProducer;
-use serde_json::Value;
 use tokio::sync::Mutex;
 
 use crate::config::{PipelineConfig, TopicsConfig};
@@ -160,7 +166,7 @@ impl Error {
 #[derive(Debug)]
 struct Inner {
     engine: Engine,
-    saved: BTreeMap<String, Value>,
+    saved: BTreeMap<String, state::Saved>,
     /// Rules whose changed state a failed save did not write (see [`state::save`]).
     unsaved: BTreeSet<String>,
 }
@@ -360,7 +366,7 @@ impl Pipeline {
         &self,
         inner: &mut Inner,
         work: Vec<execute::Work>,
-        changed: Vec<(String, Value)>,
+        changed: Vec<state::Change>,
     ) -> Result<usize, Error> {
         let result = match self.run(work).await {
             Ok(count) => state::save(&self.store, inner, changed)

@@ -423,3 +423,52 @@ fn plan(rule: &Rule, firing: &Firing, out: &mut Evaluation) -> usize {
     }
     planned
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(payload: Value) -> Event {
+        let record = crate::event::decode::RawRecord {
+            topic: "t",
+            partition: 0,
+            offset: 0,
+            key: None,
+            headers: Vec::new(),
+            payload: Some(&serde_json::to_vec(&payload).expect("json")),
+            timestamp: None,
+        };
+        crate::event::decode::decode(
+            &record,
+            crate::event::decode::Decoding::Json,
+            &Default::default(),
+        )
+        .expect("decodes")
+        .remove(0)
+    }
+
+    #[test]
+    fn only_rules_an_event_reached_are_reported_dirty_and_only_once() {
+        let yaml = r#"rules:
+  - name: throttled
+    when: 'kind == "a"'
+    throttle: {key: "{{ event.id }}", once_within: 1m}
+    actions: [{log: {message: hi}}]
+  - name: other
+    when: 'kind == "b"'
+    throttle: {key: "{{ event.id }}", once_within: 1m}
+    actions: [{log: {message: hi}}]
+"#;
+        let rules =
+            crate::rules::load_sources(&[("r.yaml".into(), yaml.to_owned())]).expect("valid rules");
+        let mut engine = Engine::new(Arc::new(rules));
+        let now = Utc::now();
+        assert!(engine.take_dirty().is_empty());
+        let planned = engine.process(&event(serde_json::json!({"kind": "a", "id": "1"})), now);
+        assert_eq!(planned.planned.len(), 1);
+        let dirty = engine.take_dirty();
+        assert!(dirty.contains("throttled"), "{dirty:?}");
+        assert!(!dirty.contains("other"), "{dirty:?}");
+        assert!(engine.take_dirty().is_empty(), "taking clears the set");
+    }
+}

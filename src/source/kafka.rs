@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::OwnedMessage;
-use rdkafka::topic_partition_list::TopicPartitionList;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::{ClientConfig, Message};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::task::JoinHandle;
@@ -38,6 +38,11 @@ const HELD_SLACK: usize = 16;
 /// ... and never holds more than this many payload bytes, whatever the queue capacity, so
 /// large records (up to `pipeline.max_payload_bytes`) cannot multiply the slack's memory.
 const HELD_MAX_BYTES: usize = 4 * 1024 * 1024;
+
+/// How often held records are moved into queues with room: not after every polled record (a
+/// lock and a scan of every partition); half a queue of 128 lasts several milliseconds at full
+/// speed, so a millisecond loses nothing.
+const REFILL_EVERY: Duration = Duration::from_millis(1);
 
 /// How often finished offsets are handed to librdkafka. Well under the commit interval (1 s by
 /// default), so a commit never lags by more than one store round.
@@ -133,6 +138,8 @@ impl<H: Handler> KafkaSource<H> {
         // Some partition holds records (paused or not): they are moved into its queue as soon
         // as there is room, so the poll must not sleep long.
         let mut holding = false;
+        let mut errors = ErrorLog::default();
+        let mut last_refill = Instant::now();
         while !shutdown.is_cancelled() {
             match self
                 .consumer
@@ -145,13 +152,12 @@ impl<H: Handler> KafkaSource<H> {
                         break;
                     }
                 },
-                Some(Err(err)) => {
-                    tracing::warn!(error = %err, "Kafka consumer error; librdkafka retries")
-                }
+                Some(Err(err)) => errors.report(&err.to_string()),
                 None => {}
             }
-            if holding {
+            if holding && last_refill.elapsed() >= REFILL_EVERY {
                 holding = self.resume_drained();
+                last_refill = Instant::now();
             }
             if last_store.elapsed() >= STORE_EVERY {
                 store(&self.consumer, context.lock().iter_mut());
@@ -179,7 +185,14 @@ impl<H: Handler> KafkaSource<H> {
         let Some(queue) = &partition.queue else {
             return Ok(false);
         };
+        if message.offset() < partition.next {
+            // Already taken (a fetch that raced the seek of a resume): handing it over again
+            // would run it twice and out of order.
+            tracing::debug!(topic = %key.0, partition = key.1, offset = message.offset(), "record taken twice ignored");
+            return Ok(false);
+        }
         partition.consumed.inc();
+        partition.next = message.offset() + 1;
         let message = if partition.held.is_empty() {
             match queue.try_send(message) {
                 Ok(()) => return Ok(false),
@@ -234,14 +247,32 @@ impl<H: Handler> KafkaSource<H> {
                     }
                     partition.held_bytes -= size;
                 }
-                if partition.held.is_empty() && partition.paused && self.set_paused(key, false)
-                {
+                if partition.held.is_empty() && partition.paused && self.set_paused(key, false) {
                     partition.paused = false;
+                    self.restart_fetch(key, partition.next);
                 }
             }
             holding |= !partition.held.is_empty() || partition.paused;
         }
         holding
+    }
+
+    /// Makes librdkafka fetch a resumed partition now. A resume alone left the partition idle
+    /// for about a second (measured: pauses exactly one second apart, 5,400 events/s over two
+    /// partitions) when no other fetch was in flight to wake librdkafka's broker thread; an
+    /// asynchronous seek to where the partition stopped starts the fetch at once. `next` is the
+    /// offset after the last record taken from librdkafka, so nothing is skipped or repeated.
+    fn restart_fetch(&self, key: &Key, next: i64) {
+        if next < 0 {
+            return;
+        }
+        if let Err(err) = self
+            .consumer
+            .seek(&key.0, key.1, Offset::Offset(next), Duration::ZERO)
+        {
+            // The resume stands; the partition's records just come a little later.
+            tracing::debug!(topic = %key.0, partition = key.1, error = %err, "seek after resume failed");
+        }
     }
 
     /// Pauses or resumes one partition; true when librdkafka accepted.
@@ -325,6 +356,15 @@ impl<H: Handler> KafkaSource<H> {
                 self.status.paused_changed(false);
             }
             let n = partitions.len();
+            for (topic, partition) in partitions.keys() {
+                // The lag of a partition this process no longer consumes is not its to report.
+                crate::metrics::global()
+                    .consumer_lag
+                    .remove(&crate::metrics::PartitionLabels {
+                        topic: topic.clone(),
+                        partition: *partition,
+                    });
+            }
             partitions.clear();
             n
         };
@@ -378,6 +418,46 @@ pub fn client_config(config: &Config) -> ClientConfig {
     client
 }
 
+/// How often one repeated consumer error is logged. During a broker outage librdkafka reports
+/// the same transport error many times a second; one line per interval (with the count) says
+/// as much without flooding the log.
+const ERROR_LOG_EVERY: Duration = Duration::from_secs(30);
+
+/// Logs consumer errors: a new error at once, a repeat of the last one at most every
+/// [`ERROR_LOG_EVERY`], with how many were not logged.
+#[derive(Debug, Default)]
+struct ErrorLog {
+    last: Option<(String, Instant)>,
+    repeats: u64,
+}
+
+impl ErrorLog {
+    /// Whether `error` should be logged now; counts it otherwise.
+    fn admit(&mut self, error: &str, now: Instant) -> bool {
+        match &self.last {
+            Some((last, at)) if last == error && now.duration_since(*at) < ERROR_LOG_EVERY => {
+                self.repeats += 1;
+                false
+            }
+            _ => {
+                self.last = Some((error.to_owned(), now));
+                true
+            }
+        }
+    }
+
+    fn report(&mut self, error: &str) {
+        if self.admit(error, Instant::now()) {
+            let repeats = std::mem::take(&mut self.repeats);
+            tracing::warn!(
+                error,
+                repeats_not_logged = repeats,
+                "Kafka consumer error; librdkafka retries"
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -400,5 +480,20 @@ mod tests {
             client.get("partition.assignment.strategy"),
             Some("cooperative-sticky")
         );
+    }
+
+    #[test]
+    fn a_repeated_consumer_error_is_logged_once_per_interval_and_a_new_one_at_once() {
+        let mut log = ErrorLog::default();
+        let start = Instant::now();
+        assert!(log.admit("all brokers down", start));
+        assert!(!log.admit("all brokers down", start + Duration::from_secs(1)));
+        assert!(!log.admit("all brokers down", start + Duration::from_secs(2)));
+        assert_eq!(log.repeats, 2);
+        assert!(log.admit("broker transport failure", start + Duration::from_secs(3)));
+        assert!(log.admit(
+            "broker transport failure",
+            start + Duration::from_secs(3) + ERROR_LOG_EVERY
+        ));
     }
 }

@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
 use rdkafka::ClientContext;
-use rdkafka::statistics::Statistics;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::OwnedMessage;
+use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -48,6 +48,8 @@ pub(super) struct Partition {
     pub(super) held: VecDeque<OwnedMessage>,
     /// Payload bytes of `held`.
     pub(super) held_bytes: usize,
+    /// Offset after the last record taken from librdkafka (where a resumed partition goes on).
+    pub(super) next: i64,
     /// Whether this source paused the partition in librdkafka.
     pub(super) paused: bool,
     /// Offset to commit next, as reported by the worker.
@@ -186,6 +188,7 @@ impl<H: Handler> SourceContext<H> {
                     queue: Some(queue),
                     held: VecDeque::new(),
                     held_bytes: 0,
+                    next: NOTHING_DONE,
                     paused: false,
                     done,
                     stored: NOTHING_DONE,
@@ -206,6 +209,9 @@ impl<H: Handler> SourceContext<H> {
     /// nothing else needs the thread meanwhile, and the group waits for this callback anyway.
     fn revoke(&self, consumer: &BaseConsumer<Self>, list: &TopicPartitionList) {
         let lost = consumer.assignment_lost();
+        if lost {
+            self.status.clear_joined();
+        }
         let mut revoked: Vec<(Key, Partition)> = {
             let mut partitions = self.lock();
             list.elements()

@@ -72,6 +72,12 @@ impl Status {
         self.joined.store(true, Ordering::Relaxed);
     }
 
+    /// The group membership was lost (session timed out, e.g. during a broker outage): until
+    /// the next assignment nothing is consumed, so readiness must not keep saying "joined".
+    pub(super) fn clear_joined(&self) {
+        self.joined.store(false, Ordering::Relaxed);
+    }
+
     pub(super) fn add_assigned(&self, n: usize) {
         self.assigned.fetch_add(n, Ordering::Relaxed);
     }
@@ -113,5 +119,7 @@ mod tests {
         assert!(status.readiness().unwrap_err().contains("1 partition(s)"));
         status.retrying_changed(false);
         assert_eq!(status.readiness(), Ok(()));
+        status.clear_joined();
+        assert!(status.readiness().unwrap_err().contains("not joined"));
     }
 }

@@ -43,7 +43,10 @@ impl Bench {
         }
         if let Err(err) = self
             .admin
-            .delete_topics(&names, &AdminOptions::new().operation_timeout(Some(BROKER_TIMEOUT)))
+            .delete_topics(
+                &names,
+                &AdminOptions::new().operation_timeout(Some(BROKER_TIMEOUT)),
+            )
             .await
         {
             tracing::warn!(error = %err, topics = %names.join(", "), "cannot delete the bench topics");
@@ -117,12 +120,18 @@ impl Bench {
         group: &str,
     ) -> anyhow::Result<Running> {
         let mut config = Config::default();
-        config.kafka.bootstrap_servers.clone_from(&self.args.bootstrap_servers);
+        config
+            .kafka
+            .bootstrap_servers
+            .clone_from(&self.args.bootstrap_servers);
         config.kafka.topics.events = vec![topic.to_owned()];
         config.kafka.topics.outcomes = outcomes.to_owned();
         config.kafka.topics.dead_letters = format!("{}.dead-letters", self.prefix);
         config.kafka.topics.group_id = group.to_owned();
-        config.kafka.client.extend(self.args.kafka_client.iter().cloned());
+        config
+            .kafka
+            .client
+            .extend(self.args.kafka_client.iter().cloned());
         if let Some(queue) = self.args.partition_queue {
             config.consumer.partition_queue = queue;
         }

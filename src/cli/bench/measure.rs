@@ -125,12 +125,9 @@ impl Handler for Measured {
 
     async fn handle(&self, record: &RawRecord<'_>) -> Result<(), Self::Error> {
         let start = self.clock.now_ns().max(1);
-        let _ = self.first_start_ns.compare_exchange(
-            0,
-            start,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        );
+        let _ = self
+            .first_start_ns
+            .compare_exchange(0, start, Ordering::AcqRel, Ordering::Acquire);
         let handled = self.pipeline.handle(record).await?;
         let end = self.clock.now_ns();
         self.last_end_ns.fetch_max(end, Ordering::AcqRel);

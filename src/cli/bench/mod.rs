@@ -64,7 +64,11 @@ const POLL_EVERY: Duration = Duration::from_millis(5);
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
     /// Kafka bootstrap servers.
-    #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS", default_value = "localhost:9092")]
+    #[arg(
+        long,
+        env = "KAFKA_BOOTSTRAP_SERVERS",
+        default_value = "localhost:9092"
+    )]
     pub bootstrap_servers: String,
     /// Records pre-produced for each throughput run.
     #[arg(long, default_value_t = 200_000)]
@@ -88,8 +92,8 @@ pub struct BenchArgs {
     /// Partitions of each events topic (the pipeline's concurrency).
     #[arg(long, default_value_t = 8)]
     pub partitions: i32,
-    /// Records queued per partition before the consumer pauses it (`consumer.partition_queue`
-    /// of `reflex run`); default: the configuration's default.
+    /// Records queued between the consumer and each partition's worker
+    /// (`consumer.partition_queue` of `reflex run`); default: the configuration's default.
     #[arg(long, value_name = "RECORDS")]
     pub partition_queue: Option<usize>,
     /// A librdkafka property for the pipeline's clients, `name=value` (`kafka.client` of
@@ -103,6 +107,10 @@ pub struct BenchArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Also print the process's Prometheus metrics (what `/metrics` of `reflex run` would show
+    /// after the same work) to standard error at the end.
+    #[arg(long)]
+    pub metrics: bool,
 }
 
 /// The whole report (`--json`).
@@ -188,6 +196,9 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     validate(args)?;
     let runtime = tokio::runtime::Runtime::new()?;
     let report = runtime.block_on(bench(args))?;
+    if args.metrics {
+        eprint!("{}", crate::metrics::global().encode());
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -265,17 +276,23 @@ async fn bench(args: &BenchArgs) -> anyhow::Result<Report> {
 /// Loads the generated rules, opens the store, creates the producer.
 async fn prepare(args: &BenchArgs, prefix: String, dir: PathBuf) -> anyhow::Result<Bench> {
     let mut config = Config::default();
-    config.kafka.bootstrap_servers.clone_from(&args.bootstrap_servers);
+    config
+        .kafka
+        .bootstrap_servers
+        .clone_from(&args.bootstrap_servers);
     let admin = super::run::connect_kafka(&config).await?;
     let workload = Workload::new(args.rules)?;
     config.rules.dir = dir.join("rules");
     std::fs::create_dir_all(&config.rules.dir)?;
     std::fs::write(config.rules.dir.join("bench.yaml"), workload.rules_yaml())?;
     let rules = super::run::load_rules(&config)?;
-    let url = args.store_url.clone().unwrap_or_else(|| {
-        format!("sqlite://{}", dir.join("audit.db").display())
-    });
-    let store = Store::connect(&url).await.context("cannot open the audit store")?;
+    let url = args
+        .store_url
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}", dir.join("audit.db").display()));
+    let store = Store::connect(&url)
+        .await
+        .context("cannot open the audit store")?;
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &args.bootstrap_servers)
         // A producer that sends at once (latency run) yet batches a backlog well.
@@ -330,7 +347,11 @@ impl Bench {
         }
         for (n, &fraction) in self.args.fire.clone().iter().enumerate() {
             let (run, at_rest) = self.throughput_run(n, fraction).await?;
-            check(&mut report.problems, &format!("throughput run {n}"), &run.counts);
+            check(
+                &mut report.problems,
+                &format!("throughput run {n}"),
+                &run.counts,
+            );
             if report.latency.is_none() && n == 0 {
                 report.at_rest = at_rest;
             }
@@ -345,7 +366,12 @@ fn check(problems: &mut Vec<String>, run: &str, counts: &Counts) {
     let pairs = [
         ("handled", counts.handled, "produced", counts.produced),
         ("committed", counts.committed, "produced", counts.produced),
-        ("outcomes", counts.outcomes, "expected", counts.expected_outcomes),
+        (
+            "outcomes",
+            counts.outcomes,
+            "expected",
+            counts.expected_outcomes,
+        ),
         (
             "outcomes on the topic",
             counts.outcomes_on_topic,
@@ -361,9 +387,7 @@ fn check(problems: &mut Vec<String>, run: &str, counts: &Counts) {
     }
 }
 
-
 /// The fraction as parts per million.
 fn ppm(fraction: f64) -> u64 {
     (fraction * 1e6).round() as u64
 }
-

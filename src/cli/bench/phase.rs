@@ -151,11 +151,7 @@ pub(super) fn render(report: &Report) -> String {
         "reflex bench: {} rules, {} partitions per topic, {} store, {} CPUs",
         report.rules, report.partitions, report.store, report.cpus
     );
-    let _ = writeln!(
-        out,
-        "memory at rest: RSS {:.1} MiB",
-        report.at_rest.rss_mib
-    );
+    let _ = writeln!(out, "memory at rest: RSS {:.1} MiB", report.at_rest.rss_mib);
     if let Some(run) = &report.latency {
         let _ = writeln!(
             out,

@@ -60,7 +60,7 @@ impl Workload {
             let _ = writeln!(yaml, "  - name: bench-{:03}-{}", rule, FORMATS[format]);
             let type_path = type_path(format);
             let second = second_predicate(format);
-            if (rule / FORMATS.len()) % 2 == 0 {
+            if (rule / FORMATS.len()).is_multiple_of(2) {
                 // Half the rules select by event type and test one more field ...
                 let _ = writeln!(yaml, "    select: {{types: [\"{name}\"]}}");
                 let _ = writeln!(yaml, "    condition: {{all: [{second}]}}");
@@ -86,20 +86,15 @@ impl Workload {
     }
 
     /// Which rule event `index` fires when `fire_ppm` parts per million of the events fire, or
-    /// `None`. Exactly `floor(n * fire_ppm / 1e6)` of the first `n` events fire, evenly spread.
+    /// `None`. Exactly `floor(n * fire_ppm / 1e6)` of the first `n` events fire, evenly spread;
+    /// the k-th firing event fires rule `k mod rules`, so every rule (and format) takes its
+    /// turn whatever the fraction.
     pub fn fires(&self, index: u64, fire_ppm: u64) -> Option<usize> {
-        let fires = (index + 1) * fire_ppm / PPM > index * fire_ppm / PPM;
-        if !fires {
+        let before = index * fire_ppm / PPM;
+        if (index + 1) * fire_ppm / PPM == before || self.rules == 0 {
             return None;
         }
-        let format = format_of(index);
-        // Rules of this format are format, format + 5, format + 10, ...
-        let of_format = self.rules.saturating_sub(format).div_ceil(FORMATS.len());
-        if of_format == 0 {
-            return None;
-        }
-        let nth = usize::try_from(index / FORMATS.len() as u64).unwrap_or_default() % of_format;
-        Some(format + nth * FORMATS.len())
+        usize::try_from(before % self.rules as u64).ok()
     }
 
     /// How many of events `0..count` fire a rule (each planned exactly one `log` action).
@@ -112,11 +107,14 @@ impl Workload {
     /// The payload and key of event `index` of run `run` (which makes event ids unique across
     /// runs sharing a store).
     pub fn event(&self, run: &str, index: u64, fire_ppm: u64) -> (Vec<u8>, String) {
-        let format = format_of(index);
-        let name = match self.fires(index, fire_ppm) {
-            Some(rule) => target_name(rule),
+        let (format, name) = match self.fires(index, fire_ppm) {
+            // A firing event has the format of the rule it fires.
+            Some(rule) => (rule % FORMATS.len(), target_name(rule)),
             // A name no rule knows: most events in a real cluster are not automated.
-            None => format!("Quiet{}{}", FORMATS[format], index % 97),
+            None => {
+                let format = format_of(index);
+                (format, format!("Quiet{}{}", FORMATS[format], index % 97))
+            }
         };
         let id = format!("{run}-{index}");
         let mut payload = self.samples[format].clone();
@@ -193,26 +191,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_firing_fraction_is_exact_and_spread_over_every_format() {
+    fn the_firing_fraction_is_exact_and_evenly_spread() {
         let workload = Workload::new(100).expect("samples parse");
         assert_eq!(workload.expected_firings(10_000, 10_000), 100);
         assert_eq!(workload.expected_firings(10_000, 0), 0);
         assert_eq!(workload.expected_firings(1_000, PPM), 1_000);
-        let fired: std::collections::BTreeSet<usize> = (0..1_000)
-            .filter_map(|i| workload.fires(i, PPM))
-            .map(|rule| rule % FORMATS.len())
-            .collect();
-        assert_eq!(fired.len(), FORMATS.len());
     }
 
     #[test]
-    fn a_firing_event_names_a_rule_of_its_own_format() {
-        let workload = Workload::new(12).expect("samples parse");
-        for index in 0..200 {
-            if let Some(rule) = workload.fires(index, PPM) {
-                assert!(rule < 12);
-                assert_eq!(rule % FORMATS.len(), format_of(index));
-            }
+    fn every_rule_takes_its_turn_to_fire_at_any_fraction() {
+        let workload = Workload::new(100).expect("samples parse");
+        for fire_ppm in [PPM / 100, PPM / 10, PPM] {
+            let fired: std::collections::BTreeSet<usize> = (0..100 * PPM / fire_ppm)
+                .filter_map(|i| workload.fires(i, fire_ppm))
+                .collect();
+            assert_eq!(fired.len(), 100, "at {fire_ppm} ppm");
         }
     }
 

@@ -25,6 +25,7 @@
 pub mod absence;
 pub mod correlate;
 mod decision;
+mod persist;
 mod store;
 pub mod threshold;
 pub mod throttle;
@@ -42,6 +43,7 @@ use super::model::{self, SpannedString};
 use super::template::{RenderContext, Scope, Template};
 use crate::event::Event;
 pub use decision::{Decision, Firing, MatchInfo};
+pub use persist::UnreadableKey;
 use store::KeyStore;
 
 /// Why a behaviour could not handle an event. The engine records it for the rule; nothing panics.

@@ -116,6 +116,14 @@ impl<V> KeyStore<V> {
         }
     }
 
+    /// Every key with its deadline and value, least recently updated first.
+    pub(super) fn entries(&self) -> impl Iterator<Item = (&str, Option<DateTime<Utc>>, &V)> {
+        self.by_age.values().filter_map(|key| {
+            let slot = self.slots.get(key)?;
+            Some((key.as_str(), slot.deadline, &slot.value))
+        })
+    }
+
     /// Keys whose deadline is at or before `now`, earliest deadline first (ties by key).
     pub(super) fn due(&self, now: DateTime<Utc>) -> Vec<String> {
         self.by_deadline
@@ -164,13 +172,10 @@ struct SlotOwned<V> {
 
 impl<V: Serialize> Serialize for KeyStore<V> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.by_age.values().filter_map(|key| {
-            let slot = self.slots.get(key)?;
-            Some(SlotRef {
-                key,
-                deadline: slot.deadline,
-                value: &slot.value,
-            })
+        serializer.collect_seq(self.entries().map(|(key, deadline, value)| SlotRef {
+            key,
+            deadline,
+            value,
         }))
     }
 }

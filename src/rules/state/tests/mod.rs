@@ -3,6 +3,7 @@
 mod absence;
 mod common;
 mod correlate;
+mod persist;
 mod threshold;
 mod throttle;
 

@@ -1,0 +1,16 @@
+-- Persisted state of stateful rules, one row per (rule, group key). Replicas sharing the
+-- database each write only the keys they changed, so they no longer overwrite each other's
+-- keys; a starting process restores the union of a rule's rows, oldest first (that order is
+-- the eviction order). `rule_state` keeps the rule-wide counters (`{"evictions": n}`); a row
+-- there that still holds `keys` was written by an earlier version and is moved into this table
+-- by the first process that restores the rule.
+CREATE TABLE rule_state_keys (
+    rule       TEXT        NOT NULL,
+    key        TEXT        NOT NULL,
+    state      JSONB       NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (rule, key)
+);
+
+-- A restore reads a rule's keys oldest first.
+CREATE INDEX rule_state_keys_rule_updated_at ON rule_state_keys (rule, updated_at);
