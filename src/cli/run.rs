@@ -226,16 +226,23 @@ pub async fn build_pipeline(
     rules: Arc<RuleSet>,
     store: Store,
 ) -> anyhow::Result<Pipeline> {
-    let producer: FutureProducer = kafka_client_config(config)
-        // Retries after a lost acknowledgement must not write an outcome twice.
-        .set("enable.idempotence", "true")
-        .create()
-        .with_context(|| {
-            format!(
-                "invalid Kafka producer configuration for {}",
-                config.kafka.bootstrap_servers
-            )
-        })?;
+    let mut client = kafka_client_config(config);
+    // Retries after a lost acknowledgement must not write an outcome twice.
+    client.set("enable.idempotence", "true");
+    // A record's offset waits for its outcome's acknowledgement, so the outcome producer sends
+    // at once instead of lingering librdkafka's default 5 ms for a fuller batch; records of
+    // concurrent partitions still share batches. A configured value wins.
+    if !config.kafka.client.contains_key("linger.ms")
+        && !config.kafka.client.contains_key("queue.buffering.max.ms")
+    {
+        client.set("linger.ms", "0");
+    }
+    let producer: FutureProducer = client.create().with_context(|| {
+        format!(
+            "invalid Kafka producer configuration for {}",
+            config.kafka.bootstrap_servers
+        )
+    })?;
     Pipeline::new(
         rules,
         store,
