@@ -55,6 +55,25 @@ impl IntoResponse for ApiError {
                 HeaderValue::from_static(RETRY_AFTER_SECS),
             );
         }
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            // The rest of the body was never read, so the connection cannot carry another
+            // request; saying so keeps clients from reusing it (they would see it reset).
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_oversized_body_closes_the_connection_and_other_refusals_keep_it() {
+        let too_large =
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "big", "smaller").into_response();
+        assert_eq!(too_large.headers()[header::CONNECTION], "close");
+        let bad = ApiError::new(StatusCode::BAD_REQUEST, "bad", "fix").into_response();
+        assert!(bad.headers().get(header::CONNECTION).is_none());
     }
 }
