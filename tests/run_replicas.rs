@@ -125,7 +125,9 @@ fn all_settled(rows: &[Row]) -> bool {
     events.len() >= EVENTS
         && events
             .values()
-            .all(|r| r.len() == 2 && r.iter().all(|r| r.status != "started"))
+            // Published too: a row B finished but did not publish before the kill is published
+            // by A only after B's claim lease; stopping A earlier would leave it unpublished.
+            .all(|r| r.len() == 2 && r.iter().all(|r| r.status != "started" && r.published))
 }
 
 fn is_replica(row: &Row, name: &str) -> bool {
