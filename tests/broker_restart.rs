@@ -14,7 +14,6 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
-use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::Value;
@@ -101,14 +100,7 @@ async fn store_rows(pool: &sqlx::SqlitePool) -> (Vec<(String, String, String)>, 
 
 /// Reads the outcomes topic from the start until `count` distinct succeeded keys are there.
 async fn outcome_records(bootstrap: &str, topic: &str, count: usize) -> Vec<Value> {
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", support::unique_name("reader"))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("reader");
-    consumer.subscribe(&[topic]).expect("subscribe");
+    let consumer = support::topic_reader(bootstrap, topic);
     let deadline = Instant::now() + OUTCOME_TIMEOUT;
     let mut values: Vec<Value> = Vec::new();
     let succeeded = |values: &[Value]| {

@@ -15,7 +15,6 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
-use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{Value, json};
@@ -137,14 +136,7 @@ impl Setup {
         runs: usize,
         done: impl Fn(&[Value]) -> bool,
     ) -> Vec<Value> {
-        let consumer: StreamConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &self.bootstrap)
-            .set("group.id", support::unique_name("reader"))
-            .set("auto.offset.reset", "earliest")
-            .set("enable.auto.commit", "false")
-            .create()
-            .expect("reader");
-        consumer.subscribe(&[topic]).expect("subscribe");
+        let consumer = support::topic_reader(&self.bootstrap, topic);
         let deadline = Instant::now() + OUTCOME_TIMEOUT;
         let mut values = Vec::new();
         while !done(&values) {

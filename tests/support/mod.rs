@@ -226,3 +226,18 @@ impl TempDatabase {
             .unwrap_or_else(|err| panic!("`{sql}` failed: {err}"));
     }
 }
+
+/// A consumer reading `topic` from its start, in a group of its own (so it sees every record
+/// and commits nothing).
+pub fn topic_reader(bootstrap: &str, topic: &str) -> rdkafka::consumer::StreamConsumer {
+    use rdkafka::consumer::Consumer;
+    let consumer: rdkafka::consumer::StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", unique_name("reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("reader");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    consumer
+}

@@ -8,8 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use rdkafka::ClientConfig;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::StreamConsumer;
 use rdkafka::message::BorrowedMessage;
 
 use super::support;
@@ -145,15 +144,7 @@ impl Reflex {
 
 /// A consumer reading `topic` from its start, in its own group.
 pub fn reader(bootstrap: &str, topic: &str) -> StreamConsumer {
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", support::unique_name("reader"))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("reader");
-    consumer.subscribe(&[topic]).expect("subscribe");
-    consumer
+    support::topic_reader(bootstrap, topic)
 }
 
 /// Reads records with `consumer` and hands each to `take` until it returns true; fails after
