@@ -1,5 +1,5 @@
 # Front door for the project's commands; CI calls the same scripts (.ci/run).
-.PHONY: help up down status env test lint fmt-check clippy run ci clean-services
+.PHONY: help up down status env test lint fmt-check clippy shellcheck run ci clean-services
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -25,7 +25,10 @@ fmt-check: ## Check formatting
 clippy: ## Lint, warnings are errors
 	cargo clippy --all-targets -- -D warnings
 
-lint: fmt-check clippy ## Formatting and lints
+shellcheck: ## Lint the shell scripts
+	shellcheck -x scripts/services scripts/services.d/*.sh scripts/helm scripts/quickstart scripts/render-manifests scripts/test .ci/run
+
+lint: fmt-check clippy shellcheck ## Formatting and lints
 
 run: ## Start the services and `reflex run` against them
 	scripts/quickstart
