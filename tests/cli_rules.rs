@@ -168,7 +168,14 @@ fn replay_prints_planned_actions_and_skips_bad_lines() {
     );
     assert!(text.contains("\"name\":\"checkout\""), "{text}");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("line 2: skipped, not JSON"), "{err}");
+    // The error `reflex run` would dead-letter the record with, the line number as its offset.
+    assert!(
+        err.contains(
+            "line 2: skipped, record topic `events` partition 0 offset 2: the record value is \
+             not JSON"
+        ),
+        "{err}"
+    );
     assert!(
         err.contains("replayed 3 event(s): 1 planned action(s), 1 line(s) skipped"),
         "{err}"
@@ -191,6 +198,50 @@ fn replay_prints_planned_actions_and_skips_bad_lines() {
         "{text}"
     );
     assert!(text.contains("✓ labels.namespace is \"shop\""), "{text}");
+}
+
+#[test]
+fn replay_refuses_a_line_over_the_decode_limit_as_reflex_run_would() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let events = dir.path().join("events.jsonl");
+    // A 3 MB event: `reflex run` dead-letters it as too large (the limit is 1 MiB).
+    let big = serde_json::json!({ "padding": "x".repeat(3_000_000) }).to_string();
+    std::fs::write(&events, format!("{{\"n\": 1}}\n{big}\n{{\"n\": 3}}\n")).expect("write");
+    let path = events.to_str().expect("utf-8 path");
+    let out = reflex(&["replay", "--rules", "rules", path]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("line 2: skipped"))
+        .unwrap_or_else(|| panic!("line 2 not reported:\n{err}"));
+    assert!(
+        line.contains(&format!("{} bytes", big.len())) && line.contains("limit of 1048576 bytes"),
+        "{line}"
+    );
+    assert!(line.contains("pipeline.max_payload_bytes"), "{line}");
+    assert!(
+        err.contains("replayed 2 event(s): 0 planned action(s), 1 line(s) skipped"),
+        "{err}"
+    );
+
+    // With `reflex run`'s configuration, its limits apply: raised, the line is replayed.
+    let config = dir.path().join("config.yaml");
+    std::fs::write(&config, "pipeline:\n  max_payload_bytes: 4000000\n").expect("write");
+    let out = reflex(&[
+        "replay",
+        "--config",
+        config.to_str().expect("utf-8 path"),
+        "--rules",
+        "rules",
+        path,
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("replayed 3 event(s): 0 planned action(s), 0 line(s) skipped"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -429,6 +429,44 @@ async fn a_killed_process_restarts_and_every_action_succeeds_exactly_once() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_non_json_record_near_one_megabyte_is_dead_lettered_and_its_partition_moves_on() {
+    let setup = setup("log-after-poison").await;
+    // librdkafka's default `message.max.bytes` (1,000,000) would refuse the record here already.
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &setup.bootstrap)
+        .set("message.timeout.ms", "10000")
+        .set("message.max.bytes", "2000000")
+        .create()
+        .expect("producer");
+    // Under the decode limit (1 MiB) and the broker's (1,048,588 bytes), so it is consumed
+    // and dead-lettered as `not_json`; the copy plus Reflex's headers is over 1,000,000 bytes.
+    let poison = "x".repeat(1_020_000);
+    // One key: both records on the same partition, the second behind the poison one.
+    send(&producer, &setup.events, "one-key", &poison, None).await;
+    send(&producer, &setup.events, "one-key", r#"{"type":"after"}"#, None).await;
+
+    let mut child = setup.spawn(0);
+    setup.read_until(&setup.outcomes, 1, |o| !o.is_empty()).await;
+    let reader = support::topic_reader(&setup.bootstrap, &setup.dead_letters);
+    let letter = tokio::time::timeout(OUTCOME_TIMEOUT, reader.recv())
+        .await
+        .unwrap_or_else(|_| panic!("no dead letter; log:\n{}", setup.read_log(0)))
+        .expect("read the dead-letter topic")
+        .detach();
+    terminate(&setup, &mut child, 0);
+    let headers = support::header_map(&letter);
+    assert_eq!(headers["reflex-dlq-reason"], "not_json", "{headers:?}");
+    assert_eq!(headers["reflex-source-topic"], setup.events);
+    assert_eq!(headers["reflex-source-offset"], "0");
+    assert_eq!(
+        letter.payload(),
+        Some(poison.as_bytes()),
+        "the whole value is kept when it is within the decode limit"
+    );
+    assert_eq!(letter.key(), Some(&b"one-key"[..]));
+}
+
 #[test]
 fn the_shared_rule_text_is_valid() {
     // Guards the inline rule of `setup` against rule-language changes with a clear message.

@@ -1,6 +1,7 @@
 //! `reflex replay --rules DIR EVENTS.jsonl`: what the rules would do for each event, and with
 //! `--explain`, why each rule did or did not fire.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -13,13 +14,16 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::OutputFormat;
-use crate::event::decode::{Decoding, decode_json};
+use crate::config::Config;
+use crate::event::decode::{DecodeLimits, Decoding, RawRecord, decode};
 use crate::rules::engine::{Evaluation, Verdict};
 use crate::rules::testing::run_timers;
 use crate::rules::{Engine, LoadError, load_dir};
 
-/// Longest input line accepted. Events are bounded at decode time too; this keeps a stray binary
-/// file from being read into memory as one line.
+/// Longest input line read, at least: a line holds one event (bounded by the decode limits,
+/// which `decode` applies as `reflex run` does) plus its envelope; this bound keeps a stray
+/// binary file from being read into memory as one line. Raised to twice
+/// `pipeline.max_payload_bytes` when that is larger, for escaped payloads in envelopes.
 const MAX_LINE_BYTES: usize = 4 * 1024 * 1024;
 
 /// Arguments of `reflex replay`.
@@ -34,9 +38,14 @@ pub struct ReplayArgs {
     /// Topic for bare payload lines.
     #[arg(long, default_value = "events")]
     pub topic: String,
-    /// Force a decoder instead of auto-detection.
-    #[arg(long, value_enum, default_value_t = ReplayDecoding::Auto)]
-    pub decoding: ReplayDecoding,
+    /// `reflex run`'s configuration file: its decode limits (`pipeline.max_payload_bytes`,
+    /// `max_depth`) and per-topic decoding apply, so replay refuses what run dead-letters.
+    /// Without it, the defaults apply.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Force a decoder instead of the configured one (`pipeline.decoding`) or auto-detection.
+    #[arg(long, value_enum)]
+    pub decoding: Option<ReplayDecoding>,
     /// For every event, show every rule's verdict and its condition's evaluation.
     #[arg(long)]
     pub explain: bool,
@@ -87,9 +96,27 @@ struct Envelope {
     timestamp: Option<DateTime<Utc>>,
 }
 
+/// How lines become records: what `reflex run` would do with them.
+struct Decoder<'a> {
+    args: &'a ReplayArgs,
+    limits: DecodeLimits,
+    decoding: BTreeMap<String, Decoding>,
+}
+
 /// Replays the file; exit 0 unless the rules are invalid or the file unreadable. Lines that
 /// cannot be decoded are reported and skipped.
 pub fn run(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
+    let config = match &args.config {
+        Some(path) => Config::load(Some(path))
+            .with_context(|| format!("cannot load the configuration {}", path.display()))?,
+        None => Config::default(),
+    };
+    let decoder = Decoder {
+        args,
+        limits: config.pipeline.decode_limits(),
+        decoding: config.pipeline.decoding,
+    };
+    let max_line = MAX_LINE_BYTES.max(decoder.limits.max_payload_bytes.saturating_mul(2));
     let rules = match load_dir(&args.rules) {
         Ok(r) => Arc::new(r),
         Err(LoadError::Invalid(problems)) => {
@@ -104,7 +131,7 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
         }
         Err(e) => return Err(e.into()),
     };
-    let reader: Box<dyn BufRead> = if args.events.as_os_str() == "-" {
+    let mut reader: Box<dyn BufRead> = if args.events.as_os_str() == "-" {
         Box::new(BufReader::new(std::io::stdin()))
     } else {
         let file = std::fs::File::open(&args.events)
@@ -114,21 +141,27 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
     let mut engine = Engine::new(rules);
     let mut clock: Option<DateTime<Utc>> = None;
     let (mut events, mut planned, mut bad) = (0usize, 0usize, 0usize);
-    for (number, line) in reader.lines().enumerate() {
-        let number = number + 1;
-        let line = line.with_context(|| format!("reading line {number}"))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        if line.len() > MAX_LINE_BYTES {
-            eprintln!("line {number}: skipped, longer than {MAX_LINE_BYTES} bytes");
+    let mut line = Vec::new();
+    for number in 1.. {
+        let fits = match read_line(&mut reader, max_line, &mut line)
+            .with_context(|| format!("reading line {number}"))?
+        {
+            None => break,
+            Some(fits) => fits,
+        };
+        if !fits {
+            eprintln!(
+                "line {number}: skipped, longer than {max_line} bytes (an event is at most \
+                 {} bytes: pipeline.max_payload_bytes)",
+                decoder.limits.max_payload_bytes
+            );
             bad += 1;
             continue;
         }
-        let decoded = serde_json::from_str::<Value>(&line)
-            .map_err(|e| format!("not JSON: {e}"))
-            .and_then(|value| to_events(value, args, number));
-        let batch = match decoded {
+        if line.trim_ascii().is_empty() {
+            continue;
+        }
+        let batch = match decoder.events(&line, number) {
             Ok(batch) => batch,
             Err(why) => {
                 eprintln!("line {number}: skipped, {why}");
@@ -158,31 +191,80 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn to_events(
-    value: Value,
-    args: &ReplayArgs,
-    number: usize,
-) -> Result<Vec<crate::event::Event>, String> {
-    let is_envelope =
-        value.get("topic").is_some_and(Value::is_string) && value.get("payload").is_some();
-    let (payload, topic, key, headers, timestamp) = if is_envelope {
-        let env: Envelope =
-            serde_json::from_value(value).map_err(|e| format!("bad envelope: {e}"))?;
-        (env.payload, env.topic, env.key, env.headers, env.timestamp)
-    } else {
-        (value, args.topic.clone(), None, BTreeMap::new(), None)
-    };
-    decode_json(
-        payload,
-        &topic,
-        0,
-        number as i64,
-        key.as_deref(),
-        &headers,
-        timestamp,
-        args.decoding.into(),
-    )
-    .map_err(|e| e.to_string())
+impl Decoder<'_> {
+    /// The events of one line, decoded by the function `reflex run` uses, with the same limits:
+    /// a bare line is a record value; an envelope's payload is the value serialized as JSON.
+    /// The record's offset is the line number.
+    fn events(&self, line: &[u8], number: usize) -> Result<Vec<crate::event::Event>, String> {
+        let envelope = serde_json::from_slice::<Value>(line).ok().filter(|value| {
+            value.get("topic").is_some_and(Value::is_string) && value.get("payload").is_some()
+        });
+        let envelope: Option<Envelope> = envelope
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|e| format!("bad envelope: {e}"))?;
+        let payload = match &envelope {
+            Some(env) => Cow::Owned(
+                serde_json::to_vec(&env.payload).map_err(|e| format!("bad payload: {e}"))?,
+            ),
+            None => Cow::Borrowed(line),
+        };
+        let env = envelope.as_ref();
+        let record = RawRecord {
+            topic: env.map_or(self.args.topic.as_str(), |e| e.topic.as_str()),
+            partition: 0,
+            offset: i64::try_from(number).unwrap_or(i64::MAX),
+            key: env.and_then(|e| e.key.as_deref()).map(str::as_bytes),
+            headers: env
+                .map(|e| {
+                    e.headers
+                        .iter()
+                        .map(|(name, value)| (name.as_str(), Some(value.as_bytes())))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            payload: Some(&*payload),
+            timestamp: env.and_then(|e| e.timestamp),
+        };
+        decode(&record, self.decoding_of(record.topic), &self.limits).map_err(|e| e.to_string())
+    }
+
+    /// `--decoding`, else the topic's `pipeline.decoding`, else auto-detection.
+    fn decoding_of(&self, topic: &str) -> Decoding {
+        self.args
+            .decoding
+            .map(Decoding::from)
+            .or_else(|| self.decoding.get(topic).copied())
+            .unwrap_or_default()
+    }
+}
+
+/// Reads one line (without its `\n`) into `line`, keeping at most `max` bytes: `Some(true)`
+/// for a line within the bound, `Some(false)` for a longer one (read to its end and dropped,
+/// never held whole in memory), `None` at the end of the input.
+fn read_line(reader: &mut dyn BufRead, max: usize, line: &mut Vec<u8>) -> std::io::Result<Option<bool>> {
+    line.clear();
+    let (mut read_any, mut fits) = (false, true);
+    loop {
+        let chunk = reader.fill_buf()?;
+        if chunk.is_empty() {
+            return Ok(read_any.then_some(fits));
+        }
+        read_any = true;
+        let newline = chunk.iter().position(|&b| b == b'\n');
+        let part = &chunk[..newline.unwrap_or(chunk.len())];
+        if fits && line.len() + part.len() <= max {
+            line.extend_from_slice(part);
+        } else {
+            fits = false;
+            line.clear();
+        }
+        let used = newline.map_or(chunk.len(), |i| i + 1);
+        reader.consume(used);
+        if newline.is_some() {
+            return Ok(Some(fits));
+        }
+    }
 }
 
 fn report(args: &ReplayArgs, line: usize, event: Option<&crate::event::Event>, eval: &Evaluation) {
@@ -272,5 +354,24 @@ fn verdict_text(v: &Verdict) -> String {
         Verdict::Held(why) => format!("matched, not fired: {why}"),
         Verdict::Fired(n) => format!("fired: {n} action(s) planned"),
         Verdict::Failed(why) => format!("failed: {why}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_over_the_bound_is_skipped_without_being_kept_and_the_next_one_is_read() {
+        let input = format!("{}\nshort\r\nlast", "x".repeat(100));
+        let mut reader = std::io::BufReader::with_capacity(8, input.as_bytes());
+        let mut line = Vec::new();
+        assert_eq!(read_line(&mut reader, 10, &mut line).unwrap(), Some(false));
+        assert!(line.is_empty());
+        assert_eq!(read_line(&mut reader, 10, &mut line).unwrap(), Some(true));
+        assert_eq!(line, b"short\r");
+        assert_eq!(read_line(&mut reader, 10, &mut line).unwrap(), Some(true));
+        assert_eq!(line, b"last");
+        assert_eq!(read_line(&mut reader, 10, &mut line).unwrap(), None);
     }
 }

@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use crate::actions::Executors;
 use crate::config::Config;
 use crate::outcome::store::Store;
+use crate::outcome::topic::producer_max_message_bytes;
 use crate::pipeline::Pipeline;
 use crate::reload::Reloader;
 use crate::rules::{LoadError, RuleSet};
@@ -236,6 +237,13 @@ pub async fn build_pipeline(
         && !config.kafka.client.contains_key("queue.buffering.max.ms")
     {
         client.set("linger.ms", "0");
+    }
+    // A dead-letter copy of any record within the decode limit, plus its headers, must fit the
+    // producer's limit (librdkafka's default is 1,000,000 bytes, below the 1 MiB decode
+    // limit); a configured value wins (larger dead letters are then cut to fit it).
+    if !config.kafka.client.contains_key("message.max.bytes") {
+        let max = producer_max_message_bytes(config.pipeline.max_payload_bytes);
+        client.set("message.max.bytes", max.to_string());
     }
     let producer: FutureProducer = client.create().with_context(|| {
         format!(

@@ -9,7 +9,12 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use super::record::OutcomeMessage;
-use crate::event::decode::RawRecord;
+
+mod dead_letter;
+
+pub use dead_letter::{
+    FALLBACK_BUDGET_BYTES, HEADER_ORIGINAL_BYTES, HEADER_TRUNCATED, producer_max_message_bytes,
+};
 
 /// How long a send may wait for room in the producer's local queue. The queue fills only when
 /// the brokers are unreachable; failing after a few seconds hands the record back to the
@@ -87,6 +92,8 @@ pub struct Publisher {
     producer: FutureProducer,
     outcomes: String,
     dead_letters: String,
+    /// The producer's `message.max.bytes`: what a dead-letter copy is fitted to.
+    max_message_bytes: usize,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -99,13 +106,22 @@ impl std::fmt::Debug for Publisher {
 }
 
 impl Publisher {
-    /// A publisher writing to the given topics.
+    /// A publisher writing to the given topics, with a producer of librdkafka's default
+    /// `message.max.bytes`.
     pub fn new(producer: FutureProducer, outcomes: &str, dead_letters: &str) -> Self {
         Publisher {
             producer,
             outcomes: outcomes.to_owned(),
             dead_letters: dead_letters.to_owned(),
+            max_message_bytes: producer_max_message_bytes(0),
         }
+    }
+
+    /// Tells the publisher its producer's `message.max.bytes`, the size dead-letter copies are
+    /// fitted to (see [`producer_max_message_bytes`]).
+    pub fn with_max_message_bytes(mut self, bytes: usize) -> Self {
+        self.max_message_bytes = bytes;
+        self
     }
 
     /// The outcomes topic.
@@ -136,56 +152,6 @@ impl Publisher {
             .map_err(|(source, _)| Error::Delivery {
                 what: "outcome record",
                 topic: self.outcomes.clone(),
-                source,
-            })
-    }
-
-    /// Copies a record to the dead-letter topic: same key and value, its own headers followed
-    /// by Reflex's (`reflex-dlq-reason`, `reflex-dlq-error`, `reflex-source-topic`,
-    /// `-partition`, `-offset`), and waits for the acknowledgement.
-    pub async fn dead_letter(
-        &self,
-        record: &RawRecord<'_>,
-        reason: &str,
-        error: &str,
-    ) -> Result<()> {
-        let mut headers = OwnedHeaders::new_with_capacity(record.headers.len() + 5);
-        for (name, value) in &record.headers {
-            headers = headers.insert(Header {
-                key: name,
-                value: *value,
-            });
-        }
-        let partition = record.partition.to_string();
-        let offset = record.offset.to_string();
-        let error = truncate(error, MAX_ERROR_HEADER_BYTES);
-        for (key, value) in [
-            (HEADER_REASON, reason),
-            (HEADER_ERROR, error),
-            (HEADER_SOURCE_TOPIC, record.topic),
-            (HEADER_SOURCE_PARTITION, partition.as_str()),
-            (HEADER_SOURCE_OFFSET, offset.as_str()),
-        ] {
-            headers = headers.insert(Header {
-                key,
-                value: Some(value),
-            });
-        }
-        let mut out: FutureRecord<'_, [u8], [u8]> =
-            FutureRecord::to(&self.dead_letters).headers(headers);
-        if let Some(key) = record.key {
-            out = out.key(key);
-        }
-        if let Some(payload) = record.payload {
-            out = out.payload(payload);
-        }
-        self.producer
-            .send(out, QUEUE_TIMEOUT)
-            .await
-            .map(drop)
-            .map_err(|(source, _)| Error::Delivery {
-                what: "dead letter",
-                topic: self.dead_letters.clone(),
                 source,
             })
     }

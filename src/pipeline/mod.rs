@@ -81,7 +81,7 @@ use tokio::sync::Mutex;
 use crate::config::{PipelineConfig, TopicsConfig};
 use crate::event::decode::{self, DecodeError, DecodeLimits, Decoding, RawRecord};
 use crate::outcome::store::{self, Store};
-use crate::outcome::topic::{self, Publisher};
+use crate::outcome::topic::{self, Publisher, producer_max_message_bytes};
 use crate::rules::{Engine, RuleSet};
 
 /// What became of one record.
@@ -226,7 +226,9 @@ impl Pipeline {
                 unsaved: BTreeSet::new(),
             }),
             store,
-            publisher: Publisher::new(producer, &topics.outcomes, &topics.dead_letters),
+            // `build_pipeline` gives the producer this `message.max.bytes` unless configured.
+            publisher: Publisher::new(producer, &topics.outcomes, &topics.dead_letters)
+                .with_max_message_bytes(producer_max_message_bytes(config.max_payload_bytes)),
             decoding: config.decoding.clone(),
             limits: config.decode_limits(),
             record_no_match: config.record_no_match,

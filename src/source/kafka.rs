@@ -14,7 +14,10 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::rebalance::{Key, Settings, SourceContext, commit_now, join_within, millis, store};
+use super::error_log::ErrorLog;
+use super::rebalance::{
+    Key, Partition, Settings, SourceContext, commit_now, join_within, millis, store,
+};
 use super::worker::Retry;
 use super::{Error, Handler, Result, Status};
 use crate::config::Config;
@@ -156,11 +159,23 @@ impl<H: Handler> KafkaSource<H> {
                 None => {}
             }
             if holding && last_refill.elapsed() >= REFILL_EVERY {
-                holding = self.resume_drained();
+                match self.resume_drained() {
+                    Ok(held) => holding = held,
+                    Err(err) => {
+                        failure = Some(err);
+                        break;
+                    }
+                }
                 last_refill = Instant::now();
             }
             if last_store.elapsed() >= STORE_EVERY {
-                store(&self.consumer, context.lock().iter_mut());
+                let mut partitions = context.lock();
+                store(&self.consumer, partitions.iter_mut());
+                if let Some(err) = dead_worker(&partitions) {
+                    failure = Some(err);
+                    break;
+                }
+                drop(partitions);
                 last_store = Instant::now();
             }
         }
@@ -197,12 +212,7 @@ impl<H: Handler> KafkaSource<H> {
             match queue.try_send(message) {
                 Ok(()) => return Ok(false),
                 Err(TrySendError::Full(message)) => message,
-                Err(TrySendError::Closed(_)) => {
-                    return Err(Error::WorkerDied {
-                        topic: key.0,
-                        partition: key.1,
-                    });
-                }
+                Err(TrySendError::Closed(_)) => return Err(worker_died(&key)),
             }
         } else {
             message
@@ -222,8 +232,9 @@ impl<H: Handler> KafkaSource<H> {
     /// Moves held records into queues that are at least half empty and resumes paused
     /// partitions once nothing is held. Waiting for half keeps a busy partition from flapping
     /// between paused and resumed on every record. True while some partition still holds
-    /// records or is paused.
-    fn resume_drained(&self) -> bool {
+    /// records or is paused; an error when a worker died (its queue is closed: nothing would
+    /// ever drain it, and a paused partition gets no new record to reveal it).
+    fn resume_drained(&self) -> Result<bool> {
         let context = self.consumer.context();
         let half = context.settings.queue.div_ceil(2);
         let mut partitions = context.lock();
@@ -235,17 +246,20 @@ impl<H: Handler> KafkaSource<H> {
             if partition.held.is_empty() && !partition.paused {
                 continue;
             }
+            if queue.is_closed() {
+                return Err(worker_died(key));
+            }
             if queue.capacity() >= half {
                 while let Some(message) = partition.held.pop_front() {
                     let size = message.payload().map_or(0, <[u8]>::len);
-                    if let Err(err) = queue.try_send(message) {
-                        let message = match err {
-                            TrySendError::Full(m) | TrySendError::Closed(m) => m,
-                        };
-                        partition.held.push_front(message);
-                        break;
+                    match queue.try_send(message) {
+                        Ok(()) => partition.held_bytes -= size,
+                        Err(TrySendError::Full(message)) => {
+                            partition.held.push_front(message);
+                            break;
+                        }
+                        Err(TrySendError::Closed(_)) => return Err(worker_died(key)),
                     }
-                    partition.held_bytes -= size;
                 }
                 if partition.held.is_empty() && partition.paused && self.set_paused(key, false) {
                     partition.paused = false;
@@ -254,7 +268,7 @@ impl<H: Handler> KafkaSource<H> {
             }
             holding |= !partition.held.is_empty() || partition.paused;
         }
-        holding
+        Ok(holding)
     }
 
     /// Makes librdkafka fetch a resumed partition now. A resume alone left the partition idle
@@ -377,6 +391,29 @@ impl<H: Handler> KafkaSource<H> {
     }
 }
 
+/// The first partition whose worker ended by itself. A worker ends only when the source closes
+/// its queue (shutdown) or stops it (revoke, which also removes the partition from the map), so
+/// a closed queue the source still holds means the worker panicked: the partition cannot make
+/// progress, whatever its state (idle, holding records, paused), and the source must end.
+fn dead_worker(partitions: &HashMap<Key, Partition>) -> Option<Error> {
+    partitions
+        .iter()
+        .find(|(_, p)| p.queue.as_ref().is_some_and(|q| q.is_closed()))
+        .map(|(key, _)| worker_died(key))
+}
+
+fn worker_died(key: &Key) -> Error {
+    tracing::error!(
+        topic = %key.0,
+        partition = key.1,
+        "a partition worker stopped unexpectedly (the handler panicked); stopping the consumer"
+    );
+    Error::WorkerDied {
+        topic: key.0.clone(),
+        partition: key.1,
+    }
+}
+
 /// The librdkafka configuration of the consumer: Reflex's defaults, then the `kafka.client`
 /// pass-through, then the settings the delivery contract depends on.
 pub fn client_config(config: &Config) -> ClientConfig {
@@ -418,46 +455,6 @@ pub fn client_config(config: &Config) -> ClientConfig {
     client
 }
 
-/// How often one repeated consumer error is logged. During a broker outage librdkafka reports
-/// the same transport error many times a second; one line per interval (with the count) says
-/// as much without flooding the log.
-const ERROR_LOG_EVERY: Duration = Duration::from_secs(30);
-
-/// Logs consumer errors: a new error at once, a repeat of the last one at most every
-/// [`ERROR_LOG_EVERY`], with how many were not logged.
-#[derive(Debug, Default)]
-struct ErrorLog {
-    last: Option<(String, Instant)>,
-    repeats: u64,
-}
-
-impl ErrorLog {
-    /// Whether `error` should be logged now; counts it otherwise.
-    fn admit(&mut self, error: &str, now: Instant) -> bool {
-        match &self.last {
-            Some((last, at)) if last == error && now.duration_since(*at) < ERROR_LOG_EVERY => {
-                self.repeats += 1;
-                false
-            }
-            _ => {
-                self.last = Some((error.to_owned(), now));
-                true
-            }
-        }
-    }
-
-    fn report(&mut self, error: &str) {
-        if self.admit(error, Instant::now()) {
-            let repeats = std::mem::take(&mut self.repeats);
-            tracing::warn!(
-                error,
-                repeats_not_logged = repeats,
-                "Kafka consumer error; librdkafka retries"
-            );
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -480,20 +477,5 @@ mod tests {
             client.get("partition.assignment.strategy"),
             Some("cooperative-sticky")
         );
-    }
-
-    #[test]
-    fn a_repeated_consumer_error_is_logged_once_per_interval_and_a_new_one_at_once() {
-        let mut log = ErrorLog::default();
-        let start = Instant::now();
-        assert!(log.admit("all brokers down", start));
-        assert!(!log.admit("all brokers down", start + Duration::from_secs(1)));
-        assert!(!log.admit("all brokers down", start + Duration::from_secs(2)));
-        assert_eq!(log.repeats, 2);
-        assert!(log.admit("broker transport failure", start + Duration::from_secs(3)));
-        assert!(log.admit(
-            "broker transport failure",
-            start + Duration::from_secs(3) + ERROR_LOG_EVERY
-        ));
     }
 }

@@ -31,12 +31,21 @@
 //! - **Rebalance** (`cooperative-sticky`, so only moved partitions are revoked): on revoke the
 //!   polling thread stops feeding the revoked partitions, asks their workers to stop after the
 //!   record in hand, waits for them at most `revoke_timeout`, stores their offsets and commits
-//!   synchronously before librdkafka releases the partitions. On assign it starts the workers.
+//!   synchronously before librdkafka releases the partitions. On assign it starts the workers
+//!   and resumes the new partitions in librdkafka, which keeps a partition's pause flag across
+//!   unassign and assign: a partition paused, revoked and assigned back would otherwise never
+//!   be fetched again. (librdkafka itself resets the stored offsets of a released partition,
+//!   and a new assignment fetches from the committed offset, so nothing else carries over.)
+//! - **A worker that dies** (the handler panicked) is noticed within 50 ms whatever its
+//!   partition's state (idle, holding records, paused): the source stops with
+//!   [`Error::WorkerDied`], a critical failure that ends the process, rather than leaving the
+//!   partition stalled with readiness green. A restart redelivers from the committed offset.
 //! - **Shutdown** (the cancellation token): stop fetching, let the workers drain their queues for
 //!   at most `drain_timeout`, then stop them after the record in hand, store offsets, call
 //!   [`Handler::drained`] (the pipeline saves its rule state), commit synchronously and close
 //!   the consumer, which leaves the group.
 
+mod error_log;
 mod kafka;
 mod rebalance;
 mod status;

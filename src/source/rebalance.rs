@@ -123,9 +123,9 @@ impl<H: Handler> ConsumerContext for SourceContext<H> {
         }
     }
 
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
-            Rebalance::Assign(list) => self.assign(list),
+            Rebalance::Assign(list) => self.assign(consumer, list),
             Rebalance::Revoke(_) => {}
             Rebalance::Error(err) => {
                 tracing::warn!(error = %err, "Kafka group rebalance failed; librdkafka retries")
@@ -155,15 +155,16 @@ impl<H: Handler> SourceContext<H> {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Starts a worker for each newly assigned partition.
-    fn assign(&self, list: &TopicPartitionList) {
+    /// Starts a worker for each newly assigned partition and makes sure librdkafka fetches it.
+    fn assign(&self, consumer: &BaseConsumer<Self>, list: &TopicPartitionList) {
         let mut partitions = self.lock();
-        let mut added = 0;
+        let mut added = TopicPartitionList::new();
         for element in list.elements() {
             let key = (element.topic().to_owned(), element.partition());
             if partitions.contains_key(&key) {
                 continue;
             }
+            added.add_partition(&key.0, key.1);
             let (queue, records) = mpsc::channel(self.settings.queue);
             let done = Arc::new(AtomicI64::new(NOTHING_DONE));
             let stop = CancellationToken::new();
@@ -197,9 +198,20 @@ impl<H: Handler> SourceContext<H> {
                     consumed,
                 },
             );
-            added += 1;
         }
-        self.status.add_assigned(added);
+        // librdkafka keeps a partition's pause flag across unassign and assign: a partition this
+        // process paused (back-pressure), lost in a rebalance and got back would stay paused
+        // forever, while its new entry here says it is not. A new partition starts unpaused.
+        if added.count() > 0
+            && let Err(err) = consumer.resume(&added)
+        {
+            tracing::error!(
+                error = %err,
+                "cannot resume newly assigned partitions; a partition paused before a rebalance \
+                 may stay stopped until the process restarts"
+            );
+        }
+        self.status.add_assigned(added.count());
         self.status.set_joined();
     }
 

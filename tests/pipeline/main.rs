@@ -8,6 +8,7 @@
 mod support;
 
 mod claims;
+mod dead_letters;
 mod harness;
 mod history;
 mod remediation;

@@ -47,7 +47,7 @@ pub enum DecodeError {
     /// The record value is larger than [`DecodeLimits::max_payload_bytes`].
     #[error(
         "{at}: the record value is {size} bytes, more than the limit of {max} bytes; \
-         send smaller events or raise `max_payload_bytes` in the decode limits"
+         send smaller events or raise `pipeline.max_payload_bytes`"
     )]
     TooLarge {
         /// The record.
@@ -81,7 +81,7 @@ pub enum DecodeError {
     /// The document nests arrays and objects deeper than [`DecodeLimits::max_depth`].
     #[error(
         "{at}: the JSON nests arrays and objects deeper than {max} levels; \
-         flatten the event or raise `max_depth` in the decode limits"
+         flatten the event or raise `pipeline.max_depth`"
     )]
     TooDeep {
         /// The record.

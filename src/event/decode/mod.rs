@@ -38,7 +38,9 @@ use serde_json::Value;
 
 use super::{Event, Format, Metadata};
 pub use error::{DecodeError, RecordPosition};
-use parse::{kind_of, parse_json, parse_text, str_field, text, time_field, value_depth};
+use parse::{
+    json_len, kind_of, parse_json, parse_text, str_field, text, time_field, value_depth,
+};
 
 /// A Kafka record as the decoder sees it (no rdkafka types: the rule engine is pure).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -155,15 +157,7 @@ pub fn decode(
         timestamp: record.timestamp,
         limits: *limits,
     };
-    if let Some(payload) = record.payload
-        && payload.len() > limits.max_payload_bytes
-    {
-        return Err(DecodeError::TooLarge {
-            at: origin.at(),
-            size: payload.len(),
-            max: limits.max_payload_bytes,
-        });
-    }
+    origin.check_size(record.payload.map_or(0, <[u8]>::len))?;
     // Binary mode carries the event in headers; its value is the data, which may be absent or
     // in any content type, so it is handled before the value is required to be JSON.
     if matches!(decoding, Decoding::Auto | Decoding::Cloudevents)
@@ -182,8 +176,10 @@ pub fn decode(
 /// replay`): same detection and identity rules, with the topic/partition/offset given.
 ///
 /// `headers` play the role of record headers (CloudEvents binary mode works with `ce_` headers
-/// and the document as data). The document is checked against the default depth bound; its size
-/// is the caller's business (it was read from a file, not from Kafka).
+/// and the document as data). The document is checked against the default limits, its size
+/// being that of its compact JSON text (what a producer would send), so a test event is refused
+/// exactly when `reflex run` would dead-letter it. (`reflex replay` reads records as text and
+/// goes through [`decode`] itself.)
 #[allow(clippy::too_many_arguments)] // One argument per field of a Kafka record, as in RawRecord.
 pub fn decode_json(
     value: Value,
@@ -205,6 +201,7 @@ pub fn decode_json(
         limits: DecodeLimits::default(),
     };
     let limits = origin.limits;
+    origin.check_size(json_len(&value))?;
     if value_depth(&value) > limits.max_depth {
         return Err(DecodeError::TooDeep {
             at: origin.at(),
@@ -299,6 +296,19 @@ impl Origin<'_> {
             partition: self.partition,
             offset: self.offset,
         }
+    }
+
+    /// The size bound, the one check every path applies (Kafka records, replayed lines, test
+    /// events), so the tools refuse exactly what `reflex run` dead-letters as too large.
+    fn check_size(&self, size: usize) -> Result<(), DecodeError> {
+        if size > self.limits.max_payload_bytes {
+            return Err(DecodeError::TooLarge {
+                at: self.at(),
+                size,
+                max: self.limits.max_payload_bytes,
+            });
+        }
+        Ok(())
     }
 
     /// `topic/partition/offset`: the identity of a record that carries none of its own. Stable

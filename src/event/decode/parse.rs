@@ -87,6 +87,25 @@ pub(super) fn value_depth(value: &Value) -> usize {
     deepest
 }
 
+/// Length of a document's compact JSON text (what a producer sending it puts on the wire),
+/// counted without building the text.
+pub(super) fn json_len(value: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // A `Value` always serializes, and the counter never fails.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
+}
+
 /// A time field: absent or null is `None`; otherwise it must be an RFC 3339 string.
 pub(super) fn time_field(
     object: &serde_json::Map<String, Value>,
@@ -153,6 +172,12 @@ mod tests {
         // An escaped backslash ends the escape, so the quote after it closes the string.
         assert!(nesting_exceeds(br#"{"a": "\\", "b": [[1]]}"#, 2));
         assert!(!nesting_exceeds(b"\"no containers\"", 0));
+    }
+
+    #[test]
+    fn json_len_is_the_length_of_the_compact_text() {
+        let value = json!({"a": [1, "é"], "b": null});
+        assert_eq!(json_len(&value), value.to_string().len());
     }
 
     #[test]

@@ -76,7 +76,7 @@ fn nesting_up_to_the_bound_is_accepted_and_one_more_level_is_refused() {
         text.contains("nests arrays and objects deeper than 64 levels"),
         "{text}"
     );
-    assert!(text.contains("raise `max_depth`"), "{text}");
+    assert!(text.contains("raise `pipeline.max_depth`"), "{text}");
 }
 
 #[test]
@@ -114,6 +114,34 @@ fn the_depth_bound_applies_to_decoded_base64_data_and_to_decode_json() {
     assert!(
         matches!(err, DecodeError::TooDeep { max: 64, .. }),
         "{err:?}"
+    );
+}
+
+#[test]
+fn decode_json_refuses_a_document_over_the_size_bound_like_a_kafka_record() {
+    let text = json!({ "padding": "x".repeat(DecodeLimits::DEFAULT_MAX_PAYLOAD_BYTES) }).to_string();
+    let record_err = decode(
+        &record(text.as_bytes(), &[]),
+        Decoding::Auto,
+        &DecodeLimits::default(),
+    )
+    .unwrap_err();
+    let value: Value = serde_json::from_str(&text).unwrap();
+    let json_err = decode_json(
+        value,
+        "events",
+        2,
+        42,
+        None,
+        &BTreeMap::new(),
+        None,
+        Decoding::Auto,
+    )
+    .unwrap_err();
+    assert_eq!(json_err, record_err);
+    assert!(
+        matches!(json_err, DecodeError::TooLarge { size, max: 1_048_576, .. } if size == text.len()),
+        "{json_err:?}"
     );
 }
 
