@@ -107,6 +107,38 @@ fn validate_json_output_is_machine_readable() {
     assert_eq!(report["valid"], true);
 }
 
+/// Writes `text` as the only rules file of a fresh directory and runs `reflex validate` on it.
+fn validate_text(text: &str) -> Output {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("rule.yaml"), text).expect("write");
+    reflex(&["validate", dir.path().to_str().expect("utf-8 path")])
+}
+
+#[test]
+fn non_ascii_text_in_a_template_comment_validates_cleanly() {
+    // Regression: the template scanner sliced inside the `é` and `reflex validate` exited 101.
+    let out = validate_text(
+        "rules:\n  - name: commented\n    when: 'x == 1'\n    actions:\n      \
+         - log: {message: \"{{ event.x }}{# vérifier #}\"}\n",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{}{err}", stdout(&out));
+    assert!(stdout(&out).contains("1 rule(s) valid"), "{}", stdout(&out));
+}
+
+#[test]
+fn a_rule_file_of_arbitrary_unicode_is_reported_not_a_crash() {
+    // Invalid rules exit 1 with diagnostics; 101 would be a panic.
+    for text in [
+        "rules:\n  - name: ü\n    when: 'é ==  \"ß\"'\n    actions: [{log: {message: \"{% if é %}ö{# ü #}\"}}]\n",
+        "rules:\n  - name: x\n    when: '$[?(@.é == \"😀\")]'\n    throttle: {key: \"{{ é }}\", once_within: 1ü}\n    actions: []\n",
+        "ÿ: [\u{1F600}\n",
+    ] {
+        let out = validate_text(text);
+        assert_eq!(out.status.code(), Some(1), "{text:?}:\n{}", stdout(&out));
+    }
+}
+
 #[test]
 fn validate_a_missing_directory_fails_with_the_path() {
     let out = reflex(&["validate", "no/such/dir"]);

@@ -19,6 +19,8 @@
 //! is the Unix epoch: deterministic, and obviously wrong to whoever looks.
 
 mod alertmanager;
+#[cfg(test)]
+pub(crate) mod arbitrary;
 mod base64;
 mod cloudevents;
 mod error;

@@ -13,6 +13,8 @@
 
 mod context;
 mod filters;
+#[cfg(test)]
+mod props;
 mod scan;
 #[cfg(test)]
 pub(crate) mod tests;

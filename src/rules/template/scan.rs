@@ -51,7 +51,9 @@ fn code_regions(text: &str) -> Vec<&str> {
     out
 }
 
-/// Index of `close` in `body`, ignoring occurrences inside string literals.
+/// Index of `close` in `body`, ignoring occurrences inside string literals. Compares bytes, not
+/// `str` slices: `i` walks bytes and may stop inside a multi-byte character (`é` in a comment),
+/// where slicing the `str` would panic.
 fn find_close(body: &str, close: &str) -> Option<usize> {
     let bytes = body.as_bytes();
     let mut i = 0;
@@ -69,7 +71,7 @@ fn find_close(body: &str, close: &str) -> Option<usize> {
             None => {
                 if b == b'"' || b == b'\'' {
                     quote = Some(b);
-                } else if body[i..].starts_with(close) {
+                } else if bytes[i..].starts_with(close.as_bytes()) {
                     return Some(i);
                 }
             }
@@ -192,7 +194,32 @@ pub(super) fn single_expression(text: &str) -> Option<&str> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::props::SYNTAX;
     use super::*;
+    use crate::event::decode::arbitrary::{config, text_from};
+
+    /// Properties over arbitrary input (`cargo test --lib props`).
+    mod props {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        proptest! {
+            #![proptest_config(config())]
+
+            #[test]
+            fn no_text_panics_the_scan(text in text_from(SYNTAX)) {
+                let env = Environment::new();
+                let _ = filter_names(&text);
+                let _ = test_names(&text);
+                let _ = unknown_filters(&text, &env);
+                let _ = unknown_tests(&text, &env);
+                if let Some(expr) = single_expression(&text) {
+                    prop_assert!(text.contains(expr));
+                }
+            }
+        }
+    }
 
     #[test]
     fn filter_names_are_found_outside_string_literals_only() {
@@ -211,6 +238,15 @@ mod tests {
     fn raw_blocks_and_comments_are_not_scanned() {
         let names = filter_names("{# a | c1 #}{% raw %}{{ a | c2 }}{% endraw %}{{ b | c3 }}");
         assert_eq!(names.into_iter().collect::<Vec<_>>(), ["c3"]);
+    }
+
+    #[test]
+    fn non_ascii_text_in_comments_and_tags_does_not_panic_the_scan() {
+        // Regression: the closing-delimiter search sliced the `str` at every byte and panicked
+        // inside the `é` of a comment (`reflex validate` exited 101).
+        assert!(filter_names("{{ event.x }}{# vérifier #}").is_empty());
+        let names = filter_names("{% if é %}{{ 'ü' | upper }}{# ß | nope #}{% endif %}");
+        assert_eq!(names.into_iter().collect::<Vec<_>>(), ["upper"]);
     }
 
     #[test]

@@ -296,9 +296,16 @@ pub(super) fn render_segments(segs: &[Seg], at_start: bool) -> String {
                 out.push_str(k);
             }
             Seg::Key(k) => {
-                out.push('[');
-                out.push_str(&serde_json::to_string(&**k).unwrap_or_default());
-                out.push(']');
+                // Only the escapes `parse_bracket` reads back (`\\`, `\"`): JSON's `\n` or
+                // `\u0000` for a control character would not parse as the same key.
+                out.push_str("[\"");
+                for c in k.chars() {
+                    if c == '"' || c == '\\' {
+                        out.push('\\');
+                    }
+                    out.push(c);
+                }
+                out.push_str("\"]");
             }
             Seg::KeyOrIndex(k, _) if !first => {
                 out.push('.');

@@ -5,6 +5,7 @@ mod explain;
 mod expressions;
 mod operators;
 mod paths;
+mod props;
 mod trees;
 
 use std::collections::BTreeMap;

@@ -74,6 +74,20 @@ fn equivalent_spellings_normalise_to_the_same_path() {
 }
 
 #[test]
+fn keys_with_control_characters_normalise_to_text_that_parses_back() {
+    // Regression (property test): the normalised text used JSON escapes (`["a\\nb"]`), which the
+    // bracket parser rejects, so the path did not parse back as itself.
+    for text in ["[\"a\nb\"]", "@headers[\"\t\"]", "x[\"\u{0}\\\\\\\"\"]"] {
+        let p = path(text);
+        assert_eq!(
+            Path::parse(p.as_str()).as_ref(),
+            Ok(&p),
+            "{text:?} -> {p:?}"
+        );
+    }
+}
+
+#[test]
 fn jsonpath_with_a_filter_selects_several_values_and_any_one_counts() {
     let p = json!({"containers": [
         {"name": "app", "state": "running", "restarts": 0},
