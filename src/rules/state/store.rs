@@ -153,6 +153,10 @@ impl<V> KeyStore<V> {
     /// updated first (the order a save writes and a restore wants back), then removed keys in
     /// key order.
     pub(super) fn take_changed(&mut self) -> Vec<String> {
+        if self.changed.is_empty() {
+            // Draining visits every bucket; the set may have been large once.
+            return Vec::new();
+        }
         let mut keys: Vec<(Option<u64>, String)> = self
             .changed
             .drain()
@@ -163,8 +167,9 @@ impl<V> KeyStore<V> {
     }
 
     /// Forgets the changes recorded so far (after rebuilding a store from saved state).
+    /// Frees the set's memory too: a rebuild marks every key.
     pub(super) fn clear_changed(&mut self) {
-        self.changed.clear();
+        self.changed = HashSet::new();
     }
 
     /// `key`'s deadline and value, if it holds state.
