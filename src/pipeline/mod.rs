@@ -54,10 +54,10 @@
 //! between the state save and the offset commit re-evaluates the record against a state that
 //! already counted it: at worst one event is counted twice into a window; a recorded firing is
 //! never lost and a throttled action is not re-fired. Records that change no state (stateless
-//! rules, non-matching events) run concurrently. The cost: one JSON serialization of each
-//! stateful rule's keys the record reached (the engine reports which rules:
-//! [`Engine::take_dirty`]), and one atomic write per changed rule covering only its changed
-//! keys (a single statement when one key changed).
+//! rules, non-matching events) run concurrently. The cost: one JSON serialization of each key
+//! the record changed (the engine reports which: [`Engine::take_dirty`]; a rule whose condition
+//! failed changes none), and one atomic write per changed rule covering only those keys (a
+//! single statement when one key changed); it does not grow with the number of keys held.
 //!
 //! State is persisted per (rule, group key), so replicas sharing a PostgreSQL database do not
 //! erase each other's keys, and a starting process restores the union of every replica's keys.
@@ -167,8 +167,8 @@ impl Error {
 struct Inner {
     engine: Engine,
     saved: BTreeMap<String, state::Saved>,
-    /// Rules whose changed state a failed save did not write (see [`state::save`]).
-    unsaved: BTreeSet<String>,
+    /// Keys, per rule, whose changed state a failed save did not write (see [`state::save`]).
+    unsaved: BTreeMap<String, BTreeSet<String>>,
 }
 
 /// The per-process pipeline, shared by every partition worker (`Arc<Pipeline>`).
@@ -223,7 +223,7 @@ impl Pipeline {
             inner: Mutex::new(Inner {
                 engine,
                 saved,
-                unsaved: BTreeSet::new(),
+                unsaved: BTreeMap::new(),
             }),
             store,
             // `build_pipeline` gives the producer this `message.max.bytes` unless configured.

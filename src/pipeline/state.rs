@@ -6,7 +6,7 @@
 //! process writes only the keys it changed and deletes only the keys it dropped (and only while
 //! the row still holds what it last saw), and a start restores the union of the rows.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -17,6 +17,9 @@ use crate::outcome::rule_keys::RuleKeysWrite;
 use crate::outcome::store::{self, Store};
 use crate::rules::state::RuleState;
 use crate::rules::{Engine, EngineState, RuleSet};
+
+#[cfg(test)]
+mod tests;
 
 /// What this process last wrote to (or read from) the store for one rule: what a save diffs
 /// against and what a rollback restores.
@@ -76,26 +79,35 @@ pub(super) struct Change {
 }
 
 impl Change {
-    /// Compares `state` with what was last saved for `rule` (nothing if `saved` is `None`).
-    /// Serializes every key of the rule: the engine reports rules, not keys, as touched.
-    fn diff(rule: &str, state: &RuleState, saved: Option<&Saved>) -> Result<Option<Change>, Error> {
-        let docs = state.export_keys().map_err(|source| Error::State {
-            rule: rule.to_owned(),
-            source,
-        })?;
+    /// Compares `keys` of `state` with what was last saved for `rule` (nothing if `saved` is
+    /// `None`): a key holding state is written if its document differs, a key holding none is
+    /// deleted if it was saved. Serializes those keys only, so the cost follows what a record
+    /// changed, not how many keys the rule holds.
+    fn diff<'a>(
+        rule: &str,
+        state: &RuleState,
+        keys: impl IntoIterator<Item = &'a str>,
+        saved: Option<&Saved>,
+    ) -> Result<Option<Change>, Error> {
         let empty = Saved::default();
         let saved = saved.unwrap_or(&empty);
-        let present: HashSet<&str> = docs.iter().map(|(key, _)| key.as_str()).collect();
-        let deletes: Vec<(String, Value)> = saved
-            .keys
-            .iter()
-            .filter(|(key, _)| !present.contains(key.as_str()))
-            .map(|(key, (_, doc))| (key.clone(), doc.clone()))
-            .collect();
-        let upserts: Vec<(String, Value)> = docs
-            .into_iter()
-            .filter(|(key, doc)| saved.keys.get(key).is_none_or(|(_, old)| old != doc))
-            .collect();
+        let mut upserts = Vec::new();
+        let mut deletes = Vec::new();
+        for key in keys {
+            let last = saved.keys.get(key).map(|(_, doc)| doc);
+            match state.export_key(key) {
+                Some(doc) => {
+                    let doc = doc.map_err(|source| Error::State {
+                        rule: rule.to_owned(),
+                        source,
+                    })?;
+                    if last != Some(&doc) {
+                        upserts.push((key.to_owned(), doc));
+                    }
+                }
+                None => deletes.extend(last.map(|doc| (key.to_owned(), doc.clone()))),
+            }
+        }
         let evictions = (saved.evictions != Some(state.evictions)).then_some(state.evictions);
         if upserts.is_empty() && deletes.is_empty() && evictions.is_none() {
             return Ok(None);
@@ -106,6 +118,14 @@ impl Change {
             deletes,
             evictions,
         }))
+    }
+
+    /// The keys this change writes or deletes.
+    fn keys(&self) -> impl Iterator<Item = String> + '_ {
+        self.upserts
+            .iter()
+            .chain(&self.deletes)
+            .map(|(key, _)| key.clone())
     }
 
     /// Writes the change atomically.
@@ -213,7 +233,7 @@ async fn migrate(
             return Ok(Vec::new());
         }
     };
-    let Some(change) = Change::diff(rule, &legacy, None)? else {
+    let Some(change) = Change::diff(rule, &legacy, legacy.keys(), None)? else {
         return Ok(Vec::new());
     };
     change
@@ -231,25 +251,29 @@ async fn migrate(
     Ok(change.upserts)
 }
 
-/// The keys whose state differs from what was last saved, per rule. Only the rules the engine
-/// reports as touched since the last call are serialized and compared: the others cannot have
-/// changed, and serializing every stateful rule on every record cost more than the rest of the
-/// record's handling once a rule held a few hundred keys. Within a touched rule only the
-/// changed keys are written.
+/// The keys whose state differs from what was last saved, per rule. Only the keys the engine
+/// reports as changed since the last call are serialized and compared: the others cannot have
+/// changed, and serializing every key of a touched rule on every record cost ~0.1 s per record
+/// once a rule held 10,000 keys of 1 KB events (docs/performance.md).
 pub(super) fn changed(inner: &mut Inner) -> Result<Vec<Change>, Error> {
+    let mut dirty = inner.engine.take_dirty();
+    for (rule, keys) in std::mem::take(&mut inner.unsaved) {
+        dirty.entry(rule).or_default().extend(keys);
+    }
     let mut changed = Vec::new();
-    let mut names = inner.engine.take_dirty();
-    names.append(&mut inner.unsaved);
-    for name in names {
+    for (name, keys) in dirty {
         let Some(rule_state) = inner.engine.state().rules.get(&name) else {
             continue;
         };
-        changed.extend(Change::diff(&name, rule_state, inner.saved.get(&name))?);
+        // A key may be listed twice (unsaved and changed again); compare it once.
+        let mut seen = HashSet::new();
+        let keys = keys.iter().map(String::as_str).filter(|key| seen.insert(*key));
+        changed.extend(Change::diff(&name, rule_state, keys, inner.saved.get(&name))?);
     }
     Ok(changed)
 }
 
-/// Writes `changed` and records it as saved. On failure the rules not written are remembered,
+/// Writes `changed` and records it as saved. On failure the keys not written are remembered,
 /// so the next [`changed`] compares them again even if no record touches them meanwhile.
 pub(super) async fn save(
     store: &Store,
@@ -260,9 +284,12 @@ pub(super) async fn save(
     let mut changed = changed.into_iter();
     while let Some(change) = changed.next() {
         if let Err(err) = change.write(store, now).await {
-            let name = change.rule;
-            inner.unsaved.insert(name.clone());
-            inner.unsaved.extend(changed.map(|change| change.rule));
+            let name = change.rule.clone();
+            for change in std::iter::once(change).chain(changed) {
+                // Listed even without keys: the rule's eviction count is compared again too.
+                let keys: BTreeSet<String> = change.keys().collect();
+                inner.unsaved.entry(change.rule).or_default().extend(keys);
+            }
             return Err(Error::store(format!("saving the state of rule `{name}`"))(
                 err,
             ));

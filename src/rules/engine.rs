@@ -130,8 +130,9 @@ pub struct Engine {
     rules: Arc<RuleSet>,
     state: EngineState,
     scratch: Vec<u32>,
-    /// Rules whose state was touched since the last [`Engine::take_dirty`]: the pipeline
-    /// compares and persists only these instead of serializing every stateful rule per event.
+    /// Rules whose state an event or tick reached since the last [`Engine::take_dirty`]: where
+    /// to look for changed keys (each [`RuleState`] records its own) without visiting every
+    /// stateful rule per event.
     dirty: BTreeSet<String>,
 }
 
@@ -174,11 +175,23 @@ impl Engine {
         &self.state
     }
 
-    /// The names of the rules whose state may have changed since the last call (an event or a
-    /// tick reached their stateful behaviour), and forgets them. A rule not listed has exactly
-    /// the state it had at the previous call.
-    pub fn take_dirty(&mut self) -> BTreeSet<String> {
-        std::mem::take(&mut self.dirty)
+    /// The keys whose state changed since the last call, per rule (see
+    /// [`RuleState::take_changed_keys`] for the order), and forgets them. A rule or key not
+    /// listed has exactly the state it had at the previous call; an event that passed a rule's
+    /// selector and failed its condition lists nothing. The pipeline serializes and saves exactly these
+    /// keys, so a record's cost does not grow with the number of keys held.
+    pub fn take_dirty(&mut self) -> BTreeMap<String, Vec<String>> {
+        let mut changed = BTreeMap::new();
+        for rule in std::mem::take(&mut self.dirty) {
+            let Some(state) = self.state.rules.get_mut(&rule) else {
+                continue;
+            };
+            let keys = state.take_changed_keys();
+            if !keys.is_empty() {
+                changed.insert(rule, keys);
+            }
+        }
+        changed
     }
 
     /// Swaps in a new rule set, keeping the state of rules that still exist by name.
@@ -448,7 +461,7 @@ mod tests {
     }
 
     #[test]
-    fn only_rules_an_event_reached_are_reported_dirty_and_only_once() {
+    fn only_the_keys_an_event_changed_are_reported_dirty_and_only_once() {
         let yaml = r#"rules:
   - name: throttled
     when: 'kind == "a"'
@@ -466,9 +479,18 @@ mod tests {
         assert!(engine.take_dirty().is_empty());
         let planned = engine.process(&event(serde_json::json!({"kind": "a", "id": "1"})), now);
         assert_eq!(planned.planned.len(), 1);
+        engine.process(&event(serde_json::json!({"kind": "a", "id": "2"})), now);
         let dirty = engine.take_dirty();
-        assert!(dirty.contains("throttled"), "{dirty:?}");
-        assert!(!dirty.contains("other"), "{dirty:?}");
+        assert_eq!(
+            dirty,
+            BTreeMap::from([("throttled".to_owned(), vec!["1".to_owned(), "2".to_owned()])])
+        );
         assert!(engine.take_dirty().is_empty(), "taking clears the set");
+        engine.process(&event(serde_json::json!({"kind": "a", "id": "2"})), now);
+        assert_eq!(
+            engine.take_dirty(),
+            BTreeMap::from([("throttled".to_owned(), vec!["2".to_owned()])]),
+            "a suppressed event changes its own key only"
+        );
     }
 }

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::correlate::{Step, compile_step};
 use super::{
     Decision, Firing, KeyState, Keying, Limits, MatchInfo, RuleState, StateError, compile_window,
+    keep,
 };
 use crate::event::Event;
 use crate::rules::diagnostic::Diagnostics;
@@ -38,6 +39,13 @@ pub(super) struct Armed {
     triggers: u64,
     /// The arming event: the trigger of the firing.
     event: Event,
+}
+
+impl Armed {
+    /// The arming event.
+    pub(super) fn event(&self) -> &Event {
+        &self.event
+    }
 }
 
 impl Absence {
@@ -91,11 +99,12 @@ impl Absence {
                 armed.triggers += 1;
                 armed
             }
+            // Nothing was armed for the key, so refusing the event changes nothing.
             None => Armed {
                 armed_at: now,
                 deadline: now + self.within,
                 triggers: 1,
-                event: event.clone(),
+                event: keep(event, &self.keying.rule, "absence")?,
             },
         };
         let (deadline, triggers) = (armed.deadline, armed.triggers);

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     Decision, Firing, KeyState, Keying, Limits, MatchInfo, RuleState, StateError, compile_window,
+    keep,
 };
 use crate::event::Event;
 use crate::rules::condition::Condition;
@@ -59,6 +60,11 @@ impl Partial {
 
     fn first_at(&self) -> Option<DateTime<Utc>> {
         self.seen.values().map(|s| s.at).min()
+    }
+
+    /// The events kept, one per step seen.
+    pub(super) fn events(&self) -> impl Iterator<Item = &Event> {
+        self.seen.values().map(|s| &s.event)
     }
 }
 
@@ -217,13 +223,33 @@ impl Correlate {
         partial
             .seen
             .retain(|name, _| self.steps.iter().any(|s| &s.name == name));
-        partial.expire(now, self.within);
+        let expires = partial.expire(now, self.within);
+        let completes = self.steps.iter().all(|s| {
+            partial.seen.contains_key(&s.name) || matched.iter().any(|m| m.name == s.name)
+        });
+        // An event that completes the correlation fires at once and is not kept.
+        let kept = if completes {
+            event.clone()
+        } else {
+            match keep(event, &self.keying.rule, "correlate") {
+                Ok(kept) => kept,
+                Err(err) => {
+                    // Put the steps seen so far back: the refused event counts for nothing.
+                    if let Some(deadline) = expires {
+                        state
+                            .keys
+                            .restore(key, KeyState::Correlate(partial), Some(deadline));
+                    }
+                    return Err(err);
+                }
+            }
+        };
         for step in matched {
             partial.seen.insert(
                 step.name.clone(),
                 Seen {
                     at: now,
-                    event: event.clone(),
+                    event: kept.clone(),
                 },
             );
         }

@@ -21,6 +21,13 @@
 //! - The number of keys is bounded by [`Limits::max_keys`]; a new key beyond it evicts the least
 //!   recently updated key (its pending burst or timeout is lost) and counts it in
 //!   [`RuleState::evictions`].
+//! - Events kept for later (`once_after` samples, correlation steps, the event that armed an
+//!   absence) are bounded by [`MAX_STORED_EVENT_BYTES`]; a larger one is refused with
+//!   [`StateError::EventTooLarge`] and changes nothing.
+//! - A [`RuleState`] records which keys changed ([`RuleState::take_changed_keys`]), so the
+//!   pipeline serializes and saves those keys only: a record's cost does not grow with the
+//!   number of keys a rule holds. A call that turns an event away (its condition failed, no step
+//!   or `expect` matched) changes no key.
 
 pub mod absence;
 pub mod correlate;
@@ -57,6 +64,19 @@ pub enum StateError {
         /// The template error.
         message: String,
     },
+    /// The event would be kept in state but is larger than [`MAX_STORED_EVENT_BYTES`].
+    #[error(
+        "rule `{rule}`: `{block}` keeps the event until its window ends, but the event is more \
+         than {MAX_STORED_EVENT_BYTES} bytes of JSON, the most a stateful rule keeps per event; \
+         keep such events out of the rule with `select:` or `when:` (nothing was counted for \
+         this event)"
+    )]
+    EventTooLarge {
+        /// The rule.
+        rule: String,
+        /// The stateful block that keeps events (`throttle`, `correlate`, `absence`).
+        block: &'static str,
+    },
     /// The group key rendered longer than [`MAX_KEY_LEN`].
     #[error(
         "rule `{rule}`: group key is {len} bytes long (at most {MAX_KEY_LEN}); \
@@ -74,6 +94,53 @@ pub enum StateError {
 /// (Kubernetes names are at most 253 characters); a longer key is almost certainly a template
 /// that renders a payload, and every key is held in memory and persisted.
 pub const MAX_KEY_LEN: usize = 1024;
+
+/// Most bytes of JSON (payload and metadata) an event kept in state may take.
+///
+/// `once_after` keeps up to `max_events_per_key + 1` events per key, `correlate` one per step,
+/// `absence` the arming event, for up to `max_keys` keys, and the pipeline holds each key's
+/// saved document besides. Events may reach the decode limit (1 MiB): 10,000 armed keys would
+/// then hold 10 GiB twice over. 64 KiB, the most a template may render
+/// ([`crate::rules::template::MAX_OUTPUT`]), is far above the alerts and Kubernetes Events
+/// stateful rules are written for (1–5 KB) and bounds 10,000 keys of one event to 640 MiB.
+///
+/// Why a bound rather than keeping only the fields the actions' templates read: templates may
+/// read whole objects (`{{ event | tojson }}`, `{% for k, v in event.labels | items %}`) or
+/// computed paths, so a projection could silently drop what a template needs at firing time,
+/// minutes later; a bound fails at once, for the event concerned, with an error saying why.
+pub const MAX_STORED_EVENT_BYTES: usize = 64 * 1024;
+
+/// A copy of `event` to keep in the state of `rule`'s `block`, or the error saying it is larger
+/// than [`MAX_STORED_EVENT_BYTES`].
+fn keep(event: &Event, rule: &str, block: &'static str) -> Result<Event, StateError> {
+    if too_large(event) {
+        return Err(StateError::EventTooLarge {
+            rule: rule.to_owned(),
+            block,
+        });
+    }
+    Ok(event.clone())
+}
+
+/// True when `event` serializes to more than [`MAX_STORED_EVENT_BYTES`] of JSON. Serialization
+/// stops at the bound, so the check costs at most that much work whatever the event's size.
+fn too_large(event: &Event) -> bool {
+    /// A writer that fails once more than its budget has been written.
+    struct Budget(usize);
+    impl std::io::Write for Budget {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 = self
+                .0
+                .checked_sub(buf.len())
+                .ok_or_else(|| std::io::Error::other("over the bound"))?;
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    serde_json::to_writer(Budget(MAX_STORED_EVENT_BYTES), event).is_err()
+}
 
 /// Bounds on the state one rule may keep.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,6 +199,18 @@ enum KeyState {
     Armed(absence::Armed),
 }
 
+impl KeyState {
+    /// The events this state keeps.
+    fn events(&self) -> Vec<&Event> {
+        match self {
+            KeyState::Suppressed(_) | KeyState::Threshold(_) => Vec::new(),
+            KeyState::Burst(burst) => burst.events().collect(),
+            KeyState::Correlate(partial) => partial.events().collect(),
+            KeyState::Armed(armed) => vec![armed.event()],
+        }
+    }
+}
+
 /// Per-rule mutable state. Serializable (serde_json) so the pipeline can persist it and restore
 /// it across restarts; deadlines are stored as absolute times, so a restored state keeps them.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -162,6 +241,13 @@ impl RuleState {
     /// The keys holding state, least recently updated first (for explain and debugging).
     pub fn keys(&self) -> impl Iterator<Item = &str> {
         self.keys.keys()
+    }
+
+    /// The keys whose state changed (set, updated, removed, expired, fired or evicted) since
+    /// the last call, forgetting them: keys holding state least recently updated first, then
+    /// keys removed. A key not listed has exactly the state it had at the previous call.
+    pub fn take_changed_keys(&mut self) -> Vec<String> {
+        self.keys.take_changed()
     }
 
     /// Stores `value` under `key` as the most recently updated key, evicting (and counting) the

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{KeyState, RuleState};
+use super::{KeyState, MAX_STORED_EVENT_BYTES, RuleState, too_large};
 
 /// The persisted document of one key (borrowed for exporting). The key itself is the row's key.
 #[derive(Serialize)]
@@ -47,11 +47,20 @@ impl RuleState {
             .collect()
     }
 
+    /// The JSON document of one key, in the form of [`RuleState::export_keys`]; `None` when
+    /// the key holds no state. Costs the serialization of that key only.
+    pub fn export_key(&self, key: &str) -> Option<Result<Value, serde_json::Error>> {
+        let (deadline, value) = self.keys.entry(key)?;
+        Some(serde_json::to_value(EntryRef { deadline, value }))
+    }
+
     /// Rebuilds a rule's state from documents made by [`RuleState::export_keys`], given least
     /// recently updated first (that order becomes the eviction order). Restoring never evicts:
     /// the union of several replicas' keys may exceed the key bound until new keys push the
     /// oldest out. A repeated key keeps its last document. Unreadable documents are skipped and
-    /// returned, so one bad row costs one key, not the rule.
+    /// returned, so one bad row costs one key, not the rule; so are documents keeping an event
+    /// above [`MAX_STORED_EVENT_BYTES`] (saved by a version without the bound). The rebuilt
+    /// state records no changed key.
     pub fn from_keys(
         keys: impl IntoIterator<Item = (String, Value)>,
         evictions: u64,
@@ -63,6 +72,15 @@ impl RuleState {
         let mut unreadable = Vec::new();
         for (key, doc) in keys {
             match serde_json::from_value::<EntryOwned>(doc) {
+                Ok(entry) if entry.value.events().into_iter().any(too_large) => {
+                    unreadable.push(UnreadableKey {
+                        key,
+                        source: serde::de::Error::custom(format!(
+                            "it keeps an event of more than {MAX_STORED_EVENT_BYTES} bytes of \
+                             JSON, the most a stateful rule keeps per event"
+                        )),
+                    });
+                }
                 Ok(entry) => {
                     state
                         .keys
@@ -71,6 +89,7 @@ impl RuleState {
                 Err(source) => unreadable.push(UnreadableKey { key, source }),
             }
         }
+        state.keys.clear_changed();
         (state, unreadable)
     }
 }

@@ -1,7 +1,8 @@
-//! Per-key storage with a key bound (least recently updated evicted first) and a deadline index,
-//! so eviction and "what is due" cost `O(log n)` instead of a scan of every key.
+//! Per-key storage with a key bound (least recently updated evicted first), a deadline index,
+//! so eviction and "what is due" cost `O(log n)` instead of a scan of every key, and a record of
+//! the keys changed since it was last taken, so a save serializes those keys and no others.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
@@ -27,6 +28,10 @@ pub(super) struct KeyStore<V> {
     /// (deadline, key) for keys that have one; the first entry is the next deadline.
     by_deadline: BTreeSet<(DateTime<Utc>, String)>,
     next_age: u64,
+    /// Keys inserted, removed, evicted or given a new deadline since [`KeyStore::take_changed`]
+    /// (values changed in place through [`KeyStore::get_mut`] are not seen: the caller then
+    /// also calls [`KeyStore::set_deadline`] or [`KeyStore::remove`]). Not persisted.
+    changed: HashSet<String>,
 }
 
 impl<V> Default for KeyStore<V> {
@@ -36,6 +41,7 @@ impl<V> Default for KeyStore<V> {
             by_age: BTreeMap::new(),
             by_deadline: BTreeSet::new(),
             next_age: 0,
+            changed: HashSet::new(),
         }
     }
 }
@@ -56,7 +62,8 @@ impl<V> KeyStore<V> {
         self.by_age.values().map(String::as_str)
     }
 
-    /// The value of `key`, to change in place (its age and deadline stay as they are).
+    /// The value of `key`, to change in place (its age and deadline stay as they are). Not
+    /// recorded as a change: follow a change with [`KeyStore::set_deadline`] or a removal.
     pub(super) fn get_mut(&mut self, key: &str) -> Option<&mut V> {
         self.slots.get_mut(key).map(|s| &mut s.value)
     }
@@ -64,6 +71,7 @@ impl<V> KeyStore<V> {
     /// Removes `key` and returns its value.
     pub(super) fn remove(&mut self, key: &str) -> Option<V> {
         let slot = self.slots.remove(key)?;
+        self.mark(key);
         self.by_age.remove(&slot.age);
         if let Some(deadline) = slot.deadline {
             self.by_deadline.remove(&(deadline, key.to_owned()));
@@ -107,6 +115,9 @@ impl<V> KeyStore<V> {
         let Some(slot) = self.slots.get_mut(key) else {
             return;
         };
+        if !self.changed.contains(key) {
+            self.changed.insert(key.to_owned());
+        }
         if let Some(old) = slot.deadline {
             self.by_deadline.remove(&(old, key.to_owned()));
         }
@@ -138,7 +149,42 @@ impl<V> KeyStore<V> {
         self.by_deadline.first().map(|(deadline, _)| *deadline)
     }
 
+    /// The keys changed since the last call, forgetting them: keys holding state least recently
+    /// updated first (the order a save writes and a restore wants back), then removed keys in
+    /// key order.
+    pub(super) fn take_changed(&mut self) -> Vec<String> {
+        if self.changed.is_empty() {
+            // Draining visits every bucket; the set may have been large once.
+            return Vec::new();
+        }
+        let mut keys: Vec<(Option<u64>, String)> = self
+            .changed
+            .drain()
+            .map(|key| (self.slots.get(&key).map(|slot| slot.age), key))
+            .collect();
+        keys.sort_by(|a, b| (a.0.is_none(), a.0, &a.1).cmp(&(b.0.is_none(), b.0, &b.1)));
+        keys.into_iter().map(|(_, key)| key).collect()
+    }
+
+    /// Forgets the changes recorded so far (after rebuilding a store from saved state).
+    /// Frees the set's memory too: a rebuild marks every key.
+    pub(super) fn clear_changed(&mut self) {
+        self.changed = HashSet::new();
+    }
+
+    /// `key`'s deadline and value, if it holds state.
+    pub(super) fn entry(&self, key: &str) -> Option<(Option<DateTime<Utc>>, &V)> {
+        self.slots.get(key).map(|slot| (slot.deadline, &slot.value))
+    }
+
+    fn mark(&mut self, key: &str) {
+        if !self.changed.contains(key) {
+            self.changed.insert(key.to_owned());
+        }
+    }
+
     fn link(&mut self, key: String, age: u64, deadline: Option<DateTime<Utc>>, value: V) {
+        self.mark(&key);
         self.by_age.insert(age, key.clone());
         if let Some(deadline) = deadline {
             self.by_deadline.insert((deadline, key.clone()));
@@ -189,6 +235,7 @@ impl<'de, V: DeserializeOwned> Deserialize<'de> for KeyStore<V> {
             // (hand-edited state) keeps its last value.
             store.insert(slot.key, slot.value, slot.deadline, usize::MAX);
         }
+        store.clear_changed();
         Ok(store)
     }
 }

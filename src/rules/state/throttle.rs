@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     Decision, Firing, KeyState, Keying, Limits, MatchInfo, Resolved, RuleState, StateError,
-    compile_window,
+    compile_window, keep,
 };
 use crate::event::Event;
 use crate::rules::diagnostic::Diagnostics;
@@ -64,17 +64,21 @@ pub(super) struct Burst {
 }
 
 impl Burst {
-    fn open(event: &Event, now: DateTime<Utc>, window: Duration, limit: usize) -> Self {
-        let mut burst = Self {
+    /// An empty burst opened at `now`; [`Burst::add`] gives it its first event.
+    fn open(now: DateTime<Utc>, window: Duration) -> Self {
+        Self {
             first_at: now,
             due: now + window,
             by_fingerprint: BTreeMap::new(),
             uncancellable: 0,
             overflowed: false,
             samples: Vec::new(),
-        };
-        burst.add(event, limit);
-        burst
+        }
+    }
+
+    /// The events kept as samples.
+    pub(super) fn events(&self) -> impl Iterator<Item = &Event> {
+        self.samples.iter()
     }
 
     /// Events in the burst.
@@ -82,25 +86,32 @@ impl Burst {
         self.uncancellable + self.by_fingerprint.values().sum::<u64>()
     }
 
-    fn add(&mut self, event: &Event, limit: usize) {
+    /// Counts `event` into the burst, keeping it as a sample when it may become the trigger.
+    /// An event to keep that is above the bound is refused and changes nothing; an event only
+    /// counted is never refused.
+    fn add(&mut self, event: &Event, limit: usize, rule: &str) -> Result<(), StateError> {
         if let Some(fp) = event.alert_fingerprint() {
             if let Some(n) = self.by_fingerprint.get_mut(fp) {
                 *n += 1;
-                return;
+                return Ok(());
             }
             if !self.overflowed && self.by_fingerprint.len() < limit {
+                let sample = keep(event, rule, "throttle")?;
                 self.by_fingerprint.insert(fp.to_owned(), 1);
-                self.samples.push(event.clone());
-                return;
+                self.samples.push(sample);
+                return Ok(());
             }
+        }
+        // One uncancellable sample is enough: it is never removed, so later ones could never
+        // become the trigger.
+        if self.uncancellable == 0 {
+            self.samples.push(keep(event, rule, "throttle")?);
+        }
+        if event.alert_fingerprint().is_some() {
             self.overflowed = true;
         }
         self.uncancellable += 1;
-        // One uncancellable sample is enough: it is never removed, so later ones could never
-        // become the trigger.
-        if self.uncancellable == 1 {
-            self.samples.push(event.clone());
-        }
+        Ok(())
     }
 
     pub(super) fn resolve(&mut self, fingerprint: &str) -> Resolved {
@@ -209,13 +220,18 @@ impl Throttle {
             Mode::OnceAfter(window) => {
                 // An overdue burst (the engine has not ticked yet) still takes the event: it has
                 // not fired, and opening a second burst would lose the first.
-                let burst = match previous {
-                    Some(KeyState::Burst(mut burst)) => {
-                        burst.add(event, limits.events());
-                        burst
-                    }
-                    _ => Burst::open(event, now, window, limits.events()),
+                let mut burst = match previous {
+                    Some(KeyState::Burst(burst)) => burst,
+                    _ => Burst::open(now, window),
                 };
+                if let Err(err) = burst.add(event, limits.events(), &self.keying.rule) {
+                    // Put an open burst back as it was: the refused event counts for nothing.
+                    if burst.count() > 0 {
+                        let due = burst.due;
+                        state.keys.restore(key, KeyState::Burst(burst), Some(due));
+                    }
+                    return Err(err);
+                }
                 let (count, due) = (burst.count(), burst.due);
                 state.put(key.clone(), KeyState::Burst(burst), Some(due), limits);
                 Ok(Decision::Buffered { key, count, due })

@@ -1,6 +1,7 @@
 //! Tests of the stateful behaviours: a fixed base time and explicit `now` values, no wall clock.
 
 mod absence;
+mod bounds;
 mod common;
 mod correlate;
 mod persist;
