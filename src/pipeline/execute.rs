@@ -260,10 +260,18 @@ impl Pipeline {
                 || actions::is_idempotent(action.kind, &action.params)
                 || !self.executors.has_executor(action.kind);
             if !harmless {
+                // The one kind a rule can declare safe to repeat: say how.
+                let hint = if action.kind == ActionKind::Webhook {
+                    "; if the receiver drops repeated `Idempotency-Key` headers, set \
+                     `idempotent_receiver: true` on the webhook so an interrupted call is sent \
+                     again"
+                } else {
+                    ""
+                };
                 refuse_repeat = Some(format!(
                     "an earlier attempt (attempt {}, started {} by `{claimant}`) never recorded \
                      its end and may have taken effect; `{}` is not safe to repeat, so it was \
-                     not executed again: check the target and act by hand if needed",
+                     not executed again: check the target and act by hand if needed{hint}",
                     existing.attempts,
                     existing.started_at.to_rfc3339(),
                     action.kind.as_str()

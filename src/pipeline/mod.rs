@@ -37,10 +37,12 @@
 //!   names the instance), or the claim is older than `pipeline.claim_lease_secs` (its process
 //!   is presumed dead), the row is taken over by a compare-and-set on its attempt count (so of
 //!   several racers exactly one wins) and the action runs again — only when repeating it is
-//!   harmless (dry run, `log`, kinds without an executor); otherwise the outcome is `failed`
-//!   with an error saying the first attempt may have taken effect. A younger claim of another
-//!   instance is in flight elsewhere: `handle` returns [`Error::ClaimedElsewhere`] and the
-//!   caller retries later, when the row is final (→ duplicate) or stale (→ taken over).
+//!   harmless (dry run, kinds without an executor, [`crate::actions::is_idempotent`]: `log`,
+//!   absolute changes, Kafka publishes, webhooks whose rule declares `idempotent_receiver`);
+//!   otherwise the outcome is `failed` with an error saying the first attempt may have taken
+//!   effect. A younger claim of another instance is in flight elsewhere: `handle` returns
+//!   [`Error::ClaimedElsewhere`] and the caller retries later, when the row is final
+//!   (→ duplicate) or stale (→ taken over).
 //!
 //! On PostgreSQL the unique key and the compare-and-set make this hold across replicas sharing
 //! the database; on SQLite it holds across restarts of one process.

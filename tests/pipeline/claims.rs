@@ -203,7 +203,11 @@ async fn retries_during_an_outage_keep_one_duplicate_row(db: Db) {
         assert!(matches!(err, Error::Publish { .. }), "{err}");
     }
     let duplicates = rows(&store, &rule, Some(OutcomeStatus::Duplicate)).await;
-    assert_eq!(duplicates.len(), 1, "one row per duplicate: {duplicates:#?}");
+    assert_eq!(
+        duplicates.len(),
+        1,
+        "one row per duplicate: {duplicates:#?}"
+    );
     assert!(duplicates[0].published_at.is_none());
 
     // Kafka is back: the retry publishes the duplicate, still in that one row.
@@ -215,7 +219,11 @@ async fn retries_during_an_outage_keep_one_duplicate_row(db: Db) {
     assert_eq!(duplicates.len(), 1, "{duplicates:#?}");
     assert!(duplicates[0].published_at.is_some());
     assert_eq!(executions(&token), 1, "the action ran once");
-    assert_eq!(rows(&store, &rule, None).await.len(), 2, "the original and one duplicate");
+    assert_eq!(
+        rows(&store, &rule, None).await.len(),
+        2,
+        "the original and one duplicate"
+    );
     store.close().await;
     db.cleanup().await;
 }

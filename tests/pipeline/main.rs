@@ -10,8 +10,11 @@ mod support;
 mod claims;
 mod harness;
 mod history;
+mod receiver;
 mod remediation;
+mod secrets;
 mod state;
+mod takeover;
 
 use std::collections::{BTreeMap, BTreeSet};
 
