@@ -105,8 +105,9 @@ pub struct ActionsConfig {
     pub kubernetes: bool,
     /// Call webhooks. Default `true`.
     pub webhook: bool,
-    /// Hosts webhooks may reach: `hooks.example.com` or `*.example.com`. Default empty: any host
-    /// written literally in a rule (templates can never choose the host).
+    /// Hosts webhooks may reach: `hooks.example.com` or `*.example.com`, checked on every call
+    /// (also for URLs read from a secret). Default empty: any host written literally in a rule
+    /// or held by a URL secret (templates can never choose the host).
     pub webhook_allowed_hosts: Vec<String>,
     /// Publish Kafka actions to the cluster under `kafka`. Default `true`.
     pub kafka: bool,

@@ -153,7 +153,7 @@ async fn a_cloudevent_is_published_with_key_and_headers_and_read_back_exactly() 
 }
 
 #[tokio::test]
-async fn a_plain_record_carries_only_the_rule_headers() {
+async fn a_plain_record_carries_the_rule_headers_and_the_idempotency_key() {
     let bootstrap = support::require_kafka().await;
     let topic = support::unique_name("actions-kafka-plain");
     create_topic(&bootstrap, &topic).await;
@@ -174,9 +174,13 @@ async fn a_plain_record_carries_only_the_rule_headers() {
         message.payload(),
         Some(br#"[1,"two",{"three":3}]"#.as_slice())
     );
+    // The key lets consumers drop the repeat a redelivery or a taken-over attempt publishes.
     assert_eq!(
         headers(&message),
-        BTreeMap::from([("origin".to_owned(), "reflex".to_owned())])
+        BTreeMap::from([
+            ("idempotency-key".to_owned(), "plain/0/evt-1".to_owned()),
+            ("origin".to_owned(), "reflex".to_owned())
+        ])
     );
 }
 

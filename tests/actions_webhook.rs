@@ -144,7 +144,7 @@ impl Receiver {
 fn params(url: String) -> WebhookParams {
     WebhookParams {
         method: HttpMethod::Post,
-        url,
+        url: url.into(),
         headers: BTreeMap::new(),
         secret_headers: BTreeMap::new(),
         body: None,
@@ -153,6 +153,7 @@ fn params(url: String) -> WebhookParams {
         retries: 3,
         success_status: vec![StatusRange { from: 200, to: 299 }],
         hmac: None,
+        idempotent_receiver: false,
     }
 }
 
@@ -609,7 +610,7 @@ async fn a_secret_header_reaches_the_receiver_but_never_results_errors_or_logs()
     // A failure whose answer echoes the secret too.
     let failing = Receiver::start(vec![echo(401)]).await;
     let mut q = p.clone();
-    q.url = failing.url("/secure");
+    q.url = failing.url("/secure").into();
     let err = executor
         .execute(&to_json(&q), "k-secret-2")
         .await

@@ -1,8 +1,9 @@
 //! Two `reflex run` processes (the real binary) in ONE consumer group, sharing a PostgreSQL
 //! audit store: the topic's partitions are split between them, one is killed with SIGKILL
 //! mid-stream, the other takes its partitions over, and in the end every event has exactly one
-//! final outcome per planned action, the counting webhook receiver got no call twice, and the
-//! group's offsets are committed to the end of every partition.
+//! final outcome per planned action and the group's offsets are committed to the end of every
+//! partition. The counting webhook receiver got no call twice — or, when the rule declares it
+//! `idempotent_receiver`, got every call, the ones the kill interrupted twice (same key).
 //!
 //! Each test has its own topics, group, webhook receiver and PostgreSQL database.
 //!
@@ -73,13 +74,7 @@ async fn start_receiver() -> (SocketAddr, Calls) {
     let app = axum::Router::new()
         .fallback(count_call)
         .with_state(Arc::clone(&calls));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind the webhook receiver");
-    let addr = listener.local_addr().expect("receiver address");
-    tokio::spawn(async move {
-        axum::serve(listener, app).await.expect("webhook receiver");
-    });
+    let addr = support::serve(app).await;
     (addr, calls)
 }
 
@@ -90,6 +85,7 @@ struct Row {
     action_kind: String,
     idempotency_key: String,
     status: String,
+    attempts: i32,
     error: Option<String>,
     claimant: Option<String>,
     partition: Option<i32>,
@@ -99,7 +95,7 @@ struct Row {
 
 async fn rows(pool: &sqlx::PgPool) -> Vec<Row> {
     sqlx::query_as(
-        "SELECT event_id, action_kind, idempotency_key, status, error, \
+        "SELECT event_id, action_kind, idempotency_key, status, attempts, error, \
          details->>'claimant' AS claimant, \
          (details->'source'->>'partition')::int AS partition, \
          started_at, published_at IS NOT NULL AS published \
@@ -136,15 +132,29 @@ fn is_replica(row: &Row, name: &str) -> bool {
         .is_some_and(|c| c.starts_with(&format!("{name}-")))
 }
 
+/// What the webhook receiver does with a repeated `Idempotency-Key`, as the rule declares it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Receiving {
+    /// Nothing special: a webhook interrupted by the kill is recorded `failed` (it may have
+    /// taken effect), never re-sent.
+    AtMostOnce,
+    /// The receiver deduplicates (`idempotent_receiver: true`): an interrupted webhook is
+    /// re-sent by the survivor and succeeds.
+    Deduplicating,
+}
+
 /// Every event gets two actions: `log` (safe to repeat, so a taken-over attempt runs again)
-/// and a webhook (not safe to repeat: a taken-over attempt is recorded `failed`, never re-sent).
-fn log_and_webhook_rule(receiver: SocketAddr) -> String {
-    format!(
-        "rules:\n  - name: replicated\n    actions:\n      - log:\n          \
-         message: \"{{{{ meta.id }}}}\"\n      - webhook:\n          \
-         url: \"http://{receiver}/hook\"\n          body:\n            \
-         event: \"{{{{ meta.id }}}}\"\n"
-    )
+/// and a webhook (safe to repeat only with a deduplicating receiver).
+fn log_and_webhook_rule(receiving: Receiving) -> impl FnOnce(SocketAddr) -> String {
+    move |receiver| {
+        format!(
+            "rules:\n  - name: replicated\n    actions:\n      - log:\n          \
+             message: \"{{{{ meta.id }}}}\"\n      - webhook:\n          \
+             url: \"http://{receiver}/hook\"\n          idempotent_receiver: {}\n          \
+             body:\n            event: \"{{{{ meta.id }}}}\"\n",
+            receiving == Receiving::Deduplicating
+        )
+    }
 }
 
 /// Two replicas of one group over a fresh topic and database, with a counting webhook
@@ -265,7 +275,16 @@ async fn produce(bootstrap: String, topic: String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_split_the_partitions_and_one_takes_over_when_the_other_is_killed() {
-    let mut cluster = Cluster::start(log_and_webhook_rule).await;
+    kill_one_of_two_replicas(Receiving::AtMostOnce).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_deduplicating_receiver_every_webhook_arrives_despite_a_kill() {
+    kill_one_of_two_replicas(Receiving::Deduplicating).await;
+}
+
+async fn kill_one_of_two_replicas(receiving: Receiving) {
+    let mut cluster = Cluster::start(log_and_webhook_rule(receiving)).await;
     let pool = cluster.pool.clone();
     let producing = tokio::spawn(produce(cluster.bootstrap.clone(), cluster.events.clone()));
 
@@ -353,13 +372,21 @@ async fn two_replicas_split_the_partitions_and_one_takes_over_when_the_other_is_
             let sent = calls.get(&row.idempotency_key).copied().unwrap_or(0);
             match (row.action_kind.as_str(), row.status.as_str()) {
                 ("log", "succeeded") => {}
-                ("webhook", "succeeded") => assert_eq!(sent, 1, "webhook calls for {row:#?}"),
+                ("webhook", "succeeded") if receiving == Receiving::AtMostOnce => {
+                    assert_eq!(sent, 1, "webhook calls for {row:#?}")
+                }
+                // Re-sent by the survivor if the kill interrupted it: the receiver saw the key
+                // once or twice, and counts it once.
+                ("webhook", "succeeded") => {
+                    assert!((1..=2).contains(&sent), "webhook calls for {row:#?}")
+                }
                 // Killed while the call was on its way: not sent again, and said so.
                 ("webhook", "failed")
-                    if row
-                        .error
-                        .as_deref()
-                        .is_some_and(|e| e.contains("may have taken effect")) =>
+                    if receiving == Receiving::AtMostOnce
+                        && row
+                            .error
+                            .as_deref()
+                            .is_some_and(|e| e.contains("may have taken effect")) =>
                 {
                     assert!(sent <= 1, "webhook calls for {row:#?}");
                     refused.push(row.idempotency_key.clone());
@@ -369,10 +396,22 @@ async fn two_replicas_split_the_partitions_and_one_takes_over_when_the_other_is_
         }
     }
     let repeated: Vec<_> = calls.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(repeated.is_empty(), "webhook calls repeated: {repeated:?}");
+    let interrupted = match receiving {
+        Receiving::AtMostOnce => {
+            assert!(repeated.is_empty(), "webhook calls repeated: {repeated:?}");
+            refused.len()
+        }
+        Receiving::Deduplicating => repeated.len(),
+    };
+    // Webhooks whose claim the survivor took over (sent again, or sent for the first time if
+    // B died before sending).
+    let taken_over = rows
+        .iter()
+        .filter(|r| r.action_kind == "webhook" && r.attempts > 1)
+        .count();
     assert!(
-        refused.len() <= b_partitions.len(),
-        "more interrupted webhooks than B had partitions in flight: {refused:?}"
+        interrupted <= b_partitions.len(),
+        "more interrupted webhooks than B had partitions in flight: {refused:?} {repeated:?}"
     );
 
     // The group's offsets reached the end of every partition.
@@ -396,9 +435,13 @@ async fn two_replicas_split_the_partitions_and_one_takes_over_when_the_other_is_
         "replicas: A partitions {a_partitions:?}, B partitions {b_partitions:?}; B recorded \
          {b_rows} outcomes before SIGKILL; takeover: first of B's partitions resumed by A after \
          {first:?}, the last after {last:?} (per partition: {resumed:?}); all {EVENTS} events \
-         settled {settled_after:?} after the kill; {duplicates} duplicate outcome(s), {} \
-         webhook(s) interrupted by the kill and not re-sent",
-        refused.len()
+         settled {settled_after:?} after the kill; {duplicates} duplicate outcome(s), \
+         {interrupted} webhook(s) interrupted by the kill ({receiving:?}: {}), {taken_over} \
+         webhook claim(s) taken over",
+        match receiving {
+            Receiving::AtMostOnce => "not re-sent",
+            Receiving::Deduplicating => "re-sent, deduplicated by the receiver",
+        }
     );
     cluster.cleanup().await;
 }

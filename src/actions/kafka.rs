@@ -24,6 +24,9 @@ const REPORT_SLACK: Duration = Duration::from_secs(5);
 /// Longest topic name the broker accepts.
 const MAX_TOPIC_LEN: usize = 249;
 
+/// Header carrying the action's idempotency key on records not sent as CloudEvents.
+pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
+
 /// The CloudEvents spec version written in `ce_specversion`.
 const CE_SPEC_VERSION: &str = "1.0";
 
@@ -238,6 +241,15 @@ fn build_headers(
         });
     }
     let Some(ce) = &params.cloudevent else {
+        // What a consumer deduplicates on when a publish is repeated (a redelivery, or an
+        // attempt taken over after a crash); a CloudEvent carries it as `ce_id` instead.
+        let own = (params.headers.keys()).any(|name| name.eq_ignore_ascii_case(IDEMPOTENCY_HEADER));
+        if !own && !idempotency_key.is_empty() {
+            headers = headers.insert(Header {
+                key: IDEMPOTENCY_HEADER,
+                value: Some(idempotency_key.as_bytes()),
+            });
+        }
         return Ok((headers, None));
     };
     if idempotency_key.is_empty() {
@@ -304,6 +316,30 @@ mod tests {
         assert_eq!(get("content-type"), Some("application/json"));
         let time = get("ce_time").expect("ce_time");
         assert!(chrono::DateTime::parse_from_rfc3339(time).is_ok(), "{time}");
+    }
+
+    #[test]
+    fn a_plain_record_carries_the_idempotency_key_unless_the_rule_sets_that_header() {
+        let mut params: KafkaParams = serde_json::from_value(json!({
+            "topic": "t", "key": null, "value": 1, "headers": {"team": "sre"}, "cloudevent": null,
+        }))
+        .expect("params");
+        let (headers, id) = build_headers(&params, "key-7").expect("headers");
+        assert_eq!(id, None);
+        let pairs = header_pairs(&headers);
+        assert!(
+            pairs.contains(&("idempotency-key".into(), "key-7".into())),
+            "{pairs:?}"
+        );
+        params
+            .headers
+            .insert("idempotency-key".into(), "own".into());
+        let (headers, _) = build_headers(&params, "key-7").expect("headers");
+        let keys: Vec<_> = header_pairs(&headers)
+            .into_iter()
+            .filter(|(name, _)| name == "idempotency-key")
+            .collect();
+        assert_eq!(keys, [("idempotency-key".to_owned(), "own".to_owned())]);
     }
 
     #[test]

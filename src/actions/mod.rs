@@ -12,7 +12,7 @@ pub mod webhook;
 use serde_json::Value;
 
 use crate::rules::PlannedAction;
-use crate::rules::action::ActionKind;
+use crate::rules::action::{ActionKind, SecretRef};
 
 /// What executing one planned action came to.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,13 +30,17 @@ pub enum Execution {
     NotImplemented(String),
 }
 
-/// Whether executing the action twice has the same effect as once. The pipeline re-executes
-/// an action whose earlier attempt started but never recorded an end (a crash) only when this
-/// holds; otherwise it cannot know whether the first attempt took effect.
+/// Whether executing the action twice has the same effect as once, as far as its receiver is
+/// concerned. The pipeline re-executes an action whose earlier attempt started but never
+/// recorded an end (a crash) only when this holds; otherwise it cannot know whether the first
+/// attempt took effect.
 ///
 /// Absolute changes qualify (set replicas to 5, set this image, cordon, set a label, a merge or
 /// apply patch); relative or creating ones do not (scale +1, restart, rollback to "the previous"
-/// revision, create, delete, a webhook call, a published event).
+/// revision, create, delete). A webhook qualifies when its rule declares `idempotent_receiver`
+/// (the receiver drops a repeated `Idempotency-Key`); a Kafka publish always does: Kafka
+/// delivery is at-least-once for every consumer anyway, and the repeat carries the same
+/// idempotency key (`ce_id`, or the `idempotency-key` header) to deduplicate on.
 pub fn is_idempotent(kind: ActionKind, params: &Value) -> bool {
     match kind {
         ActionKind::Log
@@ -51,11 +55,12 @@ pub fn is_idempotent(kind: ActionKind, params: &Value) -> bool {
             params.get("patch_type").and_then(Value::as_str),
             Some("merge" | "apply")
         ),
-        ActionKind::Restart
-        | ActionKind::Delete
-        | ActionKind::Create
-        | ActionKind::Webhook
-        | ActionKind::Kafka => false,
+        ActionKind::Webhook => params
+            .get("idempotent_receiver")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        ActionKind::Kafka => true,
+        ActionKind::Restart | ActionKind::Delete | ActionKind::Create => false,
     }
 }
 
@@ -203,8 +208,9 @@ fn settle<T: serde::Serialize, E>(
 }
 
 /// The object an action acts on, as `kind/namespace/name` (Kubernetes objects, lower-case
-/// kind), `node/<name>`, `kafka/<topic>` or `webhook/<scheme://host/path>` (query and
-/// credentials removed: they may hold secrets). `None` for `log`.
+/// kind), `node/<name>`, `kafka/<topic>`, `webhook/<scheme://host/path>` (query and
+/// credentials removed: they may hold secrets) or, for a URL read from a secret,
+/// `webhook/env:NAME` / `webhook/file:/path` (the reference, never the URL). `None` for `log`.
 pub fn target(action: &PlannedAction) -> Option<String> {
     let params = &action.params;
     if let Some(target) = params.get("target").and_then(Value::as_object) {
@@ -224,10 +230,13 @@ pub fn target(action: &PlannedAction) -> Option<String> {
             .get("topic")
             .and_then(Value::as_str)
             .map(|topic| format!("kafka/{topic}")),
-        ActionKind::Webhook => params
-            .get("url")
-            .and_then(Value::as_str)
-            .map(|url| format!("webhook/{}", public_url(url))),
+        ActionKind::Webhook => match params.get("url")? {
+            Value::String(url) => Some(format!("webhook/{}", public_url(url))),
+            reference => match serde_json::from_value(reference.clone()).ok()? {
+                SecretRef::Env(name) => Some(format!("webhook/env:{name}")),
+                SecretRef::File(path) => Some(format!("webhook/file:{path}")),
+            },
+        },
         _ => None,
     }
 }
@@ -285,6 +294,17 @@ mod tests {
     }
 
     #[test]
+    fn a_webhook_url_from_a_secret_is_targeted_by_its_reference() {
+        let env = planned(
+            ActionKind::Webhook,
+            json!({ "url": { "env": "SLACK_URL" } }),
+        );
+        assert_eq!(target(&env).as_deref(), Some("webhook/env:SLACK_URL"));
+        let file = planned(ActionKind::Webhook, json!({ "url": { "file": "/s/url" } }));
+        assert_eq!(target(&file).as_deref(), Some("webhook/file:/s/url"));
+    }
+
+    #[test]
     fn a_log_action_has_no_target() {
         assert_eq!(
             target(&planned(ActionKind::Log, json!({ "message": "m" }))),
@@ -322,5 +342,14 @@ mod tests {
         ));
         assert!(!is_idempotent(ActionKind::Restart, &json!({})));
         assert!(!is_idempotent(ActionKind::Webhook, &json!({})));
+        assert!(!is_idempotent(
+            ActionKind::Webhook,
+            &json!({"idempotent_receiver": false})
+        ));
+        assert!(is_idempotent(
+            ActionKind::Webhook,
+            &json!({"idempotent_receiver": true})
+        ));
+        assert!(is_idempotent(ActionKind::Kafka, &json!({})));
     }
 }

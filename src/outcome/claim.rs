@@ -5,7 +5,14 @@
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 
-use super::store::{Error, OutcomeStatus, Result, Store};
+use super::store::{Error, NewOutcome, OutcomeStatus, Result, Store};
+
+/// What a redelivery does to an existing `duplicate` row: take the latest sighting's times and
+/// details and wait to be published again. Guarded on the status so that it can never touch
+/// an action's own row.
+const REFRESH_DUPLICATE: &str = "DO UPDATE SET started_at = excluded.started_at, \
+     finished_at = excluded.finished_at, details = excluded.details, published_at = NULL \
+     WHERE outcomes.status = 'duplicate'";
 
 /// The final state of a claimed action, written over its `started` row.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,6 +36,16 @@ pub struct Finish<'a> {
 }
 
 impl Store {
+    /// Records the `duplicate` row of a redelivered action, or refreshes it when an earlier
+    /// redelivery (or a retry of this one, e.g. while Kafka is down) already recorded it: the
+    /// store holds one row per duplicated action however often its record comes back.
+    pub async fn record_duplicate(&self, duplicate: &NewOutcome<'_>) -> Result<()> {
+        debug_assert_eq!(duplicate.status, OutcomeStatus::Duplicate);
+        self.insert_outcome_or(duplicate, REFRESH_DUPLICATE)
+            .await
+            .map(drop)
+    }
+
     /// Withdraws a `started` claim whose action certainly did not run (a guardrail could not
     /// be checked), so the retry claims it afresh instead of treating it as an attempt that
     /// may have taken effect. Matches the caller's attempt count; returns whether it was

@@ -121,7 +121,8 @@ pub enum OutcomeStatus {
     /// The rule is in dry-run mode: recorded, not executed.
     SkippedDryRun,
     /// A redelivered event planned an action whose idempotency key already has a final
-    /// outcome; it was not executed again. The row's own key is derived from the original's.
+    /// outcome; it was not executed again. One row per duplicated action, keyed
+    /// `<original key>.duplicate`, refreshed by every later redelivery or retry.
     Duplicate,
     /// No executor exists yet for this action kind; nothing was executed.
     NotImplemented,
@@ -390,14 +391,24 @@ impl Store {
     /// Records an outcome unless one with the same idempotency key exists. Returns whether a
     /// row was inserted (false means: this action was already recorded, do not repeat it).
     pub async fn insert_outcome(&self, outcome: &NewOutcome<'_>) -> Result<bool> {
+        Ok(self.insert_outcome_or(outcome, "DO NOTHING").await? == 1)
+    }
+
+    /// Inserts an outcome row; `on_conflict` says what happens when its key exists (`DO
+    /// NOTHING`, or a `DO UPDATE` in the syntax both dialects share). Returns the rows affected.
+    pub(crate) async fn insert_outcome_or(
+        &self,
+        outcome: &NewOutcome<'_>,
+        on_conflict: &str,
+    ) -> Result<u64> {
         let details = Json(outcome.details);
-        let result = match self {
-            Store::Sqlite { pool, .. } => sqlx::query(
-                "INSERT INTO outcomes (event_id, rule, action_kind, idempotency_key, status, \
-                 attempts, started_at, finished_at, target, error, details) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-                 ON CONFLICT (idempotency_key) DO NOTHING",
-            )
+        let columns = "INSERT INTO outcomes (event_id, rule, action_kind, idempotency_key, \
+             status, attempts, started_at, finished_at, target, error, details)";
+        match self {
+            Store::Sqlite { pool, .. } => sqlx::query(sqlx::AssertSqlSafe(format!(
+                "{columns} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (idempotency_key) {on_conflict}"
+            )))
             .bind(outcome.event_id)
             .bind(outcome.rule)
             .bind(outcome.action_kind)
@@ -412,12 +423,10 @@ impl Store {
             .execute(pool)
             .await
             .map(|r| r.rows_affected()),
-            Store::Postgres { pool, .. } => sqlx::query(
-                "INSERT INTO outcomes (event_id, rule, action_kind, idempotency_key, status, \
-                 attempts, started_at, finished_at, target, error, details) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-                 ON CONFLICT (idempotency_key) DO NOTHING",
-            )
+            Store::Postgres { pool, .. } => sqlx::query(sqlx::AssertSqlSafe(format!(
+                "{columns} VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+                 ON CONFLICT (idempotency_key) {on_conflict}"
+            )))
             .bind(outcome.event_id)
             .bind(outcome.rule)
             .bind(outcome.action_kind)
@@ -433,8 +442,7 @@ impl Store {
             .await
             .map(|r| r.rows_affected()),
         }
-        .map_err(self.query_err("insert outcome"))?;
-        Ok(result == 1)
+        .map_err(self.query_err("insert outcome"))
     }
 
     /// Reads the outcome recorded under an idempotency key.

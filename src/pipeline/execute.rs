@@ -3,7 +3,6 @@
 
 use std::collections::HashSet;
 use std::sync::Mutex;
-use std::sync::atomic::Ordering;
 
 use chrono::Utc;
 use serde::Serialize;
@@ -261,10 +260,18 @@ impl Pipeline {
                 || actions::is_idempotent(action.kind, &action.params)
                 || !self.executors.has_executor(action.kind);
             if !harmless {
+                // The one kind a rule can declare safe to repeat: say how.
+                let hint = if action.kind == ActionKind::Webhook {
+                    "; if the receiver drops repeated `Idempotency-Key` headers, set \
+                     `idempotent_receiver: true` on the webhook so an interrupted call is sent \
+                     again"
+                } else {
+                    ""
+                };
                 refuse_repeat = Some(format!(
                     "an earlier attempt (attempt {}, started {} by `{claimant}`) never recorded \
                      its end and may have taken effect; `{}` is not safe to repeat, so it was \
-                     not executed again: check the target and act by hand if needed",
+                     not executed again: check the target and act by hand if needed{hint}",
                     existing.attempts,
                     existing.started_at.to_rfc3339(),
                     action.kind.as_str()
@@ -511,11 +518,9 @@ impl Pipeline {
         if !duplicates {
             return Ok(0);
         }
-        let number = self.duplicates.fetch_add(1, Ordering::Relaxed);
-        let key = format!(
-            "{}.duplicate.{}.{number}",
-            existing.idempotency_key, self.instance
-        );
+        // One stable key per duplicated action: a record retried while its duplicate cannot be
+        // published (Kafka down) refreshes this row instead of adding one per retry.
+        let key = format!("{}.duplicate", existing.idempotency_key);
         let now = Utc::now();
         let details = json!({
             "duplicate_of": existing.idempotency_key,
@@ -544,7 +549,13 @@ impl Pipeline {
             duplicate_of = %existing.idempotency_key,
             "redelivered action not executed again"
         );
-        self.insert_final(&row).await?;
+        self.store
+            .record_duplicate(&new_outcome(&row))
+            .await
+            .map_err(Error::store(format!(
+                "recording the duplicate of outcome `{}` of rule `{}`",
+                existing.idempotency_key, row.rule
+            )))?;
         self.publish(&row).await?;
         metrics::global().action(&row.action_kind, row.status.as_str(), None);
         Ok(1)
@@ -688,19 +699,7 @@ impl Pipeline {
     /// Inserts a row that is final from the start; false if its key exists.
     async fn insert_final(&self, row: &OutcomeRecord) -> Result<bool, Error> {
         self.store
-            .insert_outcome(&NewOutcome {
-                event_id: &row.event_id,
-                rule: &row.rule,
-                action_kind: &row.action_kind,
-                idempotency_key: &row.idempotency_key,
-                status: row.status,
-                attempts: row.attempts,
-                started_at: row.started_at,
-                finished_at: row.finished_at,
-                target: row.target.as_deref(),
-                error: row.error.as_deref(),
-                details: &row.details,
-            })
+            .insert_outcome(&new_outcome(row))
             .await
             .map_err(Error::store(format!(
                 "recording the {} outcome of rule `{}` for event `{}`",
@@ -725,6 +724,23 @@ impl Pipeline {
             .mark_published(&row.idempotency_key, Utc::now())
             .await
             .map_err(Error::store(context()))
+    }
+}
+
+/// The row to insert for a final outcome.
+fn new_outcome(row: &OutcomeRecord) -> NewOutcome<'_> {
+    NewOutcome {
+        event_id: &row.event_id,
+        rule: &row.rule,
+        action_kind: &row.action_kind,
+        idempotency_key: &row.idempotency_key,
+        status: row.status,
+        attempts: row.attempts,
+        started_at: row.started_at,
+        finished_at: row.finished_at,
+        target: row.target.as_deref(),
+        error: row.error.as_deref(),
+        details: &row.details,
     }
 }
 

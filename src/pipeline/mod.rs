@@ -26,8 +26,9 @@
 //! idempotency key (unique in the store). The insert that wins executes; then the row gets its
 //! final status, the outcome record is published to the outcomes topic (awaiting the broker's
 //! acknowledgement) and the row is marked published. When the insert finds the key taken:
-//! - a final row already published: the record was redelivered; a `duplicate` outcome (its own
-//!   row, key `<key>.duplicate.<instance>.<n>`) is recorded and published, nothing executes;
+//! - a final row already published: the record was redelivered; a `duplicate` outcome is
+//!   recorded and published, nothing executes. Its row (key `<key>.duplicate`) is one per
+//!   action: a later redelivery, or a retry while Kafka is down, refreshes it;
 //! - a final row not yet published (a crash or a Kafka outage after the store update): the
 //!   original outcome is published now and nothing executes. Another instance does so only
 //!   once the recording instance's claim lease has passed (until then that instance is likely
@@ -36,10 +37,12 @@
 //!   names the instance), or the claim is older than `pipeline.claim_lease_secs` (its process
 //!   is presumed dead), the row is taken over by a compare-and-set on its attempt count (so of
 //!   several racers exactly one wins) and the action runs again — only when repeating it is
-//!   harmless (dry run, `log`, kinds without an executor); otherwise the outcome is `failed`
-//!   with an error saying the first attempt may have taken effect. A younger claim of another
-//!   instance is in flight elsewhere: `handle` returns [`Error::ClaimedElsewhere`] and the
-//!   caller retries later, when the row is final (→ duplicate) or stale (→ taken over).
+//!   harmless (dry run, kinds without an executor, [`crate::actions::is_idempotent`]: `log`,
+//!   absolute changes, Kafka publishes, webhooks whose rule declares `idempotent_receiver`);
+//!   otherwise the outcome is `failed` with an error saying the first attempt may have taken
+//!   effect. A younger claim of another instance is in flight elsewhere: `handle` returns
+//!   [`Error::ClaimedElsewhere`] and the caller retries later, when the row is final
+//!   (→ duplicate) or stale (→ taken over).
 //!
 //! On PostgreSQL the unique key and the compare-and-set make this hold across replicas sharing
 //! the database; on SQLite it holds across restarts of one process.
@@ -71,7 +74,6 @@ mod state;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -183,8 +185,6 @@ pub struct Pipeline {
     claim_lease: Duration,
     /// Names this process in claims: `<HOSTNAME or reflex>-<pid>-<start time in ns>`.
     instance: String,
-    /// Numbers this instance's duplicate rows.
-    duplicates: AtomicU64,
     /// Idempotency keys being executed by this process right now.
     in_flight: execute::InFlight,
     /// What can carry out actions; `log` only until [`Pipeline::with_executors`].
@@ -234,7 +234,6 @@ impl Pipeline {
             record_no_match: config.record_no_match,
             claim_lease: Duration::from_secs(config.claim_lease_secs),
             instance: format!("{host}-{}-{started}", std::process::id()),
-            duplicates: AtomicU64::new(0),
             in_flight: execute::InFlight::default(),
             executors: crate::actions::Executors::log_only(),
             guard,

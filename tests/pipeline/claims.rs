@@ -3,12 +3,10 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use chrono::Utc;
 use reflex::config::PipelineConfig;
 use reflex::event::decode::RawRecord;
-use reflex::outcome::store::{NewOutcome, OutcomeStatus};
+use reflex::outcome::store::OutcomeStatus;
 use reflex::pipeline::{Error, Handled, Pipeline};
-use serde_json::json;
 
 use crate::harness::*;
 use crate::support;
@@ -30,22 +28,8 @@ async fn claims_are_taken_over_only_when_stale(db: Db) {
     let stale = Record::json(&kafka.source, 11, include_str!("../data/events/plain.json"));
     // Another replica claimed both actions; one claim is recent, the other two hours old.
     for (record, age_minutes) in [(&fresh, 0), (&stale, 120)] {
-        let event_id = format!("{}/0/{}", record.topic, record.offset);
-        let key = reflex::rules::engine::idempotency_key(&event_id, &rule, 0);
-        let claim = NewOutcome {
-            event_id: &event_id,
-            rule: &rule,
-            action_kind: "log",
-            idempotency_key: &key,
-            status: OutcomeStatus::Started,
-            attempts: 1,
-            started_at: Utc::now() - chrono::Duration::minutes(age_minutes),
-            finished_at: None,
-            target: None,
-            error: None,
-            details: &json!({ "claimant": "other-replica" }),
-        };
-        assert!(store.insert_outcome(&claim).await.expect("claim"));
+        let age = chrono::Duration::minutes(age_minutes);
+        leave_claim(&store, record, &rule, 0, "log", age, "other-replica").await;
     }
 
     let err = handle(&pipeline, &fresh)
@@ -170,4 +154,86 @@ fn the_pipeline_can_be_shared_across_tasks(pipeline: Arc<Pipeline>, record: RawR
     shareable::<Pipeline>();
     let handle = async move { pipeline.handle(&record).await };
     send(&handle);
+}
+
+/// A pipeline over `store` whose producer points at a port nothing listens on: every
+/// publication fails (after a short delivery timeout), like during a Kafka outage.
+async fn pipeline_without_kafka(
+    rules: &Arc<reflex::rules::RuleSet>,
+    store: &reflex::outcome::store::Store,
+    kafka: &Kafka,
+) -> Pipeline {
+    let dead = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", "127.0.0.1:1")
+        .set("enable.idempotence", "true")
+        .set("message.timeout.ms", "300")
+        .create()
+        .expect("producer");
+    Pipeline::new(
+        Arc::clone(rules),
+        store.clone(),
+        dead,
+        &kafka.topics,
+        &PipelineConfig::default(),
+    )
+    .await
+    .expect("pipeline")
+}
+
+async fn retries_during_an_outage_keep_one_duplicate_row(db: Db) {
+    let kafka = Kafka::new().await;
+    let store = db.store().await;
+    let token = support::unique_name("outage");
+    let rule = format!("outage-{token}");
+    let rules = rules(&format!(
+        "rules:\n  - name: {rule}\n    actions:\n      - log:\n          message: \"{token}\"\n"
+    ));
+    let record = Record::json(&kafka.source, 3, include_str!("../data/events/plain.json"));
+    let healthy = pipeline(&rules, &store, &kafka, &PipelineConfig::default()).await;
+    assert_eq!(
+        handle(&healthy, &record).await.expect("first delivery"),
+        Handled::Outcomes(1)
+    );
+
+    // The record comes back while Kafka is down: the consumer retries it again and again, and
+    // every retry finds the action published and fails to publish the duplicate outcome.
+    let cut_off = pipeline_without_kafka(&rules, &store, &kafka).await;
+    for _ in 0..5 {
+        let err = handle(&cut_off, &record).await.expect_err("Kafka is down");
+        assert!(matches!(err, Error::Publish { .. }), "{err}");
+    }
+    let duplicates = rows(&store, &rule, Some(OutcomeStatus::Duplicate)).await;
+    assert_eq!(
+        duplicates.len(),
+        1,
+        "one row per duplicate: {duplicates:#?}"
+    );
+    assert!(duplicates[0].published_at.is_none());
+
+    // Kafka is back: the retry publishes the duplicate, still in that one row.
+    assert_eq!(
+        handle(&healthy, &record).await.expect("after the outage"),
+        Handled::Outcomes(1)
+    );
+    let duplicates = rows(&store, &rule, Some(OutcomeStatus::Duplicate)).await;
+    assert_eq!(duplicates.len(), 1, "{duplicates:#?}");
+    assert!(duplicates[0].published_at.is_some());
+    assert_eq!(executions(&token), 1, "the action ran once");
+    assert_eq!(
+        rows(&store, &rule, None).await.len(),
+        2,
+        "the original and one duplicate"
+    );
+    store.close().await;
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn retries_during_a_kafka_outage_keep_one_duplicate_row_on_postgres() {
+    retries_during_an_outage_keep_one_duplicate_row(Db::postgres().await).await;
+}
+
+#[tokio::test]
+async fn retries_during_a_kafka_outage_keep_one_duplicate_row_on_sqlite() {
+    retries_during_an_outage_keep_one_duplicate_row(Db::sqlite().await).await;
 }

@@ -36,7 +36,20 @@ pub(crate) const QUIET_PERIOD: Duration = Duration::from_secs(2);
 
 pub(crate) type Logged = Arc<Mutex<Vec<String>>>;
 
-pub(crate) struct Capture(Logged);
+/// The `log` executions, and every event of every level with all its fields (`name=value`).
+pub(crate) struct Capture {
+    executions: Logged,
+    everything: Logged,
+}
+
+/// Writes every field of an event as `name=value`.
+struct AllFields<'a>(&'a mut String);
+
+impl tracing::field::Visit for AllFields<'_> {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0.push_str(&format!(" {}={value:?}", field.name()));
+    }
+}
 
 pub(crate) struct MessageVisitor<'a>(&'a mut String);
 
@@ -57,23 +70,37 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Capture {
         if event.metadata().target() == "reflex::actions::log" {
             let mut message = String::new();
             event.record(&mut MessageVisitor(&mut message));
-            self.0.lock().expect("capture lock").push(message);
+            self.executions.lock().expect("capture lock").push(message);
         }
+        let mut line = format!("{} {}", event.metadata().level(), event.metadata().target());
+        event.record(&mut AllFields(&mut line));
+        self.everything.lock().expect("capture lock").push(line);
     }
+}
+
+/// The captures, installed once as the global subscriber of this test binary.
+fn captures() -> &'static (Logged, Logged) {
+    static CAPTURES: OnceLock<(Logged, Logged)> = OnceLock::new();
+    CAPTURES.get_or_init(|| {
+        let (executions, everything) = (Logged::default(), Logged::default());
+        let subscriber = tracing_subscriber::registry().with(Capture {
+            executions: Arc::clone(&executions),
+            everything: Arc::clone(&everything),
+        });
+        tracing::subscriber::set_global_default(subscriber)
+            .expect("no other global subscriber in this test binary");
+        (executions, everything)
+    })
 }
 
 /// Every message the `log` executor emitted in this test process.
 pub(crate) fn logged() -> Logged {
-    static LOGGED: OnceLock<Logged> = OnceLock::new();
-    LOGGED
-        .get_or_init(|| {
-            let logged = Logged::default();
-            let subscriber = tracing_subscriber::registry().with(Capture(Arc::clone(&logged)));
-            tracing::subscriber::set_global_default(subscriber)
-                .expect("no other global subscriber in this test binary");
-            logged
-        })
-        .clone()
+    captures().0.clone()
+}
+
+/// Every event logged in this test process so far, all levels, one line each with its fields.
+pub(crate) fn all_log_lines() -> Vec<String> {
+    captures().1.lock().expect("capture lock").clone()
 }
 
 /// How many `log` executions carried `token` in their message.
@@ -391,4 +418,34 @@ pub(crate) async fn rows(
         })
         .await
         .expect("history")
+}
+
+/// Inserts the `started` claim another instance (`claimant`) left on action `index` of `rule`
+/// for `record`, `age` ago, as a process that died mid-action leaves it; returns its key.
+pub(crate) async fn leave_claim(
+    store: &Store,
+    record: &Record,
+    rule: &str,
+    index: usize,
+    kind: &str,
+    age: chrono::Duration,
+    claimant: &str,
+) -> String {
+    let event_id = format!("{}/0/{}", record.topic, record.offset);
+    let key = reflex::rules::engine::idempotency_key(&event_id, rule, index);
+    let claim = reflex::outcome::store::NewOutcome {
+        event_id: &event_id,
+        rule,
+        action_kind: kind,
+        idempotency_key: &key,
+        status: OutcomeStatus::Started,
+        attempts: 1,
+        started_at: Utc::now() - age,
+        finished_at: None,
+        target: None,
+        error: None,
+        details: &serde_json::json!({ "claimant": claimant }),
+    };
+    assert!(store.insert_outcome(&claim).await.expect("claim"));
+    key
 }

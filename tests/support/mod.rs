@@ -227,6 +227,19 @@ impl TempDatabase {
     }
 }
 
+/// Serves `app` on an ephemeral port of 127.0.0.1 (a real HTTP server standing in for a webhook
+/// receiver) until the test's runtime ends; returns its address.
+pub async fn serve(app: axum::Router) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind an HTTP server to 127.0.0.1:0");
+    let addr = listener.local_addr().expect("server address");
+    tokio::spawn(async move {
+        axum::serve(listener, app).await.expect("test HTTP server");
+    });
+    addr
+}
+
 /// A consumer reading `topic` from its start, in a group of its own (so it sees every record
 /// and commits nothing).
 pub fn topic_reader(bootstrap: &str, topic: &str) -> rdkafka::consumer::StreamConsumer {

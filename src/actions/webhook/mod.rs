@@ -3,6 +3,7 @@
 
 mod allow;
 mod error;
+mod prepare;
 mod retry;
 mod sign;
 
@@ -14,13 +15,14 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime};
 
 use backon::Retryable;
-use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
-use reqwest::{Method, StatusCode, Url};
+use reqwest::StatusCode;
+use reqwest::header::RETRY_AFTER;
 use serde::{Deserialize, Serialize};
 
-use super::secrets::{self, Secret};
-use crate::rules::action::{HttpMethod, WebhookParams};
+use super::secrets::Secret;
+use crate::rules::action::WebhookParams;
 use error::retryable_status;
+use prepare::Prepared;
 
 /// Most response bytes kept in results and errors: enough for an error message or a ticket id,
 /// small enough that outcomes stay small whatever the receiver sends back.
@@ -75,20 +77,6 @@ pub struct WebhookExecutor {
     client: reqwest::Client,
     allow: HostAllowList,
     backoff: BackoffPolicy,
-}
-
-/// A request ready to be sent (possibly several times).
-struct Prepared {
-    method: Method,
-    url: Url,
-    /// For messages: method, scheme, host and path, without the query (which may carry event
-    /// data nobody asked to see in an error).
-    target: String,
-    headers: HeaderMap,
-    body: Option<Vec<u8>>,
-    timeout: Duration,
-    /// Values to scrub from response excerpts.
-    secrets: Vec<Secret>,
 }
 
 /// The result of one attempt that did not succeed.
@@ -174,7 +162,7 @@ impl WebhookExecutor {
     ) -> Result<WebhookResult, Error> {
         let params =
             WebhookParams::deserialize(params).map_err(|e| Error::InvalidParams(e.to_string()))?;
-        let prepared = self.prepare(&params, idempotency_key)?;
+        let prepared = prepare::prepare(&self.allow, &params, idempotency_key)?;
 
         let attempts = AtomicU32::new(0);
         let started = tokio::time::Instant::now();
@@ -260,123 +248,6 @@ impl WebhookExecutor {
         }
     }
 
-    /// Checks the destination, resolves secrets and builds headers and body once.
-    fn prepare(&self, params: &WebhookParams, idempotency_key: &str) -> Result<Prepared, Error> {
-        let url = Url::parse(&params.url)
-            .map_err(|e| Error::InvalidParams(format!("url `{}`: {e}", params.url)))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(Error::InvalidParams(format!(
-                "url scheme `{}` is not http or https",
-                url.scheme()
-            )));
-        }
-        if !url.username().is_empty() || url.password().is_some() {
-            return Err(Error::InvalidParams(
-                "credentials in the url are not sent; use `secret_headers`".into(),
-            ));
-        }
-        let host = url
-            .host_str()
-            .ok_or_else(|| Error::InvalidParams(format!("url `{}` has no host", params.url)))?;
-        if !self.allow.allows(host) {
-            return Err(Error::HostNotAllowed {
-                host: host.to_owned(),
-                allowed: self.allow.describe(),
-            });
-        }
-        let method = match params.method {
-            HttpMethod::Get => Method::GET,
-            HttpMethod::Post => Method::POST,
-            HttpMethod::Put => Method::PUT,
-            HttpMethod::Patch => Method::PATCH,
-            HttpMethod::Delete => Method::DELETE,
-        };
-        let target = format!(
-            "{method} {}{}",
-            url.origin().ascii_serialization(),
-            url.path()
-        );
-
-        let mut headers = HeaderMap::new();
-        for (name, value) in &params.headers {
-            let name = header_name(name)?;
-            let value = HeaderValue::from_str(value).map_err(|_| {
-                Error::InvalidParams(format!("header `{name}` has a value HTTP cannot carry"))
-            })?;
-            headers.insert(name, value);
-        }
-        let idempotency = header_name(IDEMPOTENCY_HEADER)?;
-        if !headers.contains_key(&idempotency) {
-            let value = HeaderValue::from_str(idempotency_key).map_err(|_| {
-                Error::InvalidParams("the idempotency key is not a valid header value".into())
-            })?;
-            headers.insert(idempotency, value);
-        }
-
-        let body = match (&params.body, &params.body_text) {
-            (Some(_), Some(_)) => {
-                return Err(Error::InvalidParams(
-                    "both `body` and `body_text` are set".into(),
-                ));
-            }
-            (Some(json), None) => {
-                if !headers.contains_key(CONTENT_TYPE) {
-                    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-                }
-                Some(
-                    serde_json::to_vec(json)
-                        .map_err(|e| Error::InvalidParams(format!("body: {e}")))?,
-                )
-            }
-            (None, Some(text)) => {
-                if !headers.contains_key(CONTENT_TYPE) {
-                    headers.insert(
-                        CONTENT_TYPE,
-                        HeaderValue::from_static("text/plain; charset=utf-8"),
-                    );
-                }
-                Some(text.clone().into_bytes())
-            }
-            (None, None) => None,
-        };
-
-        // Secrets last, so a missing one is reported only for a request that is otherwise valid.
-        let mut secrets = Vec::new();
-        for (name, reference) in &params.secret_headers {
-            let name = header_name(name)?;
-            let secret = secrets::resolve(reference)?;
-            let mut value = HeaderValue::from_str(secret.expose()).map_err(|_| {
-                Error::InvalidParams(format!(
-                    "secret {} for header `{name}` is not a valid header value",
-                    secrets::describe(reference)
-                ))
-            })?;
-            // Keeps the value out of HTTP/2 header compression tables and `Debug` output.
-            value.set_sensitive(true);
-            headers.insert(name, value);
-            secrets.push(secret);
-        }
-        if let Some(hmac) = &params.hmac {
-            let key = secrets::resolve(&hmac.secret)?;
-            let signed =
-                sign::signature_header(key.expose().as_bytes(), body.as_deref().unwrap_or(&[]));
-            let value = HeaderValue::from_str(&signed).map_err(|_| {
-                Error::InvalidParams("the signature is not a valid header value".into())
-            })?;
-            headers.insert(header_name(&hmac.header)?, value);
-            secrets.push(key);
-        }
-        Ok(Prepared {
-            method,
-            url,
-            target,
-            headers,
-            body,
-            timeout: Duration::from_millis(params.timeout_ms).min(MAX_TIMEOUT),
-            secrets,
-        })
-    }
-
     /// One attempt: send, classify the answer, keep the start of the body.
     async fn attempt(
         &self,
@@ -395,8 +266,9 @@ impl WebhookExecutor {
         let mut response = match builder.send().await {
             Ok(response) => response,
             Err(e) if e.is_timeout() => return Err(AttemptError::Timeout),
-            Err(e) if e.is_connect() => return Err(AttemptError::Connect(e)),
-            Err(e) => return Err(AttemptError::Transport(e)),
+            // Without the URL: its path or query may be a secret, and these errors are logged.
+            Err(e) if e.is_connect() => return Err(AttemptError::Connect(e.without_url())),
+            Err(e) => return Err(AttemptError::Transport(e.without_url())),
         };
         let status = response.status();
         tracing::debug!(
@@ -426,11 +298,6 @@ impl WebhookExecutor {
             })
         }
     }
-}
-
-fn header_name(name: &str) -> Result<HeaderName, Error> {
-    HeaderName::from_bytes(name.as_bytes())
-        .map_err(|_| Error::InvalidParams(format!("`{name}` is not a valid header name")))
 }
 
 /// Reads at most [`RESPONSE_EXCERPT_BYTES`] of the body and scrubs secrets from it. The rest is

@@ -36,7 +36,9 @@ pub use kubernetes::{
     SetImageParams, SetImageSpec, TargetParams, TargetSpec, UncordonSpec,
 };
 pub use log::{LogLevel, LogParams, LogSpec};
-pub use webhook::{HmacParams, HttpMethod, SecretRef, StatusRange, WebhookParams, WebhookSpec};
+pub use webhook::{
+    HmacParams, HttpMethod, SecretRef, StatusRange, UrlSpec, WebhookParams, WebhookSpec, WebhookUrl,
+};
 
 /// One entry of a rule's `actions:` list: a one-key map naming the kind, e.g.
 /// `- scale: {target: {name: web, namespace: shop}, change: "+2", max: 10}`.

@@ -122,6 +122,31 @@ fn webhook_secrets_are_references_never_values() {
 }
 
 #[test]
+fn a_webhook_url_can_be_a_secret_reference_and_is_rendered_as_one() {
+    let out = render(
+        "actions:\n  - webhook:\n      url: {env: SLACK_URL}\n      idempotent_receiver: true\n      body_text: hi\n",
+        json!({}),
+    )
+    .unwrap();
+    assert_eq!(out["url"], json!({"env": "SLACK_URL"}));
+    assert_eq!(out["idempotent_receiver"], json!(true));
+    let out = render(
+        "actions:\n  - webhook: {url: {file: /etc/reflex/slack-url}}\n",
+        json!({}),
+    )
+    .unwrap();
+    assert_eq!(out["url"], json!({"file": "/etc/reflex/slack-url"}));
+    assert_eq!(out["idempotent_receiver"], json!(false));
+    let diags = diagnostics("actions:\n  - webhook: {url: {file: relative/url}}\n");
+    let d = find(&diags, "must be an absolute path");
+    assert_eq!(d.line, 2);
+    let err = parse("actions:\n  - webhook: {url: {vault: x}}\n").unwrap_err();
+    assert!(err.contains("env") && err.contains("file"), "{err}");
+    let err = parse("actions:\n  - webhook: {url: [a]}\n").unwrap_err();
+    assert!(err.contains("a URL (template) or a secret"), "{err}");
+}
+
+#[test]
 fn webhook_body_rules_retries_and_statuses_are_validated() {
     let diags = diagnostics(
         "actions:\n  - webhook: {method: GET, url: \"https://x.example/\", body: {a: 1}}\n",

@@ -1,11 +1,12 @@
-//! `webhook`: an HTTP request to a URL whose scheme and host are fixed by the rule.
+//! `webhook`: an HTTP request to a URL whose scheme and host are fixed by the rule (or held,
+//! whole, by a secret).
 
+mod url;
 mod validate;
 
+pub use url::{UrlSpec, WebhookUrl};
 pub use validate::StatusRange;
-use validate::{
-    check_header_name, check_header_value, check_rendered_url, check_secret, check_url,
-};
+use validate::{check_header_name, check_header_value, check_secret};
 
 use std::collections::BTreeMap;
 
@@ -18,6 +19,7 @@ use super::{Param, all, duration, millis, opt_param, reject};
 use crate::rules::diagnostic::Diagnostics;
 use crate::rules::model::SpannedString;
 use crate::rules::template::{RenderContext, RenderError};
+use url::CompiledUrl;
 
 /// Default per-attempt timeout.
 const DEFAULT_TIMEOUT: chrono::Duration = chrono::Duration::seconds(10);
@@ -89,10 +91,13 @@ pub struct WebhookSpec {
     /// `GET`, `POST` (default), `PUT`, `PATCH` or `DELETE`.
     #[serde(default)]
     pub method: HttpMethod,
-    /// Target URL (template). The scheme and host must be written literally (`https://host/`
-    /// before any `{{`): event data may fill the path and query, never choose the server.
-    #[schemars(with = "String")]
-    pub url: SpannedString,
+    /// Target URL: a template whose scheme and host are written literally (`https://host/`
+    /// before any `{{`: event data may fill the path and query, never choose the server), or
+    /// `{env: NAME}` / `{file: path}` when the URL itself is a credential (Slack-style incoming
+    /// webhooks): read when sending, never recorded, its host checked against
+    /// `actions.webhook_allowed_hosts`.
+    #[schemars(with = "UrlSpec")]
+    pub url: Spanned<UrlSpec>,
     /// Extra request headers; values are templates. Names are literal.
     #[serde(default)]
     #[schemars(with = "BTreeMap<String, String>")]
@@ -122,16 +127,19 @@ pub struct WebhookSpec {
     pub success_status: Vec<SpannedString>,
     /// Sign the body with HMAC-SHA256.
     pub hmac: Option<HmacSpec>,
+    /// The receiver drops repeats of a request by its `Idempotency-Key` header (always sent:
+    /// the action's idempotency key). Then a call interrupted by a crash is sent again by the
+    /// process that takes the action over, instead of being recorded `failed` because it may
+    /// have taken effect. Default false.
+    #[serde(default)]
+    pub idempotent_receiver: bool,
 }
 
 /// A compiled webhook.
 #[derive(Debug, Clone)]
 pub struct Webhook {
     method: HttpMethod,
-    url: Param,
-    /// The literal start of the URL, through the end of the host; the rendered URL always
-    /// starts with it.
-    url_prefix: String,
+    url: CompiledUrl,
     headers: Vec<(String, Param)>,
     secret_headers: BTreeMap<String, SecretRef>,
     body: Option<Compiled>,
@@ -140,6 +148,7 @@ pub struct Webhook {
     retries: u32,
     success_status: Vec<StatusRange>,
     hmac: Option<HmacParams>,
+    idempotent_receiver: bool,
 }
 
 /// Rendered HMAC settings.
@@ -156,8 +165,8 @@ pub struct HmacParams {
 pub struct WebhookParams {
     /// HTTP method.
     pub method: HttpMethod,
-    /// Rendered URL.
-    pub url: String,
+    /// Rendered URL, or the secret holding it.
+    pub url: WebhookUrl,
     /// Rendered headers.
     pub headers: BTreeMap<String, String>,
     /// Secret-valued headers (references only).
@@ -174,13 +183,16 @@ pub struct WebhookParams {
     pub success_status: Vec<StatusRange>,
     /// Body signing.
     pub hmac: Option<HmacParams>,
+    /// The receiver deduplicates on `Idempotency-Key`: safe to send again after a crash.
+    /// Absent in parameters recorded before the field existed.
+    #[serde(default)]
+    pub idempotent_receiver: bool,
 }
 
 impl WebhookSpec {
     pub(crate) fn compile(&self, diags: &mut Diagnostics) -> Option<Webhook> {
         let mut ok = true;
-        let url_prefix = check_url(&self.url, diags);
-        let url = Param::compile("url", &self.url, diags);
+        let url = CompiledUrl::compile(&self.url, diags);
         let mut headers = Vec::new();
         let mut names: Vec<String> = Vec::new();
         for (name, value) in &self.headers {
@@ -318,7 +330,6 @@ impl WebhookSpec {
         Some(Webhook {
             method: self.method,
             url: url?,
-            url_prefix: url_prefix?,
             headers,
             secret_headers,
             body: body?,
@@ -327,20 +338,14 @@ impl WebhookSpec {
             retries,
             success_status,
             hmac,
+            idempotent_receiver: self.idempotent_receiver,
         })
     }
 }
 
 impl Webhook {
     pub(crate) fn render(&self, ctx: &RenderContext) -> Result<WebhookParams, RenderError> {
-        let url = self.url.render_checked(ctx, check_rendered_url)?;
-        if !url.starts_with(&self.url_prefix) {
-            // Cannot happen with literal text before the first tag, but the host guarantee is a
-            // security property: check it rather than assume it.
-            return Err(self
-                .url
-                .invalid(&url, format!("does not start with `{}`", self.url_prefix)));
-        }
+        let url = self.url.render(ctx)?;
         let mut headers = BTreeMap::new();
         for (name, value) in &self.headers {
             headers.insert(name.clone(), value.render_checked(ctx, check_header_value)?);
@@ -362,6 +367,7 @@ impl Webhook {
             retries: self.retries,
             success_status: self.success_status.clone(),
             hmac: self.hmac.clone(),
+            idempotent_receiver: self.idempotent_receiver,
         })
     }
 }
