@@ -309,7 +309,10 @@ async fn a_store_password_given_as_a_query_parameter_appears_in_no_log_line_and_
     drop(reflex);
     let log = std::fs::read_to_string(dir.path().join("reflex.log")).expect("log");
     assert!(log.contains("connected to the audit store"), "{log}");
-    assert!(log.contains("password=***"), "the URL is shown, redacted: {log}");
+    assert!(
+        log.contains("password=***"),
+        "the URL is shown, redacted: {log}"
+    );
     assert_no_secret("the log", &log, &secrets);
 
     // A wrong password: start-up fails with the store error, which names the URL, not the
