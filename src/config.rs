@@ -111,6 +111,11 @@ pub struct ActionsConfig {
     pub webhook_allowed_hosts: Vec<String>,
     /// Publish Kafka actions to the cluster under `kafka`. Default `true`.
     pub kafka: bool,
+    /// Topics `kafka` actions may publish to: names or `*` globs (`notify.*`). Default empty:
+    /// any topic whose name (or a literal prefix of it) the rule writes. Reflex's own topics
+    /// (consumed, outcomes, dead-letter, circuit announcements) are refused unless listed here
+    /// by their literal name.
+    pub kafka_allowed_topics: Vec<String>,
     /// Record every action as `skipped_dry_run` (with its rendered parameters) and execute
     /// none, whatever the rules say. Default `false`.
     pub dry_run: bool,
@@ -121,6 +126,9 @@ pub struct ActionsConfig {
     /// Namespaces Kubernetes actions may and may not touch (globs). Rules can narrow this with
     /// their own `guard.namespaces`, never widen it.
     pub namespaces: crate::actions::guard::config::NamespaceLists,
+    /// Cluster-scoped kinds (Node, Namespace, ClusterRole...) Kubernetes actions may act on;
+    /// none by default.
+    pub cluster_scoped: crate::actions::guard::config::ClusterScopedLists,
     /// Circuit breaker: how many executions per rule and per target a window allows.
     pub circuit: crate::actions::guard::config::CircuitConfig,
     /// Actions executing at the same time in this process; more wait (up to `timeout`) for a
@@ -140,9 +148,11 @@ impl Default for ActionsConfig {
             webhook: true,
             webhook_allowed_hosts: Vec::new(),
             kafka: true,
+            kafka_allowed_topics: Vec::new(),
             dry_run: false,
             own_namespace: None,
             namespaces: Default::default(),
+            cluster_scoped: Default::default(),
             circuit: Default::default(),
             max_concurrent: 16,
             timeout: std::time::Duration::from_secs(45),

@@ -1,6 +1,7 @@
 //! The Kafka executor against the real broker (`scripts/services up`): records published with
-//! key, headers and CloudEvents attributes are read back exactly; refusals are permanent. Each
-//! test uses its own topic; every wait is bounded.
+//! key, headers and CloudEvents attributes are read back exactly; refusals are permanent; a
+//! topic chosen by event data cannot reach Reflex's own topics through the pipeline. Each test
+//! uses its own topics; every wait is bounded.
 //!
 //! Run: `scripts/services up && eval "$(scripts/services env)" && cargo test --test actions_kafka`
 
@@ -46,8 +47,9 @@ async fn create_topic(bootstrap: &str, topic: &str) {
     assert!(created[0].is_ok(), "creating {topic}: {:?}", created[0]);
 }
 
-/// Reads the record at `result`'s partition and offset (no consumer group: assigned directly).
-async fn read_back(bootstrap: &str, result: &PublishResult) -> OwnedMessage {
+/// A consumer reading `topic`/`partition` from `offset` (no group membership: assigned
+/// directly).
+fn reader_at(bootstrap: &str, topic: &str, partition: i32, offset: Offset) -> StreamConsumer {
     let consumer: StreamConsumer = config(bootstrap)
         .set("group.id", support::unique_name("actions-kafka-reader"))
         .set("enable.auto.commit", "false")
@@ -55,13 +57,16 @@ async fn read_back(bootstrap: &str, result: &PublishResult) -> OwnedMessage {
         .expect("consumer");
     let mut assignment = TopicPartitionList::new();
     assignment
-        .add_partition_offset(
-            &result.topic,
-            result.partition,
-            Offset::Offset(result.offset),
-        )
+        .add_partition_offset(topic, partition, offset)
         .expect("assignment");
     consumer.assign(&assignment).expect("assign");
+    consumer
+}
+
+/// Reads the record at `result`'s partition and offset.
+async fn read_back(bootstrap: &str, result: &PublishResult) -> OwnedMessage {
+    let offset = Offset::Offset(result.offset);
+    let consumer = reader_at(bootstrap, &result.topic, result.partition, offset);
     let message = tokio::time::timeout(KAFKA_OP_TIMEOUT, consumer.recv())
         .await
         .unwrap_or_else(|_| panic!("no record at {result:?} within {KAFKA_OP_TIMEOUT:?}"))
@@ -227,4 +232,138 @@ async fn an_illegal_topic_name_is_refused_before_reaching_the_broker() {
     assert!(matches!(err, Error::InvalidParams(_)), "{err:?}");
     assert!(err.to_string().contains("no spaces/allowed"), "{err}");
     assert!(!err.retryable());
+}
+
+/// How long no further record may arrive after the expected ones (a record published by
+/// mistake would be there already: everything was acknowledged before reading).
+const QUIET_PERIOD: Duration = Duration::from_secs(2);
+
+/// Reads the `count` records of `topic` (one partition, from its start) and checks that no
+/// other follows.
+async fn read_exactly(bootstrap: &str, topic: &str, count: usize) -> Vec<OwnedMessage> {
+    let consumer = reader_at(bootstrap, topic, 0, Offset::Beginning);
+    let mut read = Vec::new();
+    while read.len() < count {
+        let message = tokio::time::timeout(KAFKA_OP_TIMEOUT, consumer.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{} of {count} records on {topic}", read.len()))
+            .expect("consume");
+        read.push(message.detach());
+    }
+    if let Ok(Ok(extra)) = tokio::time::timeout(QUIET_PERIOD, consumer.recv()).await {
+        panic!(
+            "more than {count} records on {topic}: {:?}",
+            extra.payload().map(String::from_utf8_lossy)
+        );
+    }
+    read
+}
+
+#[tokio::test]
+async fn an_event_chosen_topic_cannot_reach_reflex_own_topics_through_the_pipeline() {
+    use reflex::actions::Executors;
+    use reflex::config::{Config, PipelineConfig, TopicsConfig};
+    use reflex::event::decode::RawRecord;
+    use reflex::outcome::store::{OutcomeStatus, Store};
+    use reflex::pipeline::Pipeline;
+
+    let bootstrap = support::require_kafka().await;
+    let name = support::unique_name("loop");
+    let topics = TopicsConfig {
+        events: vec![format!("{name}.events")],
+        outcomes: format!("{name}.outcomes"),
+        dead_letters: format!("{name}.dead-letters"),
+        group_id: name.clone(),
+    };
+    for topic in ["events", "outcomes", "dead-letters", "notify"] {
+        create_topic(&bootstrap, &format!("{name}.{topic}")).await;
+    }
+    // A topic chosen wholly by the event does not even load.
+    let free = "rules:\n  - name: free\n    actions:\n      - kafka: {topic: \"{{ event.to }}\", value: x}\n";
+    let problems = reflex::rules::load_sources(&[("free.yaml".into(), free.to_owned())])
+        .expect_err("a free topic template is refused at load");
+    assert!(format!("{problems:?}").contains("event data must not choose the topic"));
+    // The prefix is literal; the event picks the rest, and aims at Reflex's own topics.
+    let rule = format!(
+        "rules:\n  - name: forward\n    actions:\n      - kafka:\n          \
+         topic: \"{name}.{{{{ event.to }}}}\"\n          value: {{forged: \"{{{{ event.to }}}}\"}}\n"
+    );
+    let rules = reflex::rules::load_sources(&[("forward.yaml".into(), rule)]).expect("rules");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::connect(&format!("sqlite://{}", dir.path().join("a.db").display()))
+        .await
+        .expect("store");
+    let producer = config(&bootstrap)
+        .set("enable.idempotence", "true")
+        .create()
+        .expect("producer");
+    let mut full = Config::default();
+    full.kafka.topics = topics.clone();
+    let pipeline = Pipeline::new(
+        std::sync::Arc::new(rules),
+        store.clone(),
+        producer,
+        &topics,
+        &PipelineConfig::default(),
+    )
+    .await
+    .expect("pipeline")
+    .with_executors(Executors {
+        kafka: Some(executor(&bootstrap)),
+        ..Executors::default()
+    })
+    .with_guard(&full);
+
+    let targets = ["outcomes", "events", "dead-letters", "notify"];
+    for (offset, to) in (0..).zip(targets) {
+        let payload = format!(r#"{{"to": "{to}"}}"#);
+        let record = RawRecord {
+            topic: &topics.events[0],
+            partition: 0,
+            offset,
+            key: None,
+            headers: Vec::new(),
+            payload: Some(payload.as_bytes()),
+            timestamp: Some(chrono::Utc::now()),
+        };
+        tokio::time::timeout(KAFKA_OP_TIMEOUT, pipeline.handle(&record))
+            .await
+            .expect("handled in time")
+            .expect("handled");
+    }
+
+    let history = store
+        .history(&reflex::outcome::history::HistoryFilter {
+            rule: Some("forward".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("history");
+    let refused: Vec<_> = history
+        .iter()
+        .filter(|r| r.status == OutcomeStatus::SuppressedByGuard)
+        .collect();
+    assert_eq!(refused.len(), 3, "{history:?}");
+    for row in &refused {
+        assert_eq!(row.details["guard"]["guard"], "kafka_topic", "{row:?}");
+        let error = row.error.as_deref().unwrap_or_default();
+        assert!(error.contains("is Reflex's own"), "{error}");
+        assert!(error.contains("actions.kafka_allowed_topics"), "{error}");
+    }
+    // Only outcome records reached the outcomes topic; the forged value went to `notify` alone.
+    let outcomes = read_exactly(&bootstrap, &topics.outcomes, 4).await;
+    for message in &outcomes {
+        let record: serde_json::Value =
+            serde_json::from_slice(message.payload().expect("payload")).expect("JSON");
+        let kind = record["type"].as_str().unwrap_or_default();
+        assert!(kind.starts_with("dev.reflex.outcome."), "{record}");
+    }
+    read_exactly(&bootstrap, &topics.events[0], 0).await;
+    read_exactly(&bootstrap, &topics.dead_letters, 0).await;
+    let notified = read_exactly(&bootstrap, &format!("{name}.notify"), 1).await;
+    assert_eq!(
+        notified[0].payload(),
+        Some(br#"{"forged":"notify"}"#.as_slice())
+    );
 }

@@ -212,3 +212,127 @@ async fn reflex_run_with_an_unreachable_broker_fails_naming_the_address() {
         "log:\n{log_text}"
     );
 }
+
+/// Fails when `text` (a log or a response of `what`) contains any of `secrets`.
+fn assert_no_secret(what: &str, text: &str, secrets: &[&str]) {
+    for secret in secrets {
+        assert!(
+            !text.contains(secret),
+            "{what} shows the secret `{secret}`:\n{text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_store_password_given_as_a_query_parameter_appears_in_no_log_line_and_no_response() {
+    use support::private_postgres::PrivatePostgres;
+    use support::reflex_process::{Reflex, write_config};
+    support::install_crypto_provider();
+    let bootstrap = support::require_kafka().await;
+    let password = format!("Pw{}", support::unique_name("x").replace('-', ""));
+    let postgres = PrivatePostgres::start(&password);
+    // `sslpassword` is libpq's client-key passphrase: the driver does not use it, and must not
+    // print it either.
+    let key_passphrase = format!("Kp{}", support::unique_name("y").replace('-', ""));
+    let url = format!(
+        "{}?password={password}&sslmode=disable&sslpassword={key_passphrase}",
+        postgres.url_without_password()
+    );
+    let secrets = [password.as_str(), key_passphrase.as_str()];
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let name = support::unique_name("secret");
+    for topic in ["events", "outcomes", "dead-letters"] {
+        support::create_topic(&bootstrap, &format!("{name}.{topic}"), 1).await;
+    }
+    let rule = "rules:\n  - name: note\n    actions:\n      - log:\n          message: seen\n";
+    let config = write_config(dir.path(), &name, rule, "");
+    let env = [
+        ("KAFKA_BOOTSTRAP_SERVERS", bootstrap.as_str()),
+        ("DATABASE_URL", url.as_str()),
+    ];
+    let reflex = Reflex::spawn(&config, dir.path().join("reflex.log"), &env);
+    reflex.wait_readyz(200, READY_TIMEOUT).await;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("HTTP client");
+    let base = format!("http://127.0.0.1:{}", reflex.port());
+    let get_all = |http: reqwest::Client, base: String| async move {
+        let mut bodies = Vec::new();
+        for path in ["/readyz", "/healthz", "/metrics", "/v1/rules", "/nowhere"] {
+            let response = http.get(format!("{base}{path}")).send().await.expect("GET");
+            bodies.push((path, response.text().await.expect("body")));
+        }
+        bodies
+    };
+    for (path, body) in get_all(http.clone(), base.clone()).await {
+        assert_no_secret(path, &body, &secrets);
+    }
+
+    // The store goes away: /readyz reports the failing store, URL included.
+    postgres.stop();
+    let (body, _) = reflex.wait_readyz(503, READY_TIMEOUT).await;
+    let text = body.to_string();
+    assert!(
+        text.contains(&format!("127.0.0.1:{}", postgres.port)),
+        "{text}"
+    );
+    assert_no_secret("/readyz with the store down", &text, &secrets);
+    for (path, body) in get_all(http, base).await {
+        assert_no_secret(path, &body, &secrets);
+    }
+    // A record arriving now fails on the store, and the retries are logged with the error.
+    let producer: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .expect("producer");
+    let topic = format!("{name}.events");
+    producer
+        .send(
+            rdkafka::producer::FutureRecord::to(&topic)
+                .key("k")
+                .payload(r#"{"a": 1}"#),
+            Duration::from_secs(20),
+        )
+        .await
+        .expect("produce an event");
+    support::eventually(
+        "a logged store failure while handling the record",
+        READY_TIMEOUT,
+        || {
+            let log = reflex.log();
+            async move { log.contains("handling a record failed").then_some(()) }
+        },
+    )
+    .await;
+    drop(reflex);
+    let log = std::fs::read_to_string(dir.path().join("reflex.log")).expect("log");
+    assert!(log.contains("connected to the audit store"), "{log}");
+    assert!(
+        log.contains("password=***"),
+        "the URL is shown, redacted: {log}"
+    );
+    assert_no_secret("the log", &log, &secrets);
+
+    // A wrong password: start-up fails with the store error, which names the URL, not the
+    // password.
+    postgres.resume();
+    let wrong = format!("Wr{}", support::unique_name("z").replace('-', ""));
+    let url = format!("{}?password={wrong}", postgres.url_without_password());
+    let env = [
+        ("KAFKA_BOOTSTRAP_SERVERS", bootstrap.as_str()),
+        ("DATABASE_URL", url.as_str()),
+    ];
+    let log_path = dir.path().join("wrong.log");
+    let mut refused = Reflex::spawn(&config, log_path.clone(), &env);
+    let exited = refused.wait_exit(Duration::from_secs(60));
+    let log = std::fs::read_to_string(&log_path).expect("log");
+    assert!(exited.is_some_and(|s| !s.success()), "must fail: {log}");
+    assert!(log.contains("password authentication failed"), "{log}");
+    assert!(
+        log.contains(&format!("127.0.0.1:{}", postgres.port)),
+        "{log}"
+    );
+    assert_no_secret("the log of the wrong password", &log, &[&wrong]);
+}

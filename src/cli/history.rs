@@ -91,7 +91,10 @@ pub async fn query(args: &HistoryArgs) -> anyhow::Result<String> {
             .trim_start_matches("sqlite:");
         let path = path.split('?').next().unwrap_or_default();
         if path != ":memory:" && !std::path::Path::new(path).exists() {
-            bail!("no audit store at `{path}` (from {url}); pass --store or set DATABASE_URL");
+            bail!(
+                "no audit store at `{path}` (from {}); pass --store or set DATABASE_URL",
+                crate::outcome::store::redact_url(&url)
+            );
         }
     }
     if let (Some(since), Some(until)) = (args.since, args.until)

@@ -102,7 +102,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             Arc::new(
                 pipeline?
                     .with_executors(build_executors(&config, &dependencies.kube)?)
-                    .with_guard(&config.actions),
+                    .with_guard(&config),
             )
         }
         () = shutdown.cancelled() => {

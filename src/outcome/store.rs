@@ -10,11 +10,13 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use sqlx::types::Json;
 
 pub use super::claim::Finish;
+/// The store URL with its secrets masked, for logs and errors (see [`super::store_url`]).
+pub use super::store_url::redact as redact_url;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
@@ -272,25 +274,6 @@ pub enum Store {
     },
 }
 
-/// Replaces the password of a URL (`scheme://user:secret@host`) with `***` so it can appear in
-/// logs and errors.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let (authority, path) = match rest.find('/') {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _password)) => format!("{scheme}://{user}:***@{host}{path}"),
-            None => url.to_owned(),
-        },
-        None => url.to_owned(),
-    }
-}
-
 impl Store {
     /// Connects to the database the URL names, creating a SQLite file if missing, and applies
     /// the embedded migrations.
@@ -327,7 +310,7 @@ impl Store {
                 }
             }
             Some(Backend::Postgres) => {
-                let options = PgConnectOptions::from_str(url).map_err(connect_err)?;
+                let options = super::store_url::postgres_options(url).map_err(connect_err)?;
                 let pool = PgPoolOptions::new()
                     .max_connections(POSTGRES_MAX_CONNECTIONS)
                     .acquire_timeout(ACQUIRE_TIMEOUT)
@@ -618,19 +601,6 @@ mod tests {
             Some(Backend::Postgres)
         );
         assert_eq!(Backend::from_url("mysql://u@h/db"), None);
-    }
-
-    #[test]
-    fn passwords_are_redacted_from_urls() {
-        assert_eq!(
-            redact_url("postgres://reflex:s3cret@db:5432/reflex"),
-            "postgres://reflex:***@db:5432/reflex"
-        );
-        assert_eq!(
-            redact_url("postgres://postgres@127.0.0.1:1/reflex"),
-            "postgres://postgres@127.0.0.1:1/reflex"
-        );
-        assert_eq!(redact_url("sqlite://reflex.db"), "sqlite://reflex.db");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use super::{Error, Pipeline};
 use crate::actions::guard::Guard;
 use crate::actions::guard::circuit::{self, Announcer};
 use crate::actions::{self, Execution};
-use crate::config::ActionsConfig;
+use crate::config::Config;
 use crate::metrics;
 use crate::outcome::record::OutcomeMessage;
 use crate::outcome::store::{Finish, NewOutcome, OutcomeRecord, OutcomeStatus};
@@ -360,15 +360,16 @@ impl Pipeline {
         Ok(1)
     }
 
-    /// Uses these guardrail settings (`actions:`) instead of the defaults.
-    pub fn with_guard(mut self, config: &ActionsConfig) -> Self {
+    /// Uses these guardrail settings (`actions:`, and Reflex's own topics from `kafka:` and
+    /// `consumer:`) instead of the defaults.
+    pub fn with_guard(mut self, config: &Config) -> Self {
         self.guard = Guard::new(config, &self.store);
         self
     }
 
-    /// The guardrails, in order, then the execution: the namespace policy, dry run (rule or
-    /// global), the circuit breaker, and the execution itself in a slot, under the target's
-    /// lock, within the timeout. Returns the status, error and executor details; `Err` only
+    /// The guardrails, in order, then the execution: the policies on where the action acts
+    /// (namespaces, cluster-scoped kinds, Kafka topics), dry run (rule or global), the circuit
+    /// breaker, and the execution itself in a slot, under the target's lock, within the timeout. Returns the status, error and executor details; `Err` only
     /// when the circuit breaker could not consult the store or announce (nothing ran).
     async fn guarded(
         &self,
@@ -377,16 +378,21 @@ impl Pipeline {
         rule_guard: &RuleGuard,
         details: &mut Value,
     ) -> Result<(OutcomeStatus, Option<String>, Value), Error> {
-        if let Err(message) = self.guard.check_namespace(action, rule_guard) {
-            details["guard"] = json!({ "guard": "namespace" });
+        if let Err(refused) = self.guard.check(action, rule_guard) {
+            details["guard"] = json!({ "guard": refused.policy.as_str() });
             tracing::warn!(
                 rule = %action.rule,
                 action = action.kind.as_str(),
                 event_id = %action.event_id,
-                error = %message,
-                "action refused by the namespace policy"
+                policy = refused.policy.as_str(),
+                error = %refused.message,
+                "action refused by a guard policy"
             );
-            return Ok((OutcomeStatus::SuppressedByGuard, Some(message), Value::Null));
+            return Ok((
+                OutcomeStatus::SuppressedByGuard,
+                Some(refused.message),
+                Value::Null,
+            ));
         }
         if action.dry_run || self.guard.dry_run() {
             details["dry_run_by"] = json!(if action.dry_run {

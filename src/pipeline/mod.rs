@@ -218,7 +218,15 @@ impl Pipeline {
             .ok()
             .filter(|h| !h.trim().is_empty())
             .unwrap_or_else(|| "reflex".to_owned());
-        let guard = crate::actions::guard::Guard::new(&Default::default(), &store);
+        // Default guardrails, which already refuse Kafka actions aimed at these topics.
+        let defaults = crate::config::Config {
+            kafka: crate::config::KafkaConfig {
+                topics: topics.clone(),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let guard = crate::actions::guard::Guard::new(&defaults, &store);
         Ok(Pipeline {
             inner: Mutex::new(Inner {
                 engine,

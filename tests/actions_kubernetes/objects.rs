@@ -6,66 +6,12 @@ use super::*;
 /// A small CRD (`Widget`) with a scale subresource in a group no other test uses; waits until
 /// it is served. Returns (group, CRD name).
 async fn install_widget_crd(client: &kube::Client) -> (String, String) {
-    let group = format!("{}.reflex.test", support::unique_name("w"));
-    let name = format!("widgets.{group}");
-    let crd = json!({
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": { "name": name },
-        "spec": {
-            "group": group,
-            "scope": "Namespaced",
-            "names": { "plural": "widgets", "singular": "widget", "kind": "Widget" },
-            "versions": [{
-                "name": "v1", "served": true, "storage": true,
-                "subresources": { "scale": {
-                    "specReplicasPath": ".spec.replicas",
-                    "statusReplicasPath": ".status.replicas"
-                } },
-                "schema": { "openAPIV3Schema": {
-                    "type": "object",
-                    "properties": {
-                        "spec": { "type": "object", "properties": {
-                            "replicas": { "type": "integer" },
-                            "color": { "type": "string" },
-                            "sizes": { "type": "array", "items": { "type": "string" } }
-                        } },
-                        "status": { "type": "object", "properties": {
-                            "replicas": { "type": "integer" }
-                        } }
-                    }
-                } }
-            }]
-        }
+    let spec = json!({
+        "replicas": { "type": "integer" },
+        "color": { "type": "string" },
+        "sizes": { "type": "array", "items": { "type": "string" } }
     });
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    crds.create(
-        &PostParams::default(),
-        &serde_json::from_value(crd).expect("valid CRD"),
-    )
-    .await
-    .expect("create CRD");
-    let gvk = kube::core::GroupVersionKind::gvk(&group, "v1", "Widget");
-    support::eventually(
-        &format!("CRD {name} established and served"),
-        CONTROLLER_WAIT,
-        || {
-            let (client, crds, gvk, name) =
-                (client.clone(), crds.clone(), gvk.clone(), name.clone());
-            async move {
-                let crd = crds.get(&name).await.ok()?;
-                let established = crd
-                    .status?
-                    .conditions?
-                    .iter()
-                    .any(|c| c.type_ == "Established" && c.status == "True");
-                let served = kube::discovery::pinned_kind(&client, &gvk).await.is_ok();
-                (established && served).then_some(())
-            }
-        },
-    )
-    .await;
-    (group, name)
+    support::install_scalable_crd(client, "Widget", "Namespaced", spec, CONTROLLER_WAIT).await
 }
 
 #[tokio::test]

@@ -15,7 +15,7 @@ use kube::api::{DeleteParams, PostParams};
 use reflex::actions::Executors;
 use reflex::actions::kubernetes::KubeExecutor;
 use reflex::actions::webhook::{WebhookConfig, WebhookExecutor};
-use reflex::config::{ActionsConfig, PipelineConfig};
+use reflex::config::{ActionsConfig, Config, KafkaConfig, PipelineConfig};
 use reflex::outcome::store::Store;
 use reflex::pipeline::Pipeline;
 use reflex::rules::RuleSet;
@@ -96,7 +96,7 @@ pub fn executors(kube: Option<kube::Client>) -> Executors {
     }
 }
 
-/// A pipeline with these executors and guard settings.
+/// A pipeline with these executors and guard settings (Reflex's own topics: `kafka`'s).
 pub async fn guarded(
     rules: &Arc<RuleSet>,
     store: &Store,
@@ -104,10 +104,18 @@ pub async fn guarded(
     executors: Executors,
     actions: &ActionsConfig,
 ) -> Pipeline {
+    let config = Config {
+        actions: actions.clone(),
+        kafka: KafkaConfig {
+            topics: kafka.topics.clone(),
+            ..KafkaConfig::default()
+        },
+        ..Config::default()
+    };
     pipeline(rules, store, kafka, &PipelineConfig::default())
         .await
         .with_executors(executors)
-        .with_guard(actions)
+        .with_guard(&config)
 }
 
 /// A fresh namespace (name starting with `prefix`) holding a Deployment `web`.

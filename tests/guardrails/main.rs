@@ -16,6 +16,7 @@ mod harness;
 
 mod fixtures;
 mod kubernetes;
+mod scope;
 
 use std::collections::BTreeSet;
 use std::time::Duration;

@@ -134,7 +134,8 @@ impl Reflex {
         assert!(status.success(), "kill {signal} failed");
     }
 
-    fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+    /// Waits at most `limit` for the process to exit; its status, `None` if it still runs.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = self.child.try_wait().expect("poll the child") {

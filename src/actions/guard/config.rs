@@ -24,6 +24,19 @@ pub struct NamespaceLists {
     pub deny: Vec<String>,
 }
 
+/// Cluster-scoped kinds Kubernetes actions may act on (`actions.cluster_scoped`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterScopedLists {
+    /// Kinds of cluster-scoped objects actions may act on: `Node` (that kind in any API group)
+    /// or `group/Kind` (`rbac.authorization.k8s.io/ClusterRole`, that group only). `cordon` and
+    /// `uncordon` need `Node`. A `Namespace` listed here is still subject to
+    /// `actions.namespaces` under its own name. Default: empty — an action on any
+    /// cluster-scoped object (Node, Namespace, CustomResourceDefinition, ClusterRole,
+    /// ClusterRoleBinding, PersistentVolume, StorageClass...) is refused.
+    pub allow: Vec<String>,
+}
+
 /// The circuit breaker: at most `max_per_rule` executions of a rule, and `max_per_target`
 /// executions of a rule on one object, within `window`. Past that, the circuit opens for
 /// `cool_down`: the rule's actions (or its actions on that object) are recorded
@@ -107,7 +120,63 @@ pub fn validate(actions: &ActionsConfig) -> Result<(), Error> {
             "contains an empty pattern; write a namespace or a `*` glob".to_owned(),
         );
     }
+    if let Some(entry) = actions
+        .cluster_scoped
+        .allow
+        .iter()
+        .find(|e| !is_kind_entry(e))
+    {
+        return invalid(
+            "actions.cluster_scoped.allow",
+            format!(
+                "`{entry}` is not a kind; write one kind per entry, e.g. `Node` or \
+                 `rbac.authorization.k8s.io/ClusterRole` (there is no wildcard: each \
+                 cluster-scoped kind is allowed on purpose)"
+            ),
+        );
+    }
+    if let Some(entry) = actions
+        .kafka_allowed_topics
+        .iter()
+        .find(|t| !is_topic_glob(t))
+    {
+        return invalid(
+            "actions.kafka_allowed_topics",
+            format!(
+                "`{entry}` is not a topic name or glob (letters, digits, `.`, `_`, `-` and `*`)"
+            ),
+        );
+    }
     Ok(())
+}
+
+/// `Kind` or `group/Kind`: an UpperCamelCase kind, optionally after a DNS-subdomain group.
+fn is_kind_entry(entry: &str) -> bool {
+    let (group_ok, kind) = match entry.split_once('/') {
+        Some((group, kind)) => (is_dns_subdomain(group), kind),
+        None => (true, entry),
+    };
+    let mut chars = kind.chars();
+    let kind_ok = chars.next().is_some_and(|c| c.is_ascii_uppercase())
+        && chars.all(|c| c.is_ascii_alphanumeric());
+    group_ok && kind_ok
+}
+
+fn is_dns_subdomain(group: &str) -> bool {
+    group.split('.').all(|label| {
+        !label.is_empty()
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    })
+}
+
+/// A Kafka topic name, possibly with `*` wildcards.
+fn is_topic_glob(entry: &str) -> bool {
+    !entry.is_empty()
+        && entry
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'*'))
 }
 
 #[cfg(test)]
@@ -149,6 +218,32 @@ mod tests {
         assert_eq!(actions.circuit.max_per_target, None);
         assert_eq!(actions.circuit.cool_down.as_secs(), 30);
         assert_eq!(actions.timeout.as_secs(), 10);
+    }
+
+    #[test]
+    fn cluster_scoped_kinds_and_kafka_topics_are_checked_at_load() {
+        let config = parse(
+            "actions:\n  cluster_scoped:\n    allow: [Node, rbac.authorization.k8s.io/ClusterRole]\n  \
+             kafka_allowed_topics: ['notify.*', reflex.events]\n",
+        )
+        .expect("valid");
+        assert_eq!(config.actions.cluster_scoped.allow.len(), 2);
+        assert_eq!(config.actions.kafka_allowed_topics.len(), 2);
+        for bad in ["'*'", "node", "/Node", "Bad_Group/Node"] {
+            let err = parse(&format!(
+                "actions:\n  cluster_scoped:\n    allow: [{bad}]\n"
+            ))
+            .expect_err(bad);
+            assert!(
+                err.to_string().contains("actions.cluster_scoped.allow"),
+                "{err}"
+            );
+        }
+        let err = parse("actions:\n  kafka_allowed_topics: ['a b']\n").expect_err("space");
+        assert!(
+            err.to_string().contains("actions.kafka_allowed_topics"),
+            "{err}"
+        );
     }
 
     #[test]

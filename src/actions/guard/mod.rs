@@ -1,5 +1,6 @@
-//! Guardrails around executing actions: global dry run, the [`namespace`] policy, the
-//! [`circuit`] breaker, per-target mutual exclusion ([`lock`]), a bound on concurrent
+//! Guardrails around executing actions: the policies on where an action may act (the
+//! [`namespace`] policy, the cluster-[`scope`]d kinds, the Kafka [`topic`]s), global dry run,
+//! the [`circuit`] breaker, per-target mutual exclusion ([`lock`]), a bound on concurrent
 //! executions and a per-action timeout. Settings are in [`config`]; the pipeline calls them
 //! in that order between claiming an action and recording its outcome.
 
@@ -7,6 +8,8 @@ pub mod circuit;
 pub mod config;
 pub mod lock;
 pub mod namespace;
+pub mod scope;
+pub mod topic;
 
 use std::future::Future;
 use std::time::Duration;
@@ -16,7 +19,7 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use super::Execution;
-use crate::config::ActionsConfig;
+use crate::config::Config;
 use crate::outcome::store::Store;
 use crate::rules::PlannedAction;
 use crate::rules::action::ActionKind;
@@ -26,11 +29,44 @@ use crate::rules::ruleset::RuleGuard;
 /// (set it from the downward API: `fieldRef: metadata.namespace`).
 pub const ENV_POD_NAMESPACE: &str = "POD_NAMESPACE";
 
+/// The policy that refused an action before it ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// `actions.namespaces` and the rule's `guard.namespaces` (also for Namespace objects).
+    Namespace,
+    /// `actions.cluster_scoped`.
+    ClusterScoped,
+    /// `actions.kafka_allowed_topics` and Reflex's own topics.
+    KafkaTopic,
+}
+
+impl Policy {
+    /// The name recorded in the outcome's `details.guard.guard`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Policy::Namespace => "namespace",
+            Policy::ClusterScoped => "cluster_scoped",
+            Policy::KafkaTopic => "kafka_topic",
+        }
+    }
+}
+
+/// Why an action was refused: the policy, and a message naming the setting that would allow it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The policy that refused.
+    pub policy: Policy,
+    /// What was refused and how to allow it.
+    pub message: String,
+}
+
 /// The guardrails of one process.
 #[derive(Debug)]
 pub struct Guard {
     dry_run: bool,
     namespaces: namespace::NamespacePolicy,
+    cluster_scoped: scope::ClusterScopedPolicy,
+    topics: topic::TopicPolicy,
     circuit: config::CircuitConfig,
     slots: Semaphore,
     max_concurrent: usize,
@@ -39,9 +75,11 @@ pub struct Guard {
 }
 
 impl Guard {
-    /// Builds the guardrails from `actions:`; locks follow the store's backend. Reflex's own
-    /// namespace is `actions.own_namespace`, else `POD_NAMESPACE`.
-    pub fn new(config: &ActionsConfig, store: &Store) -> Self {
+    /// Builds the guardrails from `actions:`, with Reflex's own topics from `kafka:` and
+    /// `consumer:`; locks follow the store's backend. Reflex's own namespace is
+    /// `actions.own_namespace`, else `POD_NAMESPACE`.
+    pub fn new(full: &Config, store: &Store) -> Self {
+        let config = &full.actions;
         let own = config
             .own_namespace
             .clone()
@@ -49,6 +87,8 @@ impl Guard {
         Self {
             dry_run: config.dry_run,
             namespaces: namespace::NamespacePolicy::new(&config.namespaces, own.as_deref()),
+            cluster_scoped: scope::ClusterScopedPolicy::new(&config.cluster_scoped.allow),
+            topics: topic::TopicPolicy::new(full),
             circuit: config.circuit.clone(),
             slots: Semaphore::new(config.max_concurrent),
             max_concurrent: config.max_concurrent,
@@ -67,10 +107,40 @@ impl Guard {
         self.dry_run
     }
 
-    /// The namespace policy's verdict for a Kubernetes action (others always pass).
-    pub fn check_namespace(&self, action: &PlannedAction, rule: &RuleGuard) -> Result<(), String> {
-        match namespace::action_namespace(action) {
-            Some(ns) => self.namespaces.check(ns, &action.rule, rule),
+    /// The verdict of the policies on where an action may act: a Kubernetes action's
+    /// namespace, or its cluster-scoped kind (and, for a Namespace object, its name under the
+    /// namespace policy); a Kafka action's topic. Webhook hosts are confined by their executor;
+    /// `log` acts nowhere.
+    pub fn check(&self, action: &PlannedAction, rule: &RuleGuard) -> Result<(), Refusal> {
+        let refuse = |policy| move |message| Refusal { policy, message };
+        let name = action.rule.as_str();
+        match scope::action_scope(action) {
+            Some(scope::Scope::Namespaced(ns)) => self
+                .namespaces
+                .check(ns, name, rule)
+                .map_err(refuse(Policy::Namespace)),
+            Some(scope::Scope::Cluster(object)) => {
+                self.cluster_scoped
+                    .check(&object, name)
+                    .map_err(refuse(Policy::ClusterScoped))?;
+                match object.namespace_object() {
+                    Some(ns) => self
+                        .namespaces
+                        .check(ns, name, rule)
+                        .map_err(refuse(Policy::Namespace)),
+                    None => Ok(()),
+                }
+            }
+            None if action.kind == ActionKind::Kafka => {
+                let topic = action
+                    .params
+                    .get("topic")
+                    .and_then(serde_json::Value::as_str)
+                    .unwrap_or_default();
+                self.topics
+                    .check(topic, name)
+                    .map_err(refuse(Policy::KafkaTopic))
+            }
             None => Ok(()),
         }
     }
@@ -171,15 +241,40 @@ fn unlimited(global: &config::CircuitConfig) -> config::CircuitConfig {
     }
 }
 
+/// A planned action of rule `r` for the policies' unit tests.
+#[cfg(test)]
+fn planned(kind: ActionKind, params: serde_json::Value) -> PlannedAction {
+    PlannedAction {
+        rule: "r".into(),
+        action_index: 0,
+        kind,
+        params,
+        idempotency_key: "k".into(),
+        event_id: "e".into(),
+        dry_run: false,
+        group_key: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    async fn guard(config: ActionsConfig) -> (Guard, tempfile::TempDir) {
+    use crate::config::ActionsConfig;
+
+    async fn guard(actions: ActionsConfig) -> (Guard, tempfile::TempDir) {
+        guard_of(&Config {
+            actions,
+            ..Config::default()
+        })
+        .await
+    }
+
+    async fn guard_of(config: &Config) -> (Guard, tempfile::TempDir) {
         let dir = tempfile::tempdir().expect("tempdir");
         let url = format!("sqlite://{}", dir.path().join("g.db").display());
         let store = Store::connect(&url).await.expect("store");
-        (Guard::new(&config, &store), dir)
+        (Guard::new(config, &store), dir)
     }
 
     #[tokio::test]
@@ -295,6 +390,79 @@ mod tests {
         );
         let log = guard.limits(ActionKind::Log, &explicit);
         assert_eq!((log.per_rule, log.per_target), (None, None));
+    }
+
+    #[tokio::test]
+    async fn a_namespace_object_needs_its_kind_allowed_and_its_name_through_the_namespace_policy() {
+        let delete = |name: &str| {
+            planned(
+                ActionKind::Delete,
+                json!({"target": {"api_version": "v1", "kind": "Namespace", "name": name}}),
+            )
+        };
+        let none = RuleGuard::default();
+        let (closed, _dir) = guard(closed_actions()).await;
+        let refused = closed.check(&delete("team-a"), &none).expect_err("kind");
+        assert_eq!(refused.policy, Policy::ClusterScoped);
+        let (open, _dir) = guard(ActionsConfig {
+            cluster_scoped: config::ClusterScopedLists {
+                allow: vec!["Namespace".into()],
+            },
+            ..closed_actions()
+        })
+        .await;
+        assert_eq!(open.check(&delete("team-a"), &none), Ok(()));
+        for protected in ["kube-system", "team-reflex", "shop"] {
+            let refused = open.check(&delete(protected), &none).expect_err(protected);
+            assert_eq!(refused.policy, Policy::Namespace, "{protected}");
+            assert!(refused.message.contains(protected), "{refused:?}");
+        }
+    }
+
+    /// Namespaces `team-*`, Reflex's own `team-reflex`, no cluster-scoped kind.
+    fn closed_actions() -> ActionsConfig {
+        ActionsConfig {
+            namespaces: config::NamespaceLists {
+                allow: vec!["team-*".into()],
+                deny: Vec::new(),
+            },
+            own_namespace: Some("team-reflex".into()),
+            ..ActionsConfig::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn the_shipped_cordon_rule_passes_the_guard_of_the_shipped_example_config() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let path = root.join("deploy/config.example.yaml");
+        let text = std::fs::read_to_string(&path).expect("example config");
+        let config = Config::from_yaml(&text, &path).expect("valid example config");
+        let rules = crate::rules::load_dir(&root.join("rules/nodes")).expect("node rules");
+        let rule = &rules.rules()[0];
+        let kind = rule.actions[0].kind;
+        assert_eq!(kind, ActionKind::Cordon, "{}", rule.name);
+        let (example, _dir) = guard_of(&config).await;
+        let cordon = planned(kind, json!({ "node": "worker-3" }));
+        assert_eq!(example.check(&cordon, &rule.guard), Ok(()));
+        let (default, _dir) = guard(ActionsConfig::default()).await;
+        let refused = default
+            .check(&cordon, &rule.guard)
+            .expect_err("no Node allowed");
+        assert_eq!(refused.policy, Policy::ClusterScoped);
+    }
+
+    #[tokio::test]
+    async fn a_kafka_action_aimed_at_the_outcomes_topic_is_refused() {
+        let (guard, _dir) = guard(ActionsConfig::default()).await;
+        let none = RuleGuard::default();
+        let publish = |topic: &str| planned(ActionKind::Kafka, json!({ "topic": topic }));
+        let refused = guard
+            .check(&publish("reflex.outcomes"), &none)
+            .expect_err("own topic");
+        assert_eq!(refused.policy, Policy::KafkaTopic);
+        assert_eq!(guard.check(&publish("notify.sre"), &none), Ok(()));
+        let log = planned(ActionKind::Log, json!({ "message": "m" }));
+        assert_eq!(guard.check(&log, &none), Ok(()));
     }
 
     #[test]

@@ -3,14 +3,13 @@
 //! An action passes when (1) no deny glob matches (global or the rule's), (2) the global allow
 //! list is empty or matches, (3) the rule's allow list is empty or matches, and (4) the
 //! namespace is not protected — `kube-system` and Reflex's own — unless an allow entry names
-//! it literally (a glob such as `kube-*` or `team-*` never reaches it by accident). A rule can therefore narrow the global policy but never widen
-//! it, and a protected namespace is only reachable on purpose.
-
-use serde_json::Value;
+//! it literally (a glob such as `kube-*` or `team-*` never reaches it by accident). A rule can
+//! therefore narrow the global policy but never widen it, and a protected namespace is only
+//! reachable on purpose. The same verdict applies to a `Namespace` object under its name (see
+//! [`super::scope`]): a namespace the policy protects cannot be deleted, labelled or patched
+//! either.
 
 use super::config::NamespaceLists;
-use crate::rules::PlannedAction;
-use crate::rules::action::ActionKind;
 use crate::rules::ruleset::{Glob, RuleGuard};
 
 /// Namespaces refused unless explicitly allowed, besides Reflex's own.
@@ -99,33 +98,8 @@ fn list(globs: &[Glob]) -> String {
         .join(", ")
 }
 
-/// The namespace a Kubernetes action acts in: its target's, or for `create` the object's.
-/// `None` for cluster-scoped objects, nodes and non-Kubernetes kinds.
-pub fn action_namespace(action: &PlannedAction) -> Option<&str> {
-    if !action.kind.is_kubernetes() {
-        return None;
-    }
-    let params = &action.params;
-    let from_target = params
-        .get("target")
-        .and_then(|t| t.get("namespace"))
-        .and_then(Value::as_str);
-    let from_create = (action.kind == ActionKind::Create)
-        .then(|| {
-            params.get("namespace").and_then(Value::as_str).or_else(|| {
-                params
-                    .pointer("/manifest/metadata/namespace")
-                    .and_then(Value::as_str)
-            })
-        })
-        .flatten();
-    from_target.or(from_create)
-}
-
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
 
     fn policy(allow: &[&str], deny: &[&str], own: Option<&str>) -> NamespacePolicy {
@@ -213,33 +187,5 @@ mod tests {
         let deny = rule_guard(&[], &["team-b"]);
         let err = policy.check("team-b", "r", &deny).expect_err("rule deny");
         assert!(err.contains("guard.namespaces.deny of rule `r`"), "{err}");
-    }
-
-    #[test]
-    fn the_namespace_comes_from_the_target_or_the_created_object() {
-        let planned = |kind, params| PlannedAction {
-            rule: "r".into(),
-            action_index: 0,
-            kind,
-            params,
-            idempotency_key: "k".into(),
-            event_id: "e".into(),
-            dry_run: false,
-            group_key: None,
-        };
-        let restart = planned(
-            ActionKind::Restart,
-            json!({"target": {"kind": "Deployment", "namespace": "shop", "name": "web"}}),
-        );
-        assert_eq!(action_namespace(&restart), Some("shop"));
-        let create = planned(
-            ActionKind::Create,
-            json!({"kind": "Job", "namespace": "ops", "manifest": {}}),
-        );
-        assert_eq!(action_namespace(&create), Some("ops"));
-        let cordon = planned(ActionKind::Cordon, json!({"node": "n1"}));
-        assert_eq!(action_namespace(&cordon), None);
-        let webhook = planned(ActionKind::Webhook, json!({"url": "http://x"}));
-        assert_eq!(action_namespace(&webhook), None);
     }
 }

@@ -17,11 +17,19 @@ const MAX_TOPIC_LEN: usize = 249;
 /// The CloudEvents Kafka binding's header prefix; the executor writes these headers itself.
 const CE_PREFIX: &str = "ce_";
 
+/// What may end the literal prefix of a templated topic: Kafka's name separators, so the
+/// prefix names a family of topics (`notify.`) rather than any topic starting with some letters.
+const PREFIX_SEPARATORS: [char; 3] = ['.', '_', '-'];
+
 /// `kafka`: produce a record.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaSpec {
-    /// Topic (template); must be a legal topic name (letters, digits, `.`, `_`, `-`).
+    /// Topic; must be a legal topic name (letters, digits, `.`, `_`, `-`). Written literally, or
+    /// as a literal prefix ending in `.`, `_` or `-` followed by a template
+    /// (`notify.{{ event.team | dns_label }}`): event data never chooses an arbitrary topic.
+    /// The configuration can confine topics further (`actions.kafka_allowed_topics`), and
+    /// Reflex's own topics are refused unless allowed there by name.
     #[schemars(with = "String")]
     pub topic: SpannedString,
     /// Record key (template), e.g. `"{{ match.key }}"` to keep a key's records in order.
@@ -108,6 +116,37 @@ fn check_topic(t: &str) -> Result<(), String> {
     }
 }
 
+/// Checks that a templated topic starts with a literal prefix ending in a separator, so event
+/// data only picks a topic inside the family the rule names: never Reflex's own input or
+/// outcomes topics (an automation loop) or any other topic.
+fn check_topic_confined(src: &SpannedString, diags: &mut Diagnostics) -> bool {
+    let text = &src.value;
+    let Some(start) = ["{{", "{%", "{#"].iter().filter_map(|t| text.find(t)).min() else {
+        return true;
+    };
+    let prefix = &text[..start];
+    let legal = prefix
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if legal && prefix.ends_with(PREFIX_SEPARATORS) {
+        return true;
+    }
+    reject(
+        diags,
+        src.referenced,
+        format!(
+            "the kafka topic `{text}` is chosen by a template from its start `{prefix}`: event \
+             data must not choose the topic (it could aim at Reflex's own input or outcomes \
+             topics, a loop)"
+        ),
+        Some(
+            "write the topic literally, or start it with a literal prefix ending in `.`, `_` \
+             or `-`, e.g. `topic: \"notify.{{ event.team | dns_label }}\"`"
+                .into(),
+        ),
+    )
+}
+
 fn check_not_empty(v: &str) -> Result<(), String> {
     if v.trim().is_empty() {
         Err("is empty".into())
@@ -118,7 +157,7 @@ fn check_not_empty(v: &str) -> Result<(), String> {
 
 impl KafkaSpec {
     pub(crate) fn compile(&self, diags: &mut Diagnostics) -> Option<Kafka> {
-        let mut ok = true;
+        let mut ok = check_topic_confined(&self.topic, diags);
         let topic = param_checked("topic", &self.topic, check_topic, diags);
         let key = opt_param("key", self.key.as_ref(), diags);
         let value = Compiled::compile(&self.value, "value", diags);

@@ -42,6 +42,30 @@ fn kafka_topics_are_validated_and_ce_headers_are_reserved_for_cloudevents() {
 }
 
 #[test]
+fn a_kafka_topic_is_literal_or_starts_with_a_literal_prefix_ending_in_a_separator() {
+    for topic in [
+        "{{ event.topic }}",
+        "reflex{{ event.suffix }}",
+        "{# a comment #}reflex.outcomes",
+        "team {{ event.team }}",
+    ] {
+        let yaml = format!("actions:\n  - kafka: {{topic: \"{topic}\", value: x}}\n");
+        let diags = diagnostics(&yaml);
+        let found = find(&diags, "event data must not choose the topic");
+        let hint = found.hint.as_deref().unwrap_or_default();
+        assert!(hint.contains("literal prefix ending in"), "{hint}");
+    }
+    for topic in [
+        "notify.{{ event.team }}",
+        "ops_{{ event.x }}",
+        "a-{{ event.x }}",
+    ] {
+        let yaml = format!("actions:\n  - kafka: {{topic: \"{topic}\", value: x}}\n");
+        assert!(compile(&yaml).is_ok(), "{topic}");
+    }
+}
+
+#[test]
 fn log_records_the_rendered_message_and_fields() {
     let out = render(
         "actions:\n  - log:\n      message: \"{{ event.alertname }} fired {{ match.count }} times\"\n      level: warn\n      fields: {ns: \"{{ event.ns }}\", fixed: 1}\n",
