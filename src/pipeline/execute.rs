@@ -9,6 +9,7 @@ use chrono::Utc;
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use super::unrecorded::{Done, Unrecorded};
 use super::{Error, Pipeline};
 use crate::actions::guard::Guard;
 use crate::actions::guard::circuit::{self, Announcer};
@@ -16,7 +17,6 @@ use crate::actions::{self, Execution};
 use crate::config::ActionsConfig;
 use crate::metrics;
 use crate::outcome::record::OutcomeMessage;
-use super::unrecorded::{Done, Unrecorded};
 use crate::outcome::store::{Finish, NewOutcome, OutcomeRecord, OutcomeStatus};
 use crate::outcome::topic::ActionDeadLetter;
 use crate::rules::action::ActionKind;
@@ -217,11 +217,7 @@ impl Pipeline {
             .await
             .map_err(not_executed)?;
         if !claimed {
-            let existing = self
-                .store
-                .outcome_by_key(key)
-                .await
-                .map_err(not_executed)?;
+            let existing = self.store.outcome_by_key(key).await.map_err(not_executed)?;
             let Some(existing) = existing else {
                 // The row vanished between the insert and the read (someone pruned the table):
                 // retrying claims it afresh.

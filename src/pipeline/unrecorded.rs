@@ -58,10 +58,7 @@ impl Memory {
 
     /// Takes what is known about `key`, forgetting it.
     pub fn take(&self, key: &str) -> Option<Unrecorded> {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(key)
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(key)
     }
 }
 

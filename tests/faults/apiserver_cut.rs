@@ -167,18 +167,24 @@ async fn the_kubernetes_api_unreachable_for_30_seconds_loses_and_repeats_nothing
     .await;
     let log = || running.reflex.log();
     let stream = running.stream(EVENTS);
-    support::eventually("objects created before the fault", harness::SETTLE_TIMEOUT, || async {
-        (created(&admin, &namespace).await.len() >= 40).then_some(())
-    })
+    support::eventually(
+        "objects created before the fault",
+        harness::SETTLE_TIMEOUT,
+        || async { (created(&admin, &namespace).await.len() >= 40).then_some(()) },
+    )
     .await;
 
     let cut = Instant::now();
     proxy.cut();
     let noticed = running
         .readiness
-        .wait("/readyz reports the API down", cut, harness::NOTICE_TIMEOUT, log, |s| {
-            s.unready_naming("kubernetes")
-        })
+        .wait(
+            "/readyz reports the API down",
+            cut,
+            harness::NOTICE_TIMEOUT,
+            log,
+            |s| s.unready_naming("kubernetes"),
+        )
         .await;
     tokio::time::sleep(OUTAGE.saturating_sub(cut.elapsed())).await;
     let mut proxy = proxy;
@@ -188,9 +194,13 @@ async fn the_kubernetes_api_unreachable_for_30_seconds_loses_and_repeats_nothing
         harness::assert_unready_throughout(&running.readiness, "kubernetes", noticed.at, restored);
     let ready = running
         .readiness
-        .wait("/readyz ready again", restored, harness::NOTICE_TIMEOUT, log, |s| {
-            s.status == Some(200)
-        })
+        .wait(
+            "/readyz ready again",
+            restored,
+            harness::NOTICE_TIMEOUT,
+            log,
+            |s| s.status == Some(200),
+        )
         .await;
 
     stream.finish().await;
@@ -201,6 +211,7 @@ async fn the_kubernetes_api_unreachable_for_30_seconds_loses_and_repeats_nothing
     let failed: Vec<_> = rows.iter().filter(|r| r.status == "failed").collect();
     let records = harness::assert_published(&running.bootstrap, &running.name, &rows).await;
     running.reflex.terminate();
+    let retried = harness::retry_figures(&running.reflex.log());
     namespaces
         .delete(&namespace, &DeleteParams::default())
         .await
@@ -208,13 +219,21 @@ async fn the_kubernetes_api_unreachable_for_30_seconds_loses_and_repeats_nothing
     eprintln!(
         "apiserver cut: {EVENTS} events, outcomes {:?}, {} objects created, {} events with two, \
          {records} outcome records; /readyz noticed the cut after {:?}, unready on all {unready} \
-         samples of the outage, ready {:?} after it ended; failed: {:?}",
+         samples of the outage, ready {:?} after it ended; {retried}; failed: {:?}",
         figures.statuses,
         figures.effects,
         figures.executed_twice,
         noticed.at - cut,
         ready.at - restored,
-        failed.iter().map(|r| r.error.clone()).take(3).collect::<Vec<_>>(),
+        failed
+            .iter()
+            .map(|r| r.error.clone())
+            .take(3)
+            .collect::<Vec<_>>(),
     );
-    assert!(failed.is_empty(), "{} outcomes recorded failed", failed.len());
+    assert!(
+        failed.is_empty(),
+        "{} outcomes recorded failed",
+        failed.len()
+    );
 }

@@ -34,9 +34,11 @@ async fn a_broker_killed_during_outcome_publishes_loses_and_repeats_nothing() {
     let log = || running.reflex.log();
     let audit = Audit::sqlite(&store).await;
     let stream = running.stream(EVENTS);
-    support::eventually("webhooks carried out before the fault", harness::SETTLE_TIMEOUT, || async {
-        (receiver.effects().len() >= 40).then_some(())
-    })
+    support::eventually(
+        "webhooks carried out before the fault",
+        harness::SETTLE_TIMEOUT,
+        || async { (receiver.effects().len() >= 40).then_some(()) },
+    )
     .await;
 
     let killed = Instant::now();
@@ -58,9 +60,13 @@ async fn a_broker_killed_during_outcome_publishes_loses_and_repeats_nothing() {
     .await;
     let noticed = running
         .readiness
-        .wait("/readyz reports Kafka down", killed, harness::NOTICE_TIMEOUT, log, |s| {
-            s.unready_naming("kafka")
-        })
+        .wait(
+            "/readyz reports Kafka down",
+            killed,
+            harness::NOTICE_TIMEOUT,
+            log,
+            |s| s.unready_naming("kafka"),
+        )
         .await;
     tokio::time::sleep(OUTAGE).await;
     broker.restart().await;
@@ -69,9 +75,13 @@ async fn a_broker_killed_during_outcome_publishes_loses_and_repeats_nothing() {
         harness::assert_unready_throughout(&running.readiness, "kafka", noticed.at, restored);
     let ready = running
         .readiness
-        .wait("/readyz ready again", restored, harness::NOTICE_TIMEOUT, log, |s| {
-            s.status == Some(200)
-        })
+        .wait(
+            "/readyz ready again",
+            restored,
+            harness::NOTICE_TIMEOUT,
+            log,
+            |s| s.status == Some(200),
+        )
         .await;
 
     stream.finish().await;
@@ -81,11 +91,12 @@ async fn a_broker_killed_during_outcome_publishes_loses_and_repeats_nothing() {
     assert!(failed.is_empty(), "outcomes recorded failed: {failed:#?}");
     let records = harness::assert_published(&running.bootstrap, &running.name, &rows).await;
     running.reflex.terminate();
+    let retried = harness::retry_figures(&running.reflex.log());
     eprintln!(
         "broker kill: {EVENTS} events, outcomes {:?}, {} carried out, {} twice, {caught} \
          outcome(s) awaiting publication at the kill, {records} outcome records; /readyz \
          noticed after {:?}, unready on all {unready} samples of the outage, ready {:?} after \
-         the broker answered again",
+         the broker answered again; {retried}",
         figures.statuses,
         figures.effects,
         figures.executed_twice,

@@ -54,7 +54,10 @@ impl Tmpfs {
 impl Drop for Tmpfs {
     fn drop(&mut self) {
         // Lazy: the store's process may still hold files open while the test unwinds.
-        let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
     }
 }
 
@@ -91,9 +94,11 @@ async fn a_full_disk_under_the_sqlite_store_loses_and_repeats_nothing() {
     .await;
     let log = || running.reflex.log();
     let stream = running.stream(EVENTS);
-    support::eventually("webhooks carried out before the fault", harness::SETTLE_TIMEOUT, || async {
-        (receiver.effects().len() >= 40).then_some(())
-    })
+    support::eventually(
+        "webhooks carried out before the fault",
+        harness::SETTLE_TIMEOUT,
+        || async { (receiver.effects().len() >= 40).then_some(()) },
+    )
     .await;
 
     let filler = tmpfs.path().join("filler");
@@ -101,9 +106,13 @@ async fn a_full_disk_under_the_sqlite_store_loses_and_repeats_nothing() {
     let filled = fill(&filler);
     let noticed = running
         .readiness
-        .wait("/readyz reports the store failing", full, harness::NOTICE_TIMEOUT, log, |s| {
-            s.status == Some(503)
-        })
+        .wait(
+            "/readyz reports the store failing",
+            full,
+            harness::NOTICE_TIMEOUT,
+            log,
+            |s| s.status == Some(503),
+        )
         .await;
     tokio::time::sleep(OUTAGE).await;
     std::fs::remove_file(&filler).expect("free the disk");
@@ -116,9 +125,13 @@ async fn a_full_disk_under_the_sqlite_store_loses_and_repeats_nothing() {
     );
     let ready = running
         .readiness
-        .wait("/readyz ready again", restored, harness::NOTICE_TIMEOUT, log, |s| {
-            s.status == Some(200)
-        })
+        .wait(
+            "/readyz ready again",
+            restored,
+            harness::NOTICE_TIMEOUT,
+            log,
+            |s| s.status == Some(200),
+        )
         .await;
 
     stream.finish().await;
@@ -129,10 +142,11 @@ async fn a_full_disk_under_the_sqlite_store_loses_and_repeats_nothing() {
     assert!(failed.is_empty(), "outcomes recorded failed: {failed:#?}");
     let records = harness::assert_published(&running.bootstrap, &running.name, &rows).await;
     running.reflex.terminate();
+    let retried = harness::retry_figures(&running.reflex.log());
     eprintln!(
         "disk full: {EVENTS} events, outcomes {:?}, {} carried out, {} twice, {records} outcome \
          records; filled {filled} bytes; /readyz noticed after {:?} ({:?}), unready on all {} \
-         samples while full, ready {:?} after the disk was freed",
+         samples while full, ready {:?} after the disk was freed; {retried}",
         figures.statuses,
         figures.effects,
         figures.executed_twice,

@@ -5,7 +5,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -46,8 +45,9 @@ const READINESS_PERIOD: Duration = Duration::from_millis(200);
 /// `reflex run` on fresh topics (`<name>.events` with [`PARTITIONS`] partitions, `.outcomes`,
 /// `.dead-letters`), with its readiness sampled from the start.
 pub struct Running {
-    /// Config, rules, log (and the SQLite store of the tests that use one).
-    pub dir: tempfile::TempDir,
+    /// Config, rules, log (and the SQLite store of the tests that use one); kept until the
+    /// test ends.
+    _dir: tempfile::TempDir,
     /// Brokers.
     pub bootstrap: String,
     /// Topic and group prefix.
@@ -80,16 +80,13 @@ impl Running {
             &format!("store:\n  url: {store_url}\n{extra}"),
         );
         // The store of the config file, never the shared PostgreSQL of the environment.
-        let mut all = vec![
-            ("KAFKA_BOOTSTRAP_SERVERS", bootstrap),
-            ("DATABASE_URL", ""),
-        ];
+        let mut all = vec![("KAFKA_BOOTSTRAP_SERVERS", bootstrap), ("DATABASE_URL", "")];
         all.extend_from_slice(env);
         let reflex = Reflex::spawn(&config, dir.path().join("reflex.log"), &all);
         reflex.wait_readyz(200, READY_TIMEOUT).await;
         let readiness = Readiness::start(reflex.port());
         Running {
-            dir,
+            _dir: dir,
             bootstrap: bootstrap.to_owned(),
             name,
             reflex,
@@ -137,10 +134,7 @@ const STEP_PAUSE: Duration = Duration::from_millis(200);
 /// A background producer of `{"type":"fault","n":N}` records, round-robin over the partitions.
 /// Its producer queues records while a broker is down and delivers them once it is back.
 pub struct Stream {
-    produced: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
-    /// How many events it produces.
-    pub total: usize,
 }
 
 impl Stream {
@@ -150,8 +144,6 @@ impl Stream {
             .set("message.timeout.ms", "120000")
             .create()
             .expect("producer");
-        let produced = Arc::new(AtomicUsize::new(0));
-        let counter = Arc::clone(&produced);
         let topic = topic.to_owned();
         let task = tokio::spawn(async move {
             for start in (0..total).step_by(STEP) {
@@ -168,21 +160,11 @@ impl Stream {
                         )
                         .await
                         .unwrap_or_else(|(err, _)| panic!("produce to {topic}: {err}"));
-                    counter.fetch_add(1, Ordering::Relaxed);
                 }
                 tokio::time::sleep(STEP_PAUSE).await;
             }
         });
-        Stream {
-            produced,
-            task,
-            total,
-        }
-    }
-
-    /// Events acknowledged so far.
-    pub fn produced(&self) -> usize {
-        self.produced.load(Ordering::Relaxed)
+        Stream { task }
     }
 
     /// Waits for the last event to be acknowledged.
@@ -459,7 +441,6 @@ pub struct Row {
     pub idempotency_key: String,
     pub status: String,
     pub error: Option<String>,
-    pub attempts: i64,
     pub details: String,
     pub published: bool,
 }
@@ -484,7 +465,7 @@ impl Row {
 pub const LABEL: &str = "reflex-fault";
 
 const ROWS: &str = "SELECT event_id, action_kind, idempotency_key, status, error, \
-                    CAST(attempts AS BIGINT) AS attempts, CAST(details AS TEXT) AS details, \
+                    CAST(details AS TEXT) AS details, \
                     published_at IS NOT NULL AS published FROM outcomes ORDER BY id";
 
 /// The audit store a test reads (the one `reflex run` writes).
@@ -523,14 +504,14 @@ impl Audit {
         }
     }
 
-    /// Every outcome row.
-    pub async fn rows(&self) -> Vec<Row> {
-        self.try_rows().await.expect("read the outcomes")
-    }
-
     /// Waits until every one of `events` events has a final, published row for each of
     /// `kinds` (and every duplicate row is published too); returns the rows.
-    pub async fn settled(&self, events: usize, kinds: &[&str], log: impl Fn() -> String) -> Vec<Row> {
+    pub async fn settled(
+        &self,
+        events: usize,
+        kinds: &[&str],
+        log: impl Fn() -> String,
+    ) -> Vec<Row> {
         let deadline = Instant::now() + SETTLE_TIMEOUT;
         loop {
             let rows = self.try_rows().await.unwrap_or_default();
@@ -565,16 +546,16 @@ pub fn originals(rows: &[Row]) -> BTreeMap<&str, Vec<&Row>> {
 fn is_settled(rows: &[Row], events: usize, kinds: &[&str]) -> bool {
     let by_event = originals(rows);
     by_event.len() == events
-        && by_event.values().all(|actions| actions.len() == kinds.len())
+        && by_event
+            .values()
+            .all(|actions| actions.len() == kinds.len())
         && rows.iter().all(|r| r.status != "started" && r.published)
 }
 
 /// What a fault test measured, for its report line and docs/operations.md.
 #[derive(Debug, Default)]
 pub struct Figures {
-    pub events: usize,
     pub statuses: BTreeMap<String, usize>,
-    pub deliveries: usize,
     pub effects: usize,
     pub executed_twice: usize,
 }
@@ -585,10 +566,7 @@ pub struct Figures {
 /// effect), and nothing it carried out lacks a row. Returns the figures; panics with the rows
 /// otherwise.
 pub fn account(rows: &[Row], kind: &str, events: usize, effects: &BTreeMap<u64, usize>) -> Figures {
-    let mut figures = Figures {
-        events,
-        ..Figures::default()
-    };
+    let mut figures = Figures::default();
     let mut numbers = BTreeSet::new();
     for row in rows.iter().filter(|r| r.action_kind == kind) {
         *figures.statuses.entry(row.status.clone()).or_default() += 1;
@@ -598,7 +576,10 @@ pub fn account(rows: &[Row], kind: &str, events: usize, effects: &BTreeMap<u64, 
         let n = row
             .n()
             .unwrap_or_else(|| panic!("no event number in {row:#?}"));
-        assert!(numbers.insert(n), "two original `{kind}` rows for event {n}");
+        assert!(
+            numbers.insert(n),
+            "two original `{kind}` rows for event {n}"
+        );
         let done = effects.get(&n).copied().unwrap_or(0);
         match row.status.as_str() {
             "succeeded" => assert_eq!(done, 1, "event {n}: carried out {done} time(s): {row:#?}"),
@@ -609,7 +590,10 @@ pub fn account(rows: &[Row], kind: &str, events: usize, effects: &BTreeMap<u64, 
     let expected: BTreeSet<u64> = (0..u64::try_from(events).expect("small")).collect();
     assert_eq!(numbers, expected, "`{kind}` rows do not cover every event");
     let unrecorded: Vec<_> = effects.keys().filter(|n| !numbers.contains(n)).collect();
-    assert!(unrecorded.is_empty(), "carried out without a row: {unrecorded:?}");
+    assert!(
+        unrecorded.is_empty(),
+        "carried out without a row: {unrecorded:?}"
+    );
     figures.effects = effects.values().sum();
     figures.executed_twice = effects.values().filter(|c| **c > 1).count();
     figures
@@ -641,7 +625,9 @@ pub async fn assert_published(bootstrap: &str, name: &str, rows: &[Row]) -> usiz
             records += 1;
             let value: Value = serde_json::from_slice(message.payload().unwrap_or_default())
                 .expect("outcome records are JSON");
-            let key = value["data"]["idempotency_key"].as_str().unwrap_or_default();
+            let key = value["data"]["idempotency_key"]
+                .as_str()
+                .unwrap_or_default();
             let status = value["data"]["status"].as_str().unwrap_or_default();
             if let Some(want) = wanted.get(key) {
                 assert_eq!(status, *want, "outcome record of {key}: {value}");
@@ -650,4 +636,26 @@ pub async fn assert_published(bootstrap: &str, name: &str, rows: &[Row]) -> usiz
         }
     }
     records
+}
+
+/// What the process logged about retried records: how many retries, how many of them waited
+/// to record an action that had already run, how many waited for an unreachable service.
+pub fn retry_figures(log: &str) -> String {
+    let retries: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("handling a record failed; retrying it"))
+        .collect();
+    let executed = retries
+        .iter()
+        .filter(|l| l.contains("recorded on the retry"))
+        .count();
+    let unreachable = retries
+        .iter()
+        .filter(|l| l.contains("the record is retried"))
+        .count();
+    format!(
+        "{} record retries ({executed} recording an executed action, {unreachable} waiting for \
+         an unreachable service)",
+        retries.len()
+    )
 }

@@ -70,7 +70,11 @@ async fn a_webhook_that_hangs_past_its_timeout_fails_or_is_retried_once_and_stal
     // that did act on the hung request can drop the retry.
     let deliveries = receiver.deliveries();
     for n in (0..EVENTS as u64).filter(|n| hangs_once(*n)) {
-        let keys: Vec<_> = deliveries.iter().filter(|d| d.n == n).map(|d| &d.key).collect();
+        let keys: Vec<_> = deliveries
+            .iter()
+            .filter(|d| d.n == n)
+            .map(|d| &d.key)
+            .collect();
         assert!(
             keys.len() == 2 && keys[0] == keys[1] && keys[0] != "<none>",
             "event {n}: deliveries {keys:?}"
