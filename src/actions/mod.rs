@@ -28,6 +28,11 @@ pub enum Execution {
     },
     /// No executor exists for this kind yet; nothing was done.
     NotImplemented(String),
+    /// Nothing was sent: no connection to the service the action needs could be opened (the
+    /// Kubernetes API server down or unreachable). Not an outcome: the pipeline withdraws its
+    /// claim and retries the record later, as when the store or Kafka is down, so an outage
+    /// delays actions instead of failing them for good.
+    Unreachable(String),
 }
 
 /// Whether executing the action twice has the same effect as once, as far as its receiver is
@@ -139,6 +144,8 @@ impl Executors {
                     with_transient_retries(
                         || executor.execute(&action.params, key),
                         kafka::Error::retryable,
+                        // A broker outage holds the record in the producer's queue instead.
+                        |_| false,
                     )
                     .await
                 }
@@ -149,6 +156,7 @@ impl Executors {
                     with_transient_retries(
                         || executor.execute(kind, &action.params),
                         kubernetes::Error::retryable,
+                        kubernetes::Error::not_sent,
                     )
                     .await
                 }
@@ -162,8 +170,14 @@ fn unreachable_executor(kind: ActionKind) -> Execution {
     Execution::NotImplemented(format!("no `{}` executor is configured", kind.as_str()))
 }
 
-/// Runs `attempt` until it succeeds, fails permanently, or [`TRANSIENT_ATTEMPTS`] are used.
-async fn with_transient_retries<T, E, F, Fut>(attempt: F, retryable: fn(&E) -> bool) -> Execution
+/// Runs `attempt` until it succeeds, fails permanently, or [`TRANSIENT_ATTEMPTS`] are used;
+/// when the last attempt could not even be sent (`not_sent`), the action is
+/// [`Execution::Unreachable`] rather than failed.
+async fn with_transient_retries<T, E, F, Fut>(
+    attempt: F,
+    retryable: fn(&E) -> bool,
+    not_sent: fn(&E) -> bool,
+) -> Execution
 where
     T: serde::Serialize,
     E: std::fmt::Display,
@@ -180,6 +194,9 @@ where
                 tokio::time::sleep(pause).await;
                 pause *= 2;
                 tries += 1;
+            }
+            Err(err) if not_sent(err) => {
+                return Execution::Unreachable(format!("{err} ({tries} attempts)"));
             }
             _ => return settle(result, tries, |e| e.to_string()),
         }

@@ -8,6 +8,7 @@ use chrono::Utc;
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use super::unrecorded::{Done, Unrecorded};
 use super::{Error, Pipeline};
 use crate::actions::guard::Guard;
 use crate::actions::guard::circuit::{self, Announcer};
@@ -173,6 +174,11 @@ impl Pipeline {
                 lease_secs: self.claim_lease.as_secs(),
             });
         };
+        // What an earlier attempt of this process left unrecorded when the store failed.
+        let earlier = self.unrecorded.take(key);
+        if let Some(Unrecorded::Executed(done)) = earlier {
+            return self.record_execution(action, source, done).await;
+        }
         let target = actions::target(action);
         let started_at = Utc::now();
         let mut details = json!({
@@ -198,17 +204,19 @@ impl Pipeline {
         };
         let mut attempts = 1;
         let mut refuse_repeat = None;
+        // A store error from here until the execution leaves nothing executed: remember that,
+        // so the retry does not take this process's own claim for a crashed attempt.
+        let not_executed = |err: crate::outcome::store::Error| {
+            self.unrecorded.remember(key, Unrecorded::NotExecuted);
+            Error::store(context())(err)
+        };
         let claimed = self
             .store
             .insert_outcome(&claim)
             .await
-            .map_err(Error::store(context()))?;
+            .map_err(not_executed)?;
         if !claimed {
-            let existing = self
-                .store
-                .outcome_by_key(key)
-                .await
-                .map_err(Error::store(context()))?;
+            let existing = self.store.outcome_by_key(key).await.map_err(not_executed)?;
             let Some(existing) = existing else {
                 // The row vanished between the insert and the read (someone pruned the table):
                 // retrying claims it afresh.
@@ -245,7 +253,7 @@ impl Pipeline {
                 .store
                 .take_over(key, existing.attempts, started_at, &details)
                 .await
-                .map_err(Error::store(context()))?;
+                .map_err(not_executed)?;
             if !won {
                 return Err(Error::ClaimedElsewhere {
                     idempotency_key: key.to_owned(),
@@ -256,7 +264,11 @@ impl Pipeline {
                 });
             }
             attempts = existing.attempts + 1;
+            // This process's own claim, and it knows nothing ran under it.
+            let own_unexecuted =
+                claimant == self.instance && matches!(earlier, Some(Unrecorded::NotExecuted));
             let harmless = action.dry_run
+                || own_unexecuted
                 || actions::is_idempotent(action.kind, &action.params)
                 || !self.executors.has_executor(action.kind);
             if !harmless {
@@ -303,7 +315,9 @@ impl Pipeline {
                 Ok(decided) => decided,
                 Err(err) => {
                     // Nothing ran: withdraw the claim so the retry does not take it for an
-                    // attempt that may have taken effect (best effort; the store may be down).
+                    // attempt that may have taken effect (best effort; the store may be down,
+                    // and then the memory says so).
+                    self.unrecorded.remember(key, Unrecorded::NotExecuted);
                     if let Err(release) = self.store.release_claim(key, attempts).await {
                         tracing::warn!(idempotency_key = key, error = %release, "claim not withdrawn");
                     }
@@ -319,19 +333,61 @@ impl Pipeline {
             status.as_str(),
             executed.then(|| (finished_at - started_at).to_std().unwrap_or_default()),
         );
-        self.store
+        let done = Done {
+            status,
+            error,
+            details,
+            attempts,
+            started_at,
+            finished_at,
+            target,
+        };
+        self.record_execution(action, source, done).await
+    }
+
+    /// Writes an execution's final row and publishes it. When the store fails, the execution
+    /// is remembered, so the record's retry records it instead of executing again.
+    async fn record_execution(
+        &self,
+        action: &PlannedAction,
+        source: Option<&Source>,
+        done: Done,
+    ) -> Result<usize, Error> {
+        let key = action.idempotency_key.as_str();
+        let finished = self
+            .store
             .finish_outcome(&Finish {
                 idempotency_key: key,
-                status,
-                attempts,
-                started_at,
-                finished_at,
-                target: target.as_deref(),
-                error: error.as_deref(),
-                details: &details,
+                status: done.status,
+                attempts: done.attempts,
+                started_at: done.started_at,
+                finished_at: done.finished_at,
+                target: done.target.as_deref(),
+                error: done.error.as_deref(),
+                details: &done.details,
             })
-            .await
-            .map_err(Error::store(context()))?;
+            .await;
+        if let Err(err) = finished {
+            self.unrecorded
+                .remember(key, Unrecorded::Executed(done.clone()));
+            return Err(Error::store(format!(
+                "recording the end of action {} (`{}`) of rule `{}` for event `{}`, which was \
+                 executed (recorded on the retry)",
+                action.action_index,
+                action.kind.as_str(),
+                action.rule,
+                action.event_id
+            ))(err));
+        }
+        let Done {
+            status,
+            error,
+            details,
+            attempts,
+            started_at,
+            finished_at,
+            target,
+        } = done;
         if status == OutcomeStatus::Failed {
             tracing::warn!(
                 rule = %action.rule,
@@ -403,14 +459,15 @@ impl Pipeline {
             return Ok((OutcomeStatus::SkippedDryRun, None, Value::Null));
         }
         if action.kind == ActionKind::Log || !self.executors.has_executor(action.kind) {
-            return Ok(settle(self.executors.execute(action).await));
+            return settle(self.executors.execute(action).await, action);
         }
         let lock = Guard::lock_target(action.kind, target);
         let limits = self.guard.limits(action.kind, rule_guard);
         if limits.per_rule.is_none() && limits.per_target.is_none() {
-            return Ok(settle(
+            return settle(
                 self.guard.run(lock, self.executors.execute(action)).await,
-            ));
+                action,
+            );
         }
         let announcer = Announcer {
             publisher: &self.publisher,
@@ -445,9 +502,10 @@ impl Pipeline {
                 Value::Null,
             ));
         }
-        Ok(settle(
+        settle(
             self.guard.run(lock, self.executors.execute(action)).await,
-        ))
+            action,
+        )
     }
 
     /// Publishes a final row; an action that failed for good (executed, attempts > 0) is
@@ -750,15 +808,28 @@ fn new_outcome(row: &OutcomeRecord) -> NewOutcome<'_> {
     }
 }
 
-/// An executor's result as an outcome's status, error and details.
-fn settle(execution: Execution) -> (OutcomeStatus, Option<String>, Value) {
-    match execution {
+/// An executor's result as an outcome's status, error and details; an unreachable service is
+/// no outcome but the record's retryable error.
+fn settle(
+    execution: Execution,
+    action: &PlannedAction,
+) -> Result<(OutcomeStatus, Option<String>, Value), Error> {
+    Ok(match execution {
         Execution::Succeeded(result) => (OutcomeStatus::Succeeded, None, result),
         Execution::Failed { error, details } => (OutcomeStatus::Failed, Some(error), details),
         Execution::NotImplemented(message) => {
             (OutcomeStatus::NotImplemented, Some(message), Value::Null)
         }
-    }
+        Execution::Unreachable(message) => {
+            return Err(Error::Unreachable {
+                rule: action.rule.clone(),
+                kind: action.kind.as_str(),
+                action_index: action.action_index,
+                event_id: action.event_id.clone(),
+                message,
+            });
+        }
+    })
 }
 
 /// A circuit check that failed, as the pipeline's retryable error.

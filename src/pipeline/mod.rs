@@ -71,6 +71,7 @@ mod counters;
 mod execute;
 pub mod reload;
 mod state;
+mod unrecorded;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -136,6 +137,24 @@ pub enum Error {
         /// `pipeline.claim_lease_secs`.
         lease_secs: u64,
     },
+    /// An action's service could not be reached (no connection opened): nothing was executed,
+    /// the claim was withdrawn, and the record is retried later.
+    #[error(
+        "action {action_index} (`{kind}`) of rule `{rule}` for event `{event_id}` was not \
+         executed: {message}; the record is retried"
+    )]
+    Unreachable {
+        /// The rule.
+        rule: String,
+        /// The action's kind.
+        kind: &'static str,
+        /// The action's position in the rule.
+        action_index: usize,
+        /// The event.
+        event_id: String,
+        /// Why (names the service and its address).
+        message: String,
+    },
     /// A rule's state could not be serialized (a bug in the rule engine).
     #[error("cannot serialize the state of rule `{rule}`")]
     State {
@@ -187,6 +206,8 @@ pub struct Pipeline {
     instance: String,
     /// Idempotency keys being executed by this process right now.
     in_flight: execute::InFlight,
+    /// What this process executed (or did not) under keys whose store write failed.
+    unrecorded: unrecorded::Memory,
     /// What can carry out actions; `log` only until [`Pipeline::with_executors`].
     executors: crate::actions::Executors,
     /// Guardrails around executions; the `actions:` defaults until [`Pipeline::with_guard`].
@@ -243,6 +264,7 @@ impl Pipeline {
             claim_lease: Duration::from_secs(config.claim_lease_secs),
             instance: format!("{host}-{}-{started}", std::process::id()),
             in_flight: execute::InFlight::default(),
+            unrecorded: unrecorded::Memory::default(),
             executors: crate::actions::Executors::log_only(),
             guard,
             record_throttled: config.record_throttled,

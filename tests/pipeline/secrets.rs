@@ -6,7 +6,7 @@ use rdkafka::consumer::StreamConsumer;
 use rdkafka::message::Message;
 use reflex::actions::Executors;
 use reflex::actions::webhook::{WebhookConfig, WebhookExecutor};
-use reflex::config::{ActionsConfig, PipelineConfig};
+use reflex::config::{Config, PipelineConfig};
 use reflex::outcome::store::OutcomeStatus;
 
 use crate::harness::*;
@@ -81,7 +81,7 @@ async fn a_webhook_url_read_from_a_secret_is_called_and_never_recorded_or_logged
             ),
             ..Executors::default()
         })
-        .with_guard(&ActionsConfig::default());
+        .with_guard(&Config::default());
 
     // Two events: the first calls the receiver, the second finds the circuit of that target
     // open (one execution per window), which writes a circuit row and an announcement.

@@ -218,8 +218,9 @@ fn kafka_home() -> PathBuf {
     kafka
 }
 
-/// A free port of 127.0.0.1 in [`PORT_RANGE`], not in `taken`.
-fn pick_port(taken: &[u16]) -> u16 {
+/// A free port of 127.0.0.1 in [`PORT_RANGE`], not in `taken`: one a server can take again
+/// after a stop (other private servers of the tests use it too).
+pub fn pick_port(taken: &[u16]) -> u16 {
     for _ in 0..200 {
         let port = fastrand::u16(PORT_RANGE);
         if !taken.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {

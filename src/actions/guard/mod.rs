@@ -171,8 +171,9 @@ impl Guard {
     }
 
     /// Runs `execute` in an execution slot, holding `target`'s lock, within `actions.timeout`
-    /// (slot and lock waits included). A missed slot, a lock that stays busy, a lock the
-    /// database refuses, or the timeout each become a `Failed` execution saying so.
+    /// (slot and lock waits included). A missed slot, a lock that stays busy, or the timeout
+    /// each become a `Failed` execution saying so; a lock the database cannot be asked for (the
+    /// store is down) is `Unreachable`: nothing ran, and the record is retried once it is back.
     pub async fn run<F>(&self, target: Option<&str>, execute: F) -> Execution
     where
         F: Future<Output = Execution>,
@@ -195,6 +196,9 @@ impl Guard {
         let held = match target {
             Some(target) => match self.locks.lock(target, deadline).await {
                 Ok(held) => Some(held),
+                Err(err @ lock::Error::Database { .. }) => {
+                    return Execution::Unreachable(format!("{:#}", anyhow::Error::new(err)));
+                }
                 Err(err) => {
                     let reason = match &err {
                         lock::Error::Busy { .. } => {

@@ -146,6 +146,26 @@ impl Error {
             Error::Unavailable { .. } | Error::Timeout { .. } | Error::Conflict { .. }
         )
     }
+
+    /// Whether the request never left: no connection to the API server could be opened
+    /// (refused, no route, DNS, TLS handshake). Nothing can have taken effect, so the action
+    /// may wait and run later whatever its kind; any other failure may have reached the server.
+    pub fn not_sent(&self) -> bool {
+        let Error::Unavailable { source, .. } = self else {
+            return false;
+        };
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(source);
+        while let Some(err) = cause {
+            if err
+                .downcast_ref::<hyper_util::client::legacy::Error>()
+                .is_some_and(hyper_util::client::legacy::Error::is_connect)
+            {
+                return true;
+            }
+            cause = err.source();
+        }
+        false
+    }
 }
 
 /// "reflex is not allowed to `patch` `deployments/scale` (API group `apps`) in namespace `shop`:
