@@ -132,7 +132,13 @@ impl Running {
         tokio::time::sleep(hold).await;
         restore.await;
         let restored = Instant::now();
-        let during = self.readiness.between(noticed.at, restored);
+        // Asked and answered while the fault lasted.
+        let during: Vec<_> = self
+            .readiness
+            .between(noticed.at, restored)
+            .into_iter()
+            .filter(|s| s.answered < restored)
+            .collect();
         let lying: Vec<_> = during
             .iter()
             .filter(|s| s.status.is_some() && !unready(s))
@@ -405,6 +411,9 @@ impl Receiver {
 pub struct Sample {
     /// When it was asked.
     pub at: Instant,
+    /// When the answer came (a check may take 3 s: an answer to a question asked during a
+    /// fault can describe the state after it).
+    pub answered: Instant,
     /// HTTP status; `None` when the server did not answer.
     pub status: Option<u16>,
     /// The failing checks, as `dependency: error`.
@@ -465,6 +474,7 @@ impl Readiness {
                 };
                 into.lock().expect("samples lock").push(Sample {
                     at,
+                    answered: Instant::now(),
                     status,
                     failing,
                 });
