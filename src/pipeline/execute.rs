@@ -379,21 +379,12 @@ impl Pipeline {
                 action.event_id
             ))(err));
         }
-        let Done {
-            status,
-            error,
-            details,
-            attempts,
-            started_at,
-            finished_at,
-            target,
-        } = done;
-        if status == OutcomeStatus::Failed {
+        if done.status == OutcomeStatus::Failed {
             tracing::warn!(
                 rule = %action.rule,
                 action = action.kind.as_str(),
                 event_id = %action.event_id,
-                error = error.as_deref().unwrap_or_default(),
+                error = done.error.as_deref().unwrap_or_default(),
                 "action failed"
             );
         }
@@ -403,13 +394,13 @@ impl Pipeline {
             rule: action.rule.clone(),
             action_kind: action.kind.as_str().to_owned(),
             idempotency_key: key.to_owned(),
-            status,
-            attempts,
-            started_at,
-            finished_at: Some(finished_at),
-            target,
-            error,
-            details,
+            status: done.status,
+            attempts: done.attempts,
+            started_at: done.started_at,
+            finished_at: Some(done.finished_at),
+            target: done.target,
+            error: done.error,
+            details: done.details,
             published_at: None,
         };
         self.publish_final(&row, source).await?;

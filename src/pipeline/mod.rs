@@ -44,6 +44,14 @@
 //!   [`Error::ClaimedElsewhere`] and the caller retries later, when the row is final
 //!   (→ duplicate) or stale (→ taken over).
 //!
+//! A process that is still running knows more than its rows: when the store fails under an
+//! attempt (an outage, a full disk), it remembers per key whether the action ran and how it
+//! ended (`unrecorded.rs`), so the record's retry records that end, or executes an action that
+//! never ran, instead of refusing its own claim as a crashed attempt's. An action whose
+//! service could not be reached at all ([`crate::actions::Execution::Unreachable`]: no
+//! connection to the API server, no target lock from the store) withdraws its claim and fails
+//! the record with [`Error::Unreachable`], to be retried like a store or Kafka outage.
+//!
 //! On PostgreSQL the unique key and the compare-and-set make this hold across replicas sharing
 //! the database; on SQLite it holds across restarts of one process.
 //!

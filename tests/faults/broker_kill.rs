@@ -31,15 +31,9 @@ async fn a_broker_killed_during_outcome_publishes_loses_and_repeats_nothing() {
         &[],
     )
     .await;
-    let log = || running.reflex.log();
     let audit = Audit::sqlite(&store).await;
     let stream = running.stream(EVENTS);
-    support::eventually(
-        "webhooks carried out before the fault",
-        harness::SETTLE_TIMEOUT,
-        || async { (receiver.effects().len() >= 40).then_some(()) },
-    )
-    .await;
+    receiver.wait_effects(40).await;
 
     let killed = Instant::now();
     broker.kill();
@@ -58,49 +52,14 @@ async fn a_broker_killed_during_outcome_publishes_loses_and_repeats_nothing() {
         },
     )
     .await;
-    let noticed = running
-        .readiness
-        .wait(
-            "/readyz reports Kafka down",
-            killed,
-            harness::NOTICE_TIMEOUT,
-            log,
-            |s| s.unready_naming("kafka"),
-        )
+    let outage = running
+        .outage(killed, Some("kafka"), OUTAGE, broker.restart())
         .await;
-    tokio::time::sleep(OUTAGE).await;
-    broker.restart().await;
-    let restored = Instant::now();
-    let unready =
-        harness::assert_unready_throughout(&running.readiness, "kafka", noticed.at, restored);
-    let ready = running
-        .readiness
-        .wait(
-            "/readyz ready again",
-            restored,
-            harness::NOTICE_TIMEOUT,
-            log,
-            |s| s.status == Some(200),
-        )
+    let rows = running.settle(stream, &audit, "webhook").await;
+    let summary = running
+        .conclude(&rows, "webhook", &receiver.effects())
         .await;
-
-    stream.finish().await;
-    let rows = audit.settled(EVENTS, &["webhook"], log).await;
-    let figures = harness::account(&rows, "webhook", EVENTS, &receiver.effects());
-    let failed: Vec<_> = rows.iter().filter(|r| r.status == "failed").collect();
-    assert!(failed.is_empty(), "outcomes recorded failed: {failed:#?}");
-    let records = harness::assert_published(&running.bootstrap, &running.name, &rows).await;
-    running.reflex.terminate();
-    let retried = harness::retry_figures(&running.reflex.log());
     eprintln!(
-        "broker kill: {EVENTS} events, outcomes {:?}, {} carried out, {} twice, {caught} \
-         outcome(s) awaiting publication at the kill, {records} outcome records; /readyz \
-         noticed after {:?}, unready on all {unready} samples of the outage, ready {:?} after \
-         the broker answered again; {retried}",
-        figures.statuses,
-        figures.effects,
-        figures.executed_twice,
-        noticed.at - killed,
-        ready.at - restored,
+        "broker kill: {summary}; {caught} outcome(s) awaiting publication at the kill; {outage}"
     );
 }

@@ -103,6 +103,119 @@ impl Running {
     pub fn stream(&self, total: usize) -> Stream {
         Stream::start(&self.bootstrap, &self.events(), total)
     }
+
+    /// A fault was injected at `since`: waits until `/readyz` reports it (503 naming
+    /// `dependency`, or any 503 when `None`), keeps the fault for `hold`, ends it with `restore`,
+    /// asserts that every answer in between said so too, and waits for 200 again.
+    pub async fn outage(
+        &self,
+        since: Instant,
+        dependency: Option<&str>,
+        hold: Duration,
+        restore: impl Future<Output = ()>,
+    ) -> Outage {
+        let unready = |s: &Sample| match dependency {
+            Some(dependency) => s.unready_naming(dependency),
+            None => s.status == Some(503),
+        };
+        let log = || self.reflex.log();
+        let noticed = self
+            .readiness
+            .wait(
+                "/readyz reports the fault",
+                since,
+                NOTICE_TIMEOUT,
+                log,
+                unready,
+            )
+            .await;
+        tokio::time::sleep(hold).await;
+        restore.await;
+        let restored = Instant::now();
+        // Asked and answered while the fault lasted.
+        let during: Vec<_> = self
+            .readiness
+            .between(noticed.at, restored)
+            .into_iter()
+            .filter(|s| s.answered < restored)
+            .collect();
+        let lying: Vec<_> = during
+            .iter()
+            .filter(|s| s.status.is_some() && !unready(s))
+            .collect();
+        assert!(
+            lying.is_empty(),
+            "/readyz did not report {dependency:?} down while it was: {lying:#?}"
+        );
+        let ready = self
+            .readiness
+            .wait("/readyz ready again", restored, NOTICE_TIMEOUT, log, |s| {
+                s.status == Some(200)
+            })
+            .await;
+        Outage {
+            noticed: noticed.at - since,
+            failing: noticed.failing,
+            unready_samples: during.len(),
+            ready_after: ready.at - restored,
+        }
+    }
+
+    /// Lets the stream end and waits until every event has a settled `kind` outcome.
+    pub async fn settle(&self, stream: Stream, audit: &Audit, kind: &str) -> Vec<Row> {
+        let events = stream.total;
+        stream.finish().await;
+        audit.settled(events, &[kind], || self.reflex.log()).await
+    }
+
+    /// The checks every fault ends with: [`account`] (nothing lost, nothing twice), no
+    /// `failed` outcome, every outcome on the topic, a clean stop of the same process. Returns
+    /// the figures as one line.
+    pub async fn conclude(
+        &mut self,
+        rows: &[Row],
+        kind: &str,
+        effects: &BTreeMap<u64, usize>,
+    ) -> String {
+        let events = originals(rows).len();
+        let figures = account(rows, kind, events, effects);
+        let failed: Vec<_> = rows.iter().filter(|r| r.status == "failed").collect();
+        assert!(failed.is_empty(), "outcomes recorded failed: {failed:#?}");
+        let records = assert_published(&self.bootstrap, &self.name, rows).await;
+        self.reflex.terminate();
+        format!(
+            "{events} events, outcomes {:?}, {} carried out, {} twice, {records} outcome \
+             records; {}",
+            figures.statuses,
+            figures.effects,
+            figures.executed_twice,
+            retry_figures(&self.reflex.log())
+        )
+    }
+}
+
+/// How `/readyz` went through one fault.
+#[derive(Debug)]
+pub struct Outage {
+    /// From the fault to the first 503 that reported it.
+    pub noticed: Duration,
+    /// The failing checks of that answer.
+    pub failing: Vec<String>,
+    /// Answers between that one and the end of the fault (all 503).
+    pub unready_samples: usize,
+    /// From the end of the fault to the first 200.
+    pub ready_after: Duration,
+}
+
+impl std::fmt::Display for Outage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "/readyz 503 after {:?} ({:?}), unready on all {} samples of the fault, 200 again \
+             {:?} after it ended",
+            self.noticed, self.failing, self.unready_samples, self.ready_after
+        )
+    }
 }
 
 /// The `actions:` section of these tests: no circuit breaker (one rule acting on every event
@@ -135,6 +248,8 @@ const STEP_PAUSE: Duration = Duration::from_millis(200);
 /// Its producer queues records while a broker is down and delivers them once it is back.
 pub struct Stream {
     task: tokio::task::JoinHandle<()>,
+    /// How many events it produces.
+    pub total: usize,
 }
 
 impl Stream {
@@ -164,7 +279,7 @@ impl Stream {
                 tokio::time::sleep(STEP_PAUSE).await;
             }
         });
-        Stream { task }
+        Stream { task, total }
     }
 
     /// Waits for the last event to be acknowledged.
@@ -265,6 +380,14 @@ impl Receiver {
         Receiver { addr, deliveries }
     }
 
+    /// Waits until `count` events were carried out (the stream is flowing).
+    pub async fn wait_effects(&self, count: usize) {
+        support::eventually("webhooks carried out", SETTLE_TIMEOUT, || async {
+            (self.effects().len() >= count).then_some(())
+        })
+        .await;
+    }
+
     /// Every request so far.
     pub fn deliveries(&self) -> Vec<Delivery> {
         self.deliveries.lock().expect("deliveries lock").clone()
@@ -288,6 +411,9 @@ impl Receiver {
 pub struct Sample {
     /// When it was asked.
     pub at: Instant,
+    /// When the answer came (a check may take 3 s: an answer to a question asked during a
+    /// fault can describe the state after it).
+    pub answered: Instant,
     /// HTTP status; `None` when the server did not answer.
     pub status: Option<u16>,
     /// The failing checks, as `dependency: error`.
@@ -348,6 +474,7 @@ impl Readiness {
                 };
                 into.lock().expect("samples lock").push(Sample {
                     at,
+                    answered: Instant::now(),
                     status,
                     failing,
                 });
@@ -407,27 +534,6 @@ impl Drop for Readiness {
     fn drop(&mut self) {
         self.stop.cancel();
     }
-}
-
-/// Asserts that readiness said "not ready, `dependency` failing" on every answer between the
-/// first such answer (`noticed`) and `restored`: no answer claimed readiness while the
-/// dependency was still down.
-pub fn assert_unready_throughout(
-    readiness: &Readiness,
-    dependency: &str,
-    noticed: Instant,
-    restored: Instant,
-) -> usize {
-    let during = readiness.between(noticed, restored);
-    let lying: Vec<_> = during
-        .iter()
-        .filter(|s| s.status.is_some() && !s.unready_naming(dependency))
-        .collect();
-    assert!(
-        lying.is_empty(),
-        "/readyz did not report {dependency} down while it was: {lying:#?}"
-    );
-    during.len()
 }
 
 // ---------------------------------------------------------------------------------------------

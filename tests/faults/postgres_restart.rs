@@ -175,62 +175,20 @@ async fn postgres_stopped_mid_claim_and_restarted_loses_and_repeats_nothing() {
         &[],
     )
     .await;
-    let log = || running.reflex.log();
     let stream = running.stream(EVENTS);
-    support::eventually(
-        "webhooks carried out before the fault",
-        harness::SETTLE_TIMEOUT,
-        || async { (receiver.effects().len() >= 40).then_some(()) },
-    )
-    .await;
+    receiver.wait_effects(40).await;
 
     let stopped = Instant::now();
     postgres.stop_immediately();
-    let noticed = running
-        .readiness
-        .wait(
-            "/readyz reports the store down",
-            stopped,
-            harness::NOTICE_TIMEOUT,
-            log,
-            |s| s.unready_naming("store"),
-        )
+    let outage = running
+        .outage(stopped, Some("store"), OUTAGE, async {
+            postgres.start_again();
+        })
         .await;
-    tokio::time::sleep(OUTAGE).await;
-    postgres.start_again();
-    let restored = Instant::now();
-    let unready =
-        harness::assert_unready_throughout(&running.readiness, "store", noticed.at, restored);
-    let ready = running
-        .readiness
-        .wait(
-            "/readyz ready again",
-            restored,
-            harness::NOTICE_TIMEOUT,
-            log,
-            |s| s.status == Some(200),
-        )
-        .await;
-
-    stream.finish().await;
     let audit = Audit::postgres(&postgres.url()).await;
-    let rows = audit.settled(EVENTS, &["webhook"], log).await;
-    let figures = harness::account(&rows, "webhook", EVENTS, &receiver.effects());
-    // The process saw each of these webhooks answer 2xx: the store being down when it came
-    // to record that must not turn the outcome into a failure.
-    let failed: Vec<_> = rows.iter().filter(|r| r.status == "failed").collect();
-    assert!(failed.is_empty(), "outcomes recorded failed: {failed:#?}");
-    let records = harness::assert_published(&running.bootstrap, &running.name, &rows).await;
-    running.reflex.terminate();
-    let retried = harness::retry_figures(&running.reflex.log());
-    eprintln!(
-        "postgres restart: {EVENTS} events, outcomes {:?}, {} carried out, {} twice, {records} \
-         outcome records; /readyz noticed the stop after {:?}, unready on all {unready} samples \
-         of the outage, ready {:?} after the restart; {retried}",
-        figures.statuses,
-        figures.effects,
-        figures.executed_twice,
-        noticed.at - stopped,
-        ready.at - restored,
-    );
+    let rows = running.settle(stream, &audit, "webhook").await;
+    let summary = running
+        .conclude(&rows, "webhook", &receiver.effects())
+        .await;
+    eprintln!("postgres restart: {summary}; {outage}");
 }
