@@ -155,25 +155,29 @@ fn per_record(c: &mut Criterion) {
                 .map(|i| serde_json::to_vec(&payload(i * held / CYCLE, restarts)).expect("json"))
                 .collect();
             let mut offset = 0i64;
-            group.bench_with_input(BenchmarkId::from_parameter(held), &payloads, |b, payloads| {
-                b.iter(|| {
-                    offset += 1;
-                    let record = RawRecord {
-                        topic: TOPIC,
-                        partition: 0,
-                        offset,
-                        key: None,
-                        headers: Vec::new(),
-                        payload: Some(&payloads[offset as usize % payloads.len()]),
-                        timestamp: None,
-                    };
-                    let handled = setup
-                        .runtime
-                        .block_on(setup.pipeline.handle(&record))
-                        .expect("handled");
-                    assert_eq!(handled, Handled::Outcomes(0), "nothing fires");
-                })
-            });
+            group.bench_with_input(
+                BenchmarkId::from_parameter(held),
+                &payloads,
+                |b, payloads| {
+                    b.iter(|| {
+                        offset += 1;
+                        let record = RawRecord {
+                            topic: TOPIC,
+                            partition: 0,
+                            offset,
+                            key: None,
+                            headers: Vec::new(),
+                            payload: Some(&payloads[offset as usize % payloads.len()]),
+                            timestamp: None,
+                        };
+                        let handled = setup
+                            .runtime
+                            .block_on(setup.pipeline.handle(&record))
+                            .expect("handled");
+                        assert_eq!(handled, Handled::Outcomes(0), "nothing fires");
+                    })
+                },
+            );
             drop(setup);
         }
         group.finish();

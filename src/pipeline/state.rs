@@ -267,8 +267,16 @@ pub(super) fn changed(inner: &mut Inner) -> Result<Vec<Change>, Error> {
         };
         // A key may be listed twice (unsaved and changed again); compare it once.
         let mut seen = HashSet::new();
-        let keys = keys.iter().map(String::as_str).filter(|key| seen.insert(*key));
-        changed.extend(Change::diff(&name, rule_state, keys, inner.saved.get(&name))?);
+        let keys = keys
+            .iter()
+            .map(String::as_str)
+            .filter(|key| seen.insert(*key));
+        changed.extend(Change::diff(
+            &name,
+            rule_state,
+            keys,
+            inner.saved.get(&name),
+        )?);
     }
     Ok(changed)
 }

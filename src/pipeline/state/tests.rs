@@ -115,7 +115,11 @@ fn a_key_evicted_by_a_new_key_is_deleted_and_the_new_key_written() {
     let changes = changed(&mut inner).expect("changes");
     assert_eq!(changes.len(), 1, "{changes:?}");
     assert_eq!(keys(&changes[0].upserts), ["d"], "{changes:?}");
-    assert_eq!(keys(&changes[0].deletes), ["a"], "the oldest key is evicted");
+    assert_eq!(
+        keys(&changes[0].deletes),
+        ["a"],
+        "the oldest key is evicted"
+    );
     assert_eq!(changes[0].evictions, Some(1));
     let untouched: BTreeSet<&str> = inner.engine.state().rules[RULE].keys().collect();
     assert_eq!(untouched, BTreeSet::from(["b", "c", "d"]));

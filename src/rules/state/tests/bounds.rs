@@ -3,7 +3,9 @@
 
 use serde_json::json;
 
+use super::correlate::OOM_THEN_BACKOFF as CORRELATE;
 use super::*;
+use crate::rules::state::MAX_STORED_EVENT_BYTES;
 
 const ONCE_AFTER: &str = r#"
 name: burst
@@ -20,18 +22,6 @@ absence:
   expect:
     name: finished
     condition: {path: phase, equals: finished}
-"#;
-
-const CORRELATE: &str = r#"
-name: oom-then-backoff
-correlate:
-  key: "{{ event.pod }}"
-  within: 5m
-  all:
-    - name: oom
-      condition: {path: reason, equals: OOMKilled}
-    - name: backoff
-      when: 'reason == "BackOff"'
 "#;
 
 /// 100 KiB of payload, above the bound.
@@ -68,7 +58,10 @@ fn refused(yaml: &str) -> String {
 fn once_after_refuses_to_keep_an_event_above_the_bound() {
     let message = refused(ONCE_AFTER);
     assert!(message.contains("rule `burst`"), "{message}");
-    assert!(message.contains("65536 bytes"), "{message}");
+    assert!(
+        message.contains(&format!("{MAX_STORED_EVENT_BYTES} bytes")),
+        "{message}"
+    );
     assert!(message.contains("select:"), "names the fix: {message}");
 }
 
@@ -115,5 +108,8 @@ fn a_saved_key_holding_an_event_above_the_bound_is_reported_at_load() {
     assert_eq!(unreadable.len(), 1);
     let message = unreadable[0].to_string();
     assert!(message.contains("`api-1`"), "{message}");
-    assert!(message.contains("65536 bytes"), "{message}");
+    assert!(
+        message.contains(&format!("{MAX_STORED_EVENT_BYTES} bytes")),
+        "{message}"
+    );
 }

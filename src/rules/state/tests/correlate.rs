@@ -2,7 +2,7 @@ use serde_json::json;
 
 use super::*;
 
-const OOM_THEN_BACKOFF: &str = r#"
+pub(super) const OOM_THEN_BACKOFF: &str = r#"
 name: oom-then-backoff
 correlate:
   key: "{{ event.pod }}"
