@@ -444,10 +444,19 @@ async fn a_non_json_record_near_one_megabyte_is_dead_lettered_and_its_partition_
     let poison = "x".repeat(1_020_000);
     // One key: both records on the same partition, the second behind the poison one.
     send(&producer, &setup.events, "one-key", &poison, None).await;
-    send(&producer, &setup.events, "one-key", r#"{"type":"after"}"#, None).await;
+    send(
+        &producer,
+        &setup.events,
+        "one-key",
+        r#"{"type":"after"}"#,
+        None,
+    )
+    .await;
 
     let mut child = setup.spawn(0);
-    setup.read_until(&setup.outcomes, 1, |o| !o.is_empty()).await;
+    setup
+        .read_until(&setup.outcomes, 1, |o| !o.is_empty())
+        .await;
     let reader = support::topic_reader(&setup.bootstrap, &setup.dead_letters);
     let letter = tokio::time::timeout(OUTCOME_TIMEOUT, reader.recv())
         .await

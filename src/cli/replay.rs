@@ -242,7 +242,11 @@ impl Decoder<'_> {
 /// Reads one line (without its `\n`) into `line`, keeping at most `max` bytes: `Some(true)`
 /// for a line within the bound, `Some(false)` for a longer one (read to its end and dropped,
 /// never held whole in memory), `None` at the end of the input.
-fn read_line(reader: &mut dyn BufRead, max: usize, line: &mut Vec<u8>) -> std::io::Result<Option<bool>> {
+fn read_line(
+    reader: &mut dyn BufRead,
+    max: usize,
+    line: &mut Vec<u8>,
+) -> std::io::Result<Option<bool>> {
     line.clear();
     let (mut read_any, mut fits) = (false, true);
     loop {

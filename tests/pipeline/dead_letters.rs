@@ -30,7 +30,10 @@ async fn a_dead_letter_the_topic_refuses_as_too_large_is_sent_cut_to_the_fallbac
     let topic = NewTopic::new(&dead_letters, 1, TopicReplication::Fixed(1))
         .set("max.message.bytes", "200000");
     let created = admin
-        .create_topics(&[topic], &AdminOptions::new().operation_timeout(Some(OP_TIMEOUT)))
+        .create_topics(
+            &[topic],
+            &AdminOptions::new().operation_timeout(Some(OP_TIMEOUT)),
+        )
         .await
         .expect("create_topics request");
     for result in created {
@@ -65,7 +68,9 @@ async fn a_dead_letter_the_topic_refuses_as_too_large_is_sent_cut_to_the_fallbac
     let fits = Record::json(&kafka.source, 1, &"x".repeat(150_000));
     let mut refused = Record::json(&kafka.source, 2, &"y".repeat(500_000));
     refused.key = Some(b"k-2".to_vec());
-    refused.headers.push(("trace-id".to_owned(), b"abc".to_vec()));
+    refused
+        .headers
+        .push(("trace-id".to_owned(), b"abc".to_vec()));
     for record in [&fits, &refused] {
         assert_eq!(
             handle(&pipeline, record)
@@ -100,7 +105,11 @@ async fn a_dead_letter_the_topic_refuses_as_too_large_is_sent_cut_to_the_fallbac
         value.len()
     );
     assert!(
-        refused.payload.as_deref().expect("payload").starts_with(value),
+        refused
+            .payload
+            .as_deref()
+            .expect("payload")
+            .starts_with(value),
         "a prefix of the original value"
     );
     store.close().await;

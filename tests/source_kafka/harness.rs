@@ -46,13 +46,17 @@ impl Handler for Recorder {
                 record.offset
             ));
         }
-        let payload = String::from_utf8_lossy(record.payload.unwrap_or_default()).into_owned();
-        self.seen
-            .lock()
-            .expect("lock")
-            .push((record.partition, record.offset, payload));
+        note(&self.seen, record);
         Ok(())
     }
+}
+
+/// Adds a handled record to `seen`.
+pub(crate) fn note(seen: &Seen, record: &RawRecord<'_>) {
+    let payload = String::from_utf8_lossy(record.payload.unwrap_or_default()).into_owned();
+    seen.lock()
+        .expect("lock")
+        .push((record.partition, record.offset, payload));
 }
 
 pub(crate) fn recorder(fail: FailWhen) -> (Arc<Recorder>, Seen) {
@@ -154,7 +158,12 @@ pub(crate) async fn wait_for_count(seen: &Seen, count: usize, what: &str) {
 }
 
 /// The group's committed offset per partition (`None`: nothing committed).
-pub(crate) async fn committed(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> Vec<Option<i64>> {
+pub(crate) async fn committed(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+) -> Vec<Option<i64>> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", group)

@@ -4,7 +4,6 @@
 //!
 //! Run: `scripts/services up && eval "$(scripts/services env)" && cargo test --test source_kafka`
 
-
 #[path = "../support/mod.rs"]
 mod support;
 

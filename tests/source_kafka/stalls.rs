@@ -32,11 +32,7 @@ impl Handler for Gated {
         if self.panic_on == Some(record.offset) {
             panic!("simulated handler bug at offset {}", record.offset);
         }
-        let payload = String::from_utf8_lossy(record.payload.unwrap_or_default()).into_owned();
-        self.seen
-            .lock()
-            .expect("lock")
-            .push((record.partition, record.offset, payload));
+        note(&self.seen, record);
         Ok(())
     }
 }

@@ -40,9 +40,7 @@ use serde_json::Value;
 
 use super::{Event, Format, Metadata};
 pub use error::{DecodeError, RecordPosition};
-use parse::{
-    json_len, kind_of, parse_json, parse_text, str_field, text, time_field, value_depth,
-};
+use parse::{json_len, kind_of, parse_json, parse_text, str_field, text, time_field, value_depth};
 
 /// A Kafka record as the decoder sees it (no rdkafka types: the rule engine is pure).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -145,19 +145,20 @@ impl Publisher {
             let cut = copy.cut.join(",");
             let mut headers = OwnedHeaders::new_with_capacity(copy.headers.len() + 7);
             for (key, value) in copy.headers {
-                headers = headers.insert(Header {
-                    key: *key,
-                    value: *value,
-                });
+                headers = headers.insert(Header { key, value: *value });
             }
             let truncation = [
                 (HEADER_TRUNCATED, cut.as_str()),
                 (HEADER_ORIGINAL_BYTES, original.as_str()),
             ];
-            let extra = if copy.cut.is_empty() { &[][..] } else { &truncation[..] };
+            let extra = if copy.cut.is_empty() {
+                &[][..]
+            } else {
+                &truncation[..]
+            };
             for (key, value) in reference.iter().chain(extra) {
                 headers = headers.insert(Header {
-                    key: *key,
+                    key,
                     value: Some(*value),
                 });
             }
@@ -263,6 +264,9 @@ mod tests {
         let raw = record(None, vec![], None);
         assert_eq!(fit(&raw, 100, 1_000).value, None);
         assert_eq!(producer_max_message_bytes(10), LIBRDKAFKA_MESSAGE_MAX_BYTES);
-        assert_eq!(producer_max_message_bytes(4_000_000), 4_000_000 + OVERHEAD_BYTES);
+        assert_eq!(
+            producer_max_message_bytes(4_000_000),
+            4_000_000 + OVERHEAD_BYTES
+        );
     }
 }

@@ -119,7 +119,8 @@ fn the_depth_bound_applies_to_decoded_base64_data_and_to_decode_json() {
 
 #[test]
 fn decode_json_refuses_a_document_over_the_size_bound_like_a_kafka_record() {
-    let text = json!({ "padding": "x".repeat(DecodeLimits::DEFAULT_MAX_PAYLOAD_BYTES) }).to_string();
+    let text =
+        json!({ "padding": "x".repeat(DecodeLimits::DEFAULT_MAX_PAYLOAD_BYTES) }).to_string();
     let record_err = decode(
         &record(text.as_bytes(), &[]),
         Decoding::Auto,
