@@ -14,6 +14,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::correlate::{Step, compile_step};
+use super::later;
 use super::{
     Decision, Firing, KeyState, Keying, Limits, MatchInfo, RuleState, StateError, compile_window,
 };
@@ -93,7 +94,7 @@ impl Absence {
             }
             None => Armed {
                 armed_at: now,
-                deadline: now + self.within,
+                deadline: later(now, self.within),
                 triggers: 1,
                 event: event.clone(),
             },
