@@ -197,6 +197,40 @@ pub fn format(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::decode::arbitrary::{config, text_from};
+
+    /// Properties over arbitrary input (`cargo test --lib props`).
+    mod props {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        proptest! {
+            #![proptest_config(config())]
+
+            #[test]
+            fn no_text_panics_the_parser(text in text_from(&["d", "h", "m", "s", "ms", "1", "30", "365", "0"])) {
+                if let Ok(d) = parse(&text) {
+                    prop_assert!(d >= Duration::zero() && d <= MAX);
+                    // What parses formats to the canonical spelling of the same length.
+                    prop_assert_eq!(parse(&format(d)), Ok(d));
+                }
+            }
+
+            #[test]
+            fn every_duration_up_to_the_maximum_round_trips(ms in 0..=MAX.num_milliseconds()) {
+                let d = Duration::milliseconds(ms);
+                prop_assert_eq!(parse(&format(d)), Ok(d));
+            }
+
+            #[test]
+            fn format_never_panics(ms in any::<i64>()) {
+                if let Some(d) = Duration::try_milliseconds(ms) {
+                    let _ = format(d);
+                }
+            }
+        }
+    }
 
     #[test]
     fn single_units_parse_to_their_length() {

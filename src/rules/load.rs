@@ -235,6 +235,10 @@ fn hint_for(message: &str) -> Option<String> {
 }
 
 #[cfg(test)]
+#[path = "load_props.rs"]
+mod props;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

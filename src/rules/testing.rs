@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Datelike, Duration, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -236,10 +236,12 @@ fn execute(
 ) -> Result<Evaluation, String> {
     let mut engine = Engine::new(Arc::clone(rules));
     let mut now = case.start.unwrap_or_else(default_start);
+    check_year(now).map_err(|e| format!("`start`: {e}"))?;
     let mut all = Evaluation::default();
     for (index, step) in case.steps.iter().enumerate() {
         let at = |what: &str| format!("step {}: {what}", index + 1);
         if let Some(at_time) = step.at {
+            check_year(at_time).map_err(|e| at(&format!("`at`: {e}")))?;
             if step.advance.is_some() {
                 return Err(at("give `advance` or `at`, not both"));
             }
@@ -254,8 +256,17 @@ fn execute(
             if by < Duration::zero() {
                 return Err(at("`advance` cannot go back in time"));
             }
-            run_timers(&mut engine, now + by, &mut all);
-            now += by;
+            let until = now
+                .checked_add_signed(by)
+                .filter(|t| check_year(*t).is_ok())
+                .ok_or_else(|| {
+                    at(&format!(
+                        "advancing {} from {now} leaves {YEARS}",
+                        advance.value
+                    ))
+                })?;
+            run_timers(&mut engine, until, &mut all);
+            now = until;
         }
         let value = match (&step.payload, &step.file) {
             (Some(_), Some(_)) => return Err(at("give `payload` or `file`, not both")),
@@ -289,6 +300,18 @@ fn execute(
         }
     }
     Ok(all)
+}
+
+/// The clock range of a test case: the years RFC 3339 can write. Rule windows are added to the
+/// clock, so a clock near the end of chrono's range (year 262142) would overflow.
+const YEARS: &str = "the years 0000 to 9999 a test clock must stay in";
+
+fn check_year(t: DateTime<Utc>) -> Result<(), String> {
+    if (0..=9999).contains(&t.year()) {
+        Ok(())
+    } else {
+        Err(format!("{t} is outside {YEARS}"))
+    }
 }
 
 /// Fires every timer due up to `until`, each at its own deadline (so a firing sees the clock at

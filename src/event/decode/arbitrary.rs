@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::DateTime;
+use chrono::{DateTime, Utc};
 use proptest::collection::{btree_map, vec};
 use proptest::prelude::*;
 use proptest::sample::select;
@@ -238,12 +238,17 @@ pub(crate) enum Edit {
     Insert(usize, String, Value),
 }
 
-/// An [`Edit`] whose new values are drawn from `values`.
-pub(crate) fn edit(values: BoxedStrategy<Value>) -> BoxedStrategy<Edit> {
+/// An [`Edit`] whose new values are drawn from `values` and new member names mostly from
+/// `names` (the fields of the document's format).
+pub(crate) fn edit(
+    names: &'static [&'static str],
+    values: BoxedStrategy<Value>,
+) -> BoxedStrategy<Edit> {
+    let name = prop_oneof![3 => select(names).prop_map(str::to_owned), 1 => key()];
     prop_oneof![
         (any::<usize>(), values.clone()).prop_map(|(at, v)| Edit::Replace(at, v)),
         any::<usize>().prop_map(Edit::Remove),
-        (any::<usize>(), key(), values).prop_map(|(at, k, v)| Edit::Insert(at, k, v)),
+        (any::<usize>(), name, values).prop_map(|(at, k, v)| Edit::Insert(at, k, v)),
     ]
     .boxed()
 }
@@ -330,7 +335,7 @@ pub(crate) fn document() -> BoxedStrategy<Value> {
     let sample = select(SAMPLES).prop_map(|s| serde_json::from_str(s).expect("sample is JSON"));
     prop_oneof![
         1 => json_value(),
-        3 => (sample, vec(edit(json_value()), 0..5)).prop_map(|(doc, edits)| edited(doc, &edits)),
+        3 => (sample, vec(edit(KEYS, json_value()), 0..5)).prop_map(|(doc, edits)| edited(doc, &edits)),
     ]
     .boxed()
 }
@@ -339,8 +344,16 @@ pub(crate) fn document() -> BoxedStrategy<Value> {
 /// Kafka record timestamp can be any 64-bit millisecond count).
 pub(crate) fn metadata() -> BoxedStrategy<Metadata> {
     let text = || text_from(WORDS);
-    let timestamp =
-        any::<i64>().prop_map(|ms| DateTime::from_timestamp_millis(ms).unwrap_or_default());
+    let (first, last) = (
+        DateTime::<Utc>::MIN_UTC.timestamp_millis(),
+        DateTime::<Utc>::MAX_UTC.timestamp_millis(),
+    );
+    let timestamp = prop_oneof![
+        any::<i64>(),
+        first..=last,
+        select(vec![first, last, last - 60_000, 0, 1_770_000_000_000]),
+    ]
+    .prop_map(|ms| DateTime::from_timestamp_millis(ms).unwrap_or_default());
     let headers = btree_map(key(), text(), 0..4);
     let attributes = btree_map(key(), json_value(), 0..4);
     (

@@ -14,6 +14,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::correlate::{Step, compile_step};
+use super::later;
 use super::{
     Decision, Firing, KeyState, Keying, Limits, MatchInfo, RuleState, StateError, compile_window,
     keep,
@@ -102,7 +103,7 @@ impl Absence {
             // Nothing was armed for the key, so refusing the event changes nothing.
             None => Armed {
                 armed_at: now,
-                deadline: now + self.within,
+                deadline: later(now, self.within),
                 triggers: 1,
                 event: keep(event, &self.keying.rule, "absence")?,
             },

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::later;
 use super::{
     Decision, Firing, KeyState, Keying, Limits, MatchInfo, RuleState, StateError, compile_window,
     keep,
@@ -276,7 +277,7 @@ impl Correlate {
             .iter()
             .partition(|s| partial.seen.contains_key(&s.name));
         let names = |steps: Vec<&Step>| steps.into_iter().map(|s| s.name.clone()).collect();
-        let expires = first_at.map_or(now + self.within, |t| t + self.within);
+        let expires = later(first_at.unwrap_or(now), self.within);
         let decision = Decision::Waiting {
             key: key.clone(),
             seen: names(seen),

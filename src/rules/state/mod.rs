@@ -521,6 +521,13 @@ enum Resolved {
     Emptied,
 }
 
+/// `t + d`, saturating at the end of chrono's range. The engine's clock is the wall clock in
+/// `reflex run` but the event time in `reflex replay`, which can be near the end of the range,
+/// where `+` would panic; a deadline at the end of time simply never comes.
+pub(crate) fn later(t: DateTime<Utc>, d: chrono::Duration) -> DateTime<Utc> {
+    t.checked_add_signed(d).unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
 /// Checks that a window is longer than zero, pushing a diagnostic if not.
 fn compile_window(
     src: &SpannedString,

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::later;
 use super::{
     Decision, Firing, KeyState, Keying, Limits, MatchInfo, Resolved, RuleState, StateError,
     compile_window, keep,
@@ -68,7 +69,7 @@ impl Burst {
     fn open(now: DateTime<Utc>, window: Duration) -> Self {
         Self {
             first_at: now,
-            due: now + window,
+            due: later(now, window),
             by_fingerprint: BTreeMap::new(),
             uncancellable: 0,
             overflowed: false,
@@ -195,7 +196,7 @@ impl Throttle {
                     state.put(key.clone(), KeyState::Suppressed(s), Some(until), limits);
                     return Ok(Decision::Suppressed { key, until });
                 }
-                let until = now + window;
+                let until = later(now, window);
                 let suppression = Suppression {
                     fired_at: now,
                     until,

@@ -1,6 +1,7 @@
 //! Property tests: no template source makes compiling panic, and no event makes rendering panic
 //! (errors are fine: a bad template is a diagnostic, a failed render an outcome).
 
+use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::select;
 
@@ -34,6 +35,105 @@ const TEMPLATES: &[&str] = &[
     "{{ event.x | int }}{{ event.x | float }}{{ event.x | length }}",
 ];
 
+/// Variables and paths into the events and contexts the strategies generate.
+const VARIABLES: &[&str] = &[
+    "event",
+    "event.labels",
+    "event.labels.severity",
+    "event.labels['app.kubernetes.io/name']",
+    "event.alerts[0].labels",
+    "event.alerts[-1]",
+    "event.count",
+    "event.status",
+    "event.output_fields['k8s.ns.name']",
+    "event['']",
+    "meta",
+    "meta.headers",
+    "meta.attributes",
+    "meta.timestamp",
+    "meta.key",
+    "meta.partition",
+    "meta.offset",
+    "rule.name",
+    "match.key",
+    "match.count",
+    "match.first_at",
+    "match.events.oom",
+    "'é😀'",
+    "18446744073709551615",
+    "-9223372036854775808",
+    "1e308",
+    "[1, 'a', none]",
+];
+
+/// What can follow a variable: filters (Reflex's own included), operators and tests.
+const SUFFIXES: &[&str] = &[
+    "",
+    " | upper",
+    " | lower",
+    " | default('x')",
+    " | tojson",
+    " | int",
+    " | float",
+    " | length",
+    " | first",
+    " | last",
+    " | items",
+    " | dictsort",
+    " | join(',')",
+    " | replace('a', 'é')",
+    " | trim",
+    " | string",
+    " | dns_label",
+    " | urlencode",
+    " + 1",
+    " * 2",
+    " // 0",
+    " % 0",
+    " ** 64",
+    " * 999999999",
+    "[::0]",
+    "[1:-1]",
+    " | indent(999999999)",
+    " ~ 'x'",
+    " is defined",
+    " is not none",
+    " in [1, 2]",
+    "[0]",
+    "[1:]",
+    ".x",
+];
+
+/// One expression: a variable with up to two suffixes.
+fn jinja_expression() -> impl Strategy<Value = String> {
+    (select(VARIABLES), select(SUFFIXES), select(SUFFIXES))
+        .prop_map(|(v, a, b)| format!("{v}{a}{b}"))
+}
+
+/// Templates built from well-formed tags (output, `if`, `for`, comments, `raw`) around
+/// literal text, sometimes with a random piece spliced in; or random text.
+fn template_source() -> impl Strategy<Value = String> {
+    let literal = text_from(&["a", " ", "-", "/"]);
+    let part = prop_oneof![
+        2 => literal.clone(),
+        4 => jinja_expression().prop_map(|e| format!("{{{{ {e} }}}}")),
+        1 => (jinja_expression(), jinja_expression())
+            .prop_map(|(c, e)| format!("{{% if {c} %}}{{{{ {e} }}}}{{% else %}}-{{% endif %}}")),
+        1 => (jinja_expression(), jinja_expression())
+            .prop_map(|(c, e)| format!("{{% for x in {c} %}}{{{{ x }}}}{{{{ {e} }}}}{{% endfor %}}")),
+        1 => literal.clone().prop_map(|t| format!("{{# {t} #}}")),
+        1 => literal.prop_map(|t| format!("{{% raw %}}{t}{{% endraw %}}")),
+    ];
+    let valid = vec(part, 1..4).prop_map(|parts| parts.concat());
+    let spliced = (valid.clone(), any::<usize>(), text_from(SYNTAX)).prop_map(|(t, at, piece)| {
+        let mut chars: Vec<char> = t.chars().collect();
+        let at = at % (chars.len() + 1);
+        chars.splice(at..at, piece.chars());
+        chars.into_iter().collect()
+    });
+    prop_oneof![4 => valid, 2 => spliced, 1 => text_from(SYNTAX)]
+}
+
 fn scope() -> impl Strategy<Value = Scope> {
     select(vec![Scope::Key, Scope::Action])
 }
@@ -50,7 +150,7 @@ proptest! {
     #![proptest_config(config())]
 
     #[test]
-    fn no_source_panics_compile_or_render(text in text_from(SYNTAX), scope in scope(), event in event()) {
+    fn no_source_panics_compile_or_render(text in template_source(), scope in scope(), event in event()) {
         let mut diags = Diagnostics::new();
         let compiled = Template::compile_at(&text, Location::UNKNOWN, scope, &mut diags);
         prop_assert_eq!(compiled.is_none(), !diags.is_empty(), "{:?}", diags.into_vec());

@@ -8,6 +8,7 @@ mod detection;
 mod falco;
 mod forced;
 mod kubernetes;
+mod props;
 mod record;
 
 use std::collections::BTreeMap;
