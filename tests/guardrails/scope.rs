@@ -338,22 +338,20 @@ async fn every_action_kind_on_a_cluster_scoped_object_is_refused_unless_its_kind
     }
     let untouched = nodes.get(&name).await.expect("node");
     assert!(
-        untouched
+        !untouched
             .metadata
             .labels
             .unwrap_or_default()
-            .get("guard")
-            .is_none()
+            .contains_key("guard")
     );
     assert_eq!(untouched.spec.and_then(|s| s.unschedulable), None);
     let role_before = roles.get(&name).await.expect("role");
     assert!(
-        role_before
+        !role_before
             .metadata
             .labels
             .unwrap_or_default()
-            .get("patched")
-            .is_none()
+            .contains_key("patched")
     );
     assert!(
         roles
