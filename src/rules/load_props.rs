@@ -166,20 +166,23 @@ const TEST_FIELDS: &[&str] = &[
     "message_contains",
 ];
 
+/// The shipped files under `rules/` that `keep` accepts, with their text.
+fn shipped(keep: fn(&Path) -> bool) -> Vec<(PathBuf, String)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
+    find_files(&dir, keep)
+        .expect("the rules directory lists")
+        .into_iter()
+        .map(|path| {
+            let text = read_source(&path).expect("a shipped file reads");
+            (path, text)
+        })
+        .collect()
+}
+
 /// The shipped rule files, as text.
 fn shipped_sources() -> &'static [(PathBuf, String)] {
     static SOURCES: OnceLock<Vec<(PathBuf, String)>> = OnceLock::new();
-    SOURCES.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
-        find_files(&dir, is_rule_file)
-            .expect("the rules directory lists")
-            .into_iter()
-            .map(|path| {
-                let text = read_source(&path).expect("a shipped rule file reads");
-                (path, text)
-            })
-            .collect()
-    })
+    SOURCES.get_or_init(|| shipped(is_rule_file))
 }
 
 /// The shipped rule set, compiled once.
@@ -231,12 +234,9 @@ fn edited_document() -> impl Strategy<Value = String> {
 
 /// The shipped rule test files, as documents, with the directory each one's paths are relative to.
 fn shipped_tests() -> Vec<(PathBuf, Value)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
-    find_files(&dir, is_test_file)
-        .expect("the rules directory lists")
+    shipped(is_test_file)
         .into_iter()
-        .map(|path| {
-            let text = read_source(&path).expect("a shipped test file reads");
+        .map(|(path, text)| {
             let doc = serde_saphyr::from_str(&text)
                 .unwrap_or_else(|e| panic!("{} parses as a document: {e}", path.display()));
             (

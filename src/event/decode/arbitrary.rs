@@ -76,6 +76,23 @@ pub(crate) fn text_from(pieces: &'static [&'static str]) -> BoxedStrategy<String
     .boxed()
 }
 
+/// Input for a parser with a grammar: mostly `valid` text built from it, some with a random
+/// piece from `pieces` spliced in at a random place (near-valid input reaches the deeper error
+/// paths), some only random pieces.
+pub(crate) fn near_valid(
+    valid: BoxedStrategy<String>,
+    pieces: &'static [&'static str],
+) -> BoxedStrategy<String> {
+    let spliced =
+        (valid.clone(), any::<usize>(), text_from(pieces)).prop_map(|(text, at, piece)| {
+            let mut chars: Vec<char> = text.chars().collect();
+            let at = at % (chars.len() + 1);
+            chars.splice(at..at, piece.chars());
+            chars.into_iter().collect()
+        });
+    prop_oneof![4 => valid, 2 => spliced, 1 => text_from(pieces)].boxed()
+}
+
 /// Object keys events carry: the fields each decoder reads and the paths the shipped rules test.
 const KEYS: &[&str] = &[
     "labels",

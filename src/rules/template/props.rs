@@ -8,7 +8,7 @@ use proptest::sample::select;
 use super::tests::match_info;
 use super::*;
 use crate::event::Event;
-use crate::event::decode::arbitrary::{config, event, text_from};
+use crate::event::decode::arbitrary::{config, event, near_valid, text_from};
 
 /// Pieces of template syntax, so random text reaches every branch of the scan and the compiler.
 pub(super) const SYNTAX: &[&str] = &[
@@ -125,13 +125,7 @@ fn template_source() -> impl Strategy<Value = String> {
         1 => literal.prop_map(|t| format!("{{% raw %}}{t}{{% endraw %}}")),
     ];
     let valid = vec(part, 1..4).prop_map(|parts| parts.concat());
-    let spliced = (valid.clone(), any::<usize>(), text_from(SYNTAX)).prop_map(|(t, at, piece)| {
-        let mut chars: Vec<char> = t.chars().collect();
-        let at = at % (chars.len() + 1);
-        chars.splice(at..at, piece.chars());
-        chars.into_iter().collect()
-    });
-    prop_oneof![4 => valid, 2 => spliced, 1 => text_from(SYNTAX)]
+    near_valid(valid.boxed(), SYNTAX)
 }
 
 fn scope() -> impl Strategy<Value = Scope> {

@@ -184,18 +184,10 @@ fn default_limits_are_one_mebibyte_and_64_levels() {
 
 #[test]
 fn every_truncation_of_every_sample_is_an_error_under_every_decoding() {
-    let decodings = [
-        Decoding::Auto,
-        Decoding::Json,
-        Decoding::Cloudevents,
-        Decoding::Alertmanager,
-        Decoding::KubernetesEvent,
-        Decoding::Falco,
-    ];
     for sample in [ALERTMANAGER, CE_STRUCTURED, K8S_CORE, FALCO, PLAIN] {
         let bytes = sample.trim_end().as_bytes();
         for end in 0..bytes.len() {
-            for decoding in decodings {
+            for decoding in DECODINGS {
                 let result = decode(
                     &record(&bytes[..end], &[]),
                     decoding,

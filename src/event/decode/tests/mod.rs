@@ -33,6 +33,16 @@ const FALCO: &str = include_str!("../../../../tests/data/events/falco-event.json
 const FALCO_NO_UUID: &str = include_str!("../../../../tests/data/events/falco-event-no-uuid.json");
 const PLAIN: &str = include_str!("../../../../tests/data/events/plain.json");
 
+/// Every way a topic can be configured to decode.
+const DECODINGS: [Decoding; 6] = [
+    Decoding::Auto,
+    Decoding::Json,
+    Decoding::Cloudevents,
+    Decoding::Alertmanager,
+    Decoding::KubernetesEvent,
+    Decoding::Falco,
+];
+
 const TOPIC: &str = "events";
 const PARTITION: i32 = 2;
 const OFFSET: i64 = 42;

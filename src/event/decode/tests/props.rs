@@ -10,16 +10,6 @@ use super::super::base64;
 use super::super::parse::{nesting_exceeds, value_depth};
 use super::*;
 
-/// Every way a topic can be configured to decode.
-const DECODINGS: [Decoding; 6] = [
-    Decoding::Auto,
-    Decoding::Json,
-    Decoding::Cloudevents,
-    Decoding::Alertmanager,
-    Decoding::KubernetesEvent,
-    Decoding::Falco,
-];
-
 /// Header names the decoders look at, so random headers reach binary-mode CloudEvents.
 const HEADER_NAMES: &[&str] = &[
     "ce_specversion",

@@ -9,7 +9,7 @@ use serde_json::Map;
 
 use super::super::Path;
 use super::*;
-use crate::event::decode::arbitrary::{config, event, text_from};
+use crate::event::decode::arbitrary::{config, event, near_valid, text_from};
 
 /// Pieces of the expression language and of paths.
 const EXPR: &[&str] = &[
@@ -183,13 +183,7 @@ fn expression() -> impl Strategy<Value = String> {
             inner.prop_map(|a| format!("!{a}")),
         ]
     });
-    let spliced = (valid.clone(), any::<usize>(), text_from(EXPR)).prop_map(|(e, at, piece)| {
-        let mut chars: Vec<char> = e.chars().collect();
-        let at = at % (chars.len() + 1);
-        chars.splice(at..at, piece.chars());
-        chars.into_iter().collect()
-    });
-    prop_oneof![4 => valid, 2 => spliced, 1 => text_from(EXPR)]
+    near_valid(valid.boxed(), EXPR)
 }
 
 /// Compiles `text`; checks the contract between the result and the diagnostics.
