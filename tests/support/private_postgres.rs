@@ -1,7 +1,8 @@
 //! A private PostgreSQL server for one test: its own data directory in a temp dir, a free port
 //! on 127.0.0.1, password authentication (SCRAM) for the `postgres` user, started and stopped by
 //! the test. For tests that need what the shared server cannot give: a password to check, or a
-//! server to stop. Debian's PostgreSQL binaries (`/usr/lib/postgresql/<major>/bin`) are used;
+//! server to stop (cleanly, or at once like a crashed server) and start again on the same port.
+//! Debian's PostgreSQL binaries (`/usr/lib/postgresql/<major>/bin`) are used;
 //! as root the server runs as the `postgres` user, as PostgreSQL refuses to run as root.
 
 use std::path::{Path, PathBuf};
@@ -104,7 +105,8 @@ impl PrivatePostgres {
             ],
         );
         let server = PrivatePostgres {
-            port: super::reflex_process::free_port(),
+            // Below the ephemeral range, so nothing takes the port while the server is stopped.
+            port: super::kafka_broker::pick_port(&[]),
             dir,
             bin,
             password: password.to_owned(),
@@ -118,8 +120,26 @@ impl PrivatePostgres {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
 
-    /// Stops the server (fast shutdown: connections are closed at once).
+    /// `postgres://postgres:<password>@127.0.0.1:<port>/postgres`.
+    pub fn url(&self) -> String {
+        format!(
+            "postgres://postgres:{}@127.0.0.1:{}/postgres",
+            self.password, self.port
+        )
+    }
+
+    /// Stops the server (fast shutdown: connections are closed at once, a checkpoint is written).
     pub fn stop(&self) {
+        self.stop_with("fast");
+    }
+
+    /// Stops the server at once (`-m immediate`): connections are cut and nothing is
+    /// checkpointed, as when the server crashes.
+    pub fn stop_immediately(&self) {
+        self.stop_with("immediate");
+    }
+
+    fn stop_with(&self, mode: &str) {
         let data = self.dir.path().join("data").display().to_string();
         run_as_postgres(
             &self.bin.join("pg_ctl"),
@@ -127,7 +147,7 @@ impl PrivatePostgres {
                 "-D",
                 &data,
                 "-m",
-                "fast",
+                mode,
                 "-w",
                 "-t",
                 PG_CTL_TIMEOUT_SECS,

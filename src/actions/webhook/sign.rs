@@ -1,40 +1,15 @@
-//! HMAC-SHA256 (RFC 2104) over the request body, written out with `sha2` rather than adding the
-//! `hmac` crate: the construction is two hashes and two pads, and the RFC 4231 vectors below pin
-//! it down.
+//! HMAC-SHA256 (RFC 2104) over the request body, with the RustCrypto `hmac` and `sha2` crates.
 
-use sha2::{Digest, Sha256};
-
-/// SHA-256's block size in bytes (the HMAC pad length).
-const BLOCK: usize = 64;
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
 
 /// HMAC-SHA256 of `message` under `key`.
 pub(crate) fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
-    // Keys longer than a block are hashed first; shorter ones are zero-padded (RFC 2104 §2).
-    let mut block_key = [0u8; BLOCK];
-    if key.len() > BLOCK {
-        block_key[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        block_key[..key.len()].copy_from_slice(key);
-    }
-    let mut inner_pad = [0x36u8; BLOCK];
-    let mut outer_pad = [0x5cu8; BLOCK];
-    for ((i, o), k) in inner_pad
-        .iter_mut()
-        .zip(outer_pad.iter_mut())
-        .zip(block_key)
-    {
-        *i ^= k;
-        *o ^= k;
-    }
-    let inner = Sha256::new()
-        .chain_update(inner_pad)
-        .chain_update(message)
-        .finalize();
-    Sha256::new()
-        .chain_update(outer_pad)
-        .chain_update(inner)
-        .finalize()
-        .into()
+    // HMAC takes keys of any length (longer ones are hashed first, RFC 2104 §2), so this
+    // cannot fail.
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC accepts keys of any length");
+    mac.update(message);
+    mac.finalize().into_bytes().into()
 }
 
 /// The signature header value: `sha256=<lowercase hex>` (the GitHub webhook convention, which
