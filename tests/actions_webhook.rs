@@ -492,8 +492,8 @@ async fn the_hmac_signature_header_verifies_over_the_sent_body_with_the_key_file
     let seen = receiver.seen();
     let request = &seen[0];
     // The receiver's side: RustCrypto's HMAC over the bytes it received, with the trimmed key.
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"whsec_test_key_123")
-        .expect("any key length");
+    let mut mac =
+        hmac::Hmac::<sha2::Sha256>::new_from_slice(b"whsec_test_key_123").expect("any key length");
     mac.update(&request.body);
     let expected = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
     assert_eq!(request.headers["x-signature-256"], expected.as_str());
