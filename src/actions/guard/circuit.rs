@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::config::CircuitConfig;
+use crate::config::CircuitConfig;
 use crate::metrics::{self, RuleLabels};
 use crate::outcome::circuit::{Announcement, CircuitRow};
 use crate::outcome::store::{self, Store};

@@ -1,8 +1,9 @@
 //! Guardrails around executing actions: the policies on where an action may act (the
 //! [`namespace`] policy, the cluster-[`scope`]d kinds, the Kafka [`topic`]s), global dry run,
 //! the [`circuit`] breaker, per-target mutual exclusion ([`lock`]), a bound on concurrent
-//! executions and a per-action timeout. Settings are in [`config`]; the pipeline calls them
-//! in that order between claiming an action and recording its outcome.
+//! executions and a per-action timeout. Settings are in [`crate::config::ActionsConfig`] (its
+//! guardrail types re-exported in [`config`]); the pipeline calls them in that order between
+//! claiming an action and recording its outcome.
 
 pub mod circuit;
 pub mod config;
@@ -19,7 +20,7 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use super::Execution;
-use crate::config::Config;
+use crate::config::{CircuitConfig, Config};
 use crate::outcome::store::Store;
 use crate::rules::PlannedAction;
 use crate::rules::action::ActionKind;
@@ -67,7 +68,7 @@ pub struct Guard {
     namespaces: namespace::NamespacePolicy,
     cluster_scoped: scope::ClusterScopedPolicy,
     topics: topic::TopicPolicy,
-    circuit: config::CircuitConfig,
+    circuit: CircuitConfig,
     slots: Semaphore,
     max_concurrent: usize,
     timeout: Duration,
@@ -237,8 +238,8 @@ impl Guard {
 }
 
 /// The global settings without their limits.
-fn unlimited(global: &config::CircuitConfig) -> config::CircuitConfig {
-    config::CircuitConfig {
+fn unlimited(global: &CircuitConfig) -> CircuitConfig {
+    CircuitConfig {
         max_per_rule: None,
         max_per_target: None,
         ..global.clone()
@@ -409,7 +410,7 @@ mod tests {
         let refused = closed.check(&delete("team-a"), &none).expect_err("kind");
         assert_eq!(refused.policy, Policy::ClusterScoped);
         let (open, _dir) = guard(ActionsConfig {
-            cluster_scoped: config::ClusterScopedLists {
+            cluster_scoped: crate::config::ClusterScopedLists {
                 allow: vec!["Namespace".into()],
             },
             ..closed_actions()
@@ -426,7 +427,7 @@ mod tests {
     /// Namespaces `team-*`, Reflex's own `team-reflex`, no cluster-scoped kind.
     fn closed_actions() -> ActionsConfig {
         ActionsConfig {
-            namespaces: config::NamespaceLists {
+            namespaces: crate::config::NamespaceLists {
                 allow: vec!["team-*".into()],
                 deny: Vec::new(),
             },

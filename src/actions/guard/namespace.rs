@@ -9,7 +9,7 @@
 //! [`super::scope`]): a namespace the policy protects cannot be deleted, labelled or patched
 //! either.
 
-use super::config::NamespaceLists;
+use crate::config::NamespaceLists;
 use crate::rules::ruleset::{Glob, RuleGuard};
 
 /// Namespaces refused unless explicitly allowed, besides Reflex's own.
