@@ -14,10 +14,13 @@
 //!   (Alertmanager webhooks and CloudEvents posted over HTTP, written to Kafka).
 //! - [`reload`]: hot reload of the rules directory (polling and SIGHUP), swapping valid sets in.
 //! - [`metrics`]: the Prometheus metrics every stage records into.
+//! - [`app`]: the running controller wired from the stages above (connect, build the pipeline
+//!   and executors, timers, signals, critical tasks, HTTP server); `reflex run` and `bench` use it.
 //! - [`config`]: the `reflex run` configuration file and its defaults.
 //! - [`cli`]: the subcommands behind the `reflex` binary.
 
 pub mod actions;
+pub mod app;
 pub mod cli;
 pub mod config;
 pub mod event;

@@ -2,7 +2,8 @@
 //! ClusterRole, or as one Role per namespace when every namespaced target names its namespace
 //! literally. For the Helm chart and for reviewers.
 //!
-//! What each action needs (what the executor in `crate::actions::kubernetes` calls):
+//! What each action needs (what the executor in `crate::actions::kubernetes` calls; the table
+//! itself is [`ActionKind::api_access`], next to the action kinds):
 //!
 //! | action | verbs | resource |
 //! |---|---|---|
@@ -31,6 +32,7 @@ use clap::ValueEnum;
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use crate::rules::action::access::AccessResource;
 use crate::rules::action::{ActionKind, ActionSpec, TargetSpec};
 use crate::rules::diagnostic::Diagnostics;
 use crate::rules::load::{find_files, is_rule_file, parse_yaml, read_source};
@@ -146,35 +148,29 @@ pub fn action_grants(
             .map(|verb| grant(&group, resource, verb, &scope))
             .collect()
     };
-    match action {
-        ActionKind::Scale => on(&format!("{plural}/scale"), &["get", "patch"]),
-        ActionKind::Restart | ActionKind::SetImage | ActionKind::Label | ActionKind::Annotate => {
-            on(&plural, &["get", "patch"])
-        }
-        ActionKind::Rollback => {
-            // Deployments keep their history in ReplicaSets, StatefulSets and DaemonSets in
-            // ControllerRevisions.
-            let history = if kind == "Deployment" {
-                "replicasets"
-            } else {
-                "controllerrevisions"
-            };
-            let mut grants = on(&plural, &["get", "patch"]);
-            grants.push(grant("apps", history, "list", &scope));
-            grants
-        }
-        ActionKind::Patch => on(&plural, &["patch"]),
-        ActionKind::Delete if group.is_empty() && kind == "Pod" => on(&plural, &["get", "delete"]),
-        ActionKind::Delete => on(&plural, &["delete"]),
-        ActionKind::Create => on(&plural, &["create"]),
-        ActionKind::Cordon | ActionKind::Uncordon => {
-            vec![
-                grant("", "nodes", "get", &Scope::Cluster),
-                grant("", "nodes", "patch", &Scope::Cluster),
-            ]
-        }
-        ActionKind::Webhook | ActionKind::Kafka | ActionKind::Log => Vec::new(),
+    let Some(access) = action.api_access(api_version, kind) else {
+        return Vec::new();
+    };
+    let mut grants = match access.resource {
+        AccessResource::Target => on(&plural, access.verbs),
+        AccessResource::Subresource(sub) => on(&format!("{plural}/{sub}"), access.verbs),
+        AccessResource::Nodes => access
+            .verbs
+            .iter()
+            .map(|verb| grant("", "nodes", verb, &Scope::Cluster))
+            .collect(),
+    };
+    if access.lists_history {
+        // Deployments keep their history in ReplicaSets, StatefulSets and DaemonSets in
+        // ControllerRevisions.
+        let history = if kind == "Deployment" {
+            "replicasets"
+        } else {
+            "controllerrevisions"
+        };
+        grants.push(grant("apps", history, "list", &scope));
     }
+    grants
 }
 
 /// Kinds whose resource name is pinned here rather than derived (irregular plurals, and the

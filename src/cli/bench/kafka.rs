@@ -136,7 +136,7 @@ impl Bench {
             config.consumer.partition_queue = queue;
         }
         let pipeline =
-            crate::cli::run::build_pipeline(&config, Arc::clone(&self.rules), self.store.clone())
+            crate::app::build_pipeline(&config, Arc::clone(&self.rules), self.store.clone())
                 .await?;
         let measured = Arc::new(Measured::new(Arc::new(pipeline), self.clock));
         let source = KafkaSource::new(&config, Arc::clone(&measured))

@@ -280,17 +280,18 @@ async fn prepare(args: &BenchArgs, prefix: String, dir: PathBuf) -> anyhow::Resu
         .kafka
         .bootstrap_servers
         .clone_from(&args.bootstrap_servers);
-    let admin = super::run::connect_kafka(&config).await?;
+    let admin = crate::app::connect_kafka(&config).await?;
     let workload = Workload::new(args.rules)?;
     config.rules.dir = dir.join("rules");
     std::fs::create_dir_all(&config.rules.dir)?;
     std::fs::write(config.rules.dir.join("bench.yaml"), workload.rules_yaml())?;
-    let rules = super::run::load_rules(&config)?;
+    let rules = crate::app::load_rules(&config)?;
     let url = args
         .store_url
         .clone()
         .unwrap_or_else(|| format!("sqlite://{}", dir.join("audit.db").display()));
-    let store = Store::connect(&url)
+    config.store.url = url;
+    let store = crate::app::connect_store(&config)
         .await
         .context("cannot open the audit store")?;
     let producer: FutureProducer = ClientConfig::new()

@@ -10,6 +10,7 @@
 //! uncordon, label, annotate), [`webhook`], [`kafka`], [`log`], and [`freeform`] for YAML values
 //! whose string leaves are templates.
 
+pub mod access;
 pub mod freeform;
 pub mod kafka;
 pub mod kubernetes;
