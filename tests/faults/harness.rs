@@ -130,14 +130,18 @@ impl Running {
             )
             .await;
         tokio::time::sleep(hold).await;
+        // The fault lasts until its repair BEGINS: a broker or server that is restarting may
+        // already answer before `restore` returns, and an answer from then may rightly show a
+        // later stage of recovery (e.g. the consumer rejoining its group) instead of the fault.
+        let restoring = Instant::now();
         restore.await;
         let restored = Instant::now();
         // Asked and answered while the fault lasted.
         let during: Vec<_> = self
             .readiness
-            .between(noticed.at, restored)
+            .between(noticed.at, restoring)
             .into_iter()
-            .filter(|s| s.answered < restored)
+            .filter(|s| s.answered < restoring)
             .collect();
         let lying: Vec<_> = during
             .iter()
