@@ -23,7 +23,7 @@ fmt-check: ## Check formatting
 	cargo fmt --check
 
 clippy: ## Lint, warnings are errors
-	cargo clippy --all-targets -- -D warnings
+	cargo clippy --all-targets --all-features -- -D warnings
 
 shellcheck: ## Lint the shell scripts
 	shellcheck -x scripts/services scripts/services.d/*.sh scripts/helm scripts/quickstart scripts/render-manifests scripts/test .ci/run

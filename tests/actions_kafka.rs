@@ -3,7 +3,7 @@
 //! topic chosen by event data cannot reach Reflex's own topics through the pipeline. Each test
 //! uses its own topics; every wait is bounded.
 //!
-//! Run: `scripts/services up && eval "$(scripts/services env)" && cargo test --test actions_kafka`
+//! Run: `scripts/services up && eval "$(scripts/services env)" && cargo test --features services --test actions_kafka`
 
 mod support;
 

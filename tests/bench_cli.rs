@@ -2,7 +2,7 @@
 //! (every produced record handled and committed; one outcome per firing event, as many as the
 //! firing fraction predicts). Timing figures are printed by the bench, never asserted here.
 //!
-//! Run: `scripts/services up && eval "$(scripts/services env)" && cargo test --test bench_cli`
+//! Run: `scripts/services up && eval "$(scripts/services env)" && cargo test --features services --test bench_cli`
 
 mod support;
 

@@ -4,7 +4,7 @@
 //! before, during and after the outage ends with exactly one succeeded outcome, published to
 //! the outcomes topic, and the group's offsets reach the end.
 //!
-//! Run: `scripts/services up && eval "$(scripts/services env)" && cargo test --test broker_restart`
+//! Run: `scripts/services up && eval "$(scripts/services env)" && cargo test --features services --test broker_restart`
 //! (the shared services provide Kubernetes; the broker is started from the cached Kafka jars).
 
 mod support;

@@ -4,7 +4,7 @@
 //! decoder reads them back as the same events; every kind of bad request gets its status and
 //! a message saying what is wrong.
 //!
-//! Run: `scripts/services up && eval "$(scripts/services env)" && cargo test --test ingest`
+//! Run: `scripts/services up && eval "$(scripts/services env)" && cargo test --features services --test ingest`
 
 #[path = "support/running.rs"]
 mod running;

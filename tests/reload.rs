@@ -3,7 +3,7 @@
 //! is in `/metrics`, `/v1/rules` and the log with `file:line:column`); fixing it reloads; a
 //! ConfigMap-style `..data` symlink swap is detected; SIGHUP reloads when polling is off.
 //!
-//! Run: `scripts/services up && eval "$(scripts/services env)" && cargo test --test reload`
+//! Run: `scripts/services up && eval "$(scripts/services env)" && cargo test --features services --test reload`
 
 #[path = "support/running.rs"]
 mod running;

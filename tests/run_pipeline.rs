@@ -4,7 +4,7 @@
 //! exactly one succeeded outcome per planned action. Each test has its own topics, group and
 //! SQLite store.
 //!
-//! Run: `scripts/services up && eval "$(scripts/services env)" && cargo test --test run_pipeline`
+//! Run: `scripts/services up && eval "$(scripts/services env)" && cargo test --features services --test run_pipeline`
 
 mod support;
 

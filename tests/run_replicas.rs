@@ -7,7 +7,7 @@
 //!
 //! Each test has its own topics, group, webhook receiver and PostgreSQL database.
 //!
-//! Run: `scripts/services up && eval "$(scripts/services env)" && cargo test --test run_replicas`
+//! Run: `scripts/services up && eval "$(scripts/services env)" && cargo test --features services --test run_replicas`
 
 mod support;
 

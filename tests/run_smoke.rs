@@ -2,7 +2,7 @@
 //! endpoints, and exits cleanly on SIGTERM; with a wrong broker address it fails fast and says
 //! which address it tried.
 //!
-//! Run: `scripts/services up && eval "$(scripts/services env)" && cargo test --test run_smoke`
+//! Run: `scripts/services up && eval "$(scripts/services env)" && cargo test --features services --test run_smoke`
 
 mod support;
 

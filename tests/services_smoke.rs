@@ -2,7 +2,7 @@
 //! rdkafka, kube-apiserver (+ controller-manager) through kube, PostgreSQL and SQLite through
 //! the audit store. Nothing is mocked. Each test works in its own topic / namespace / database.
 //!
-//! Run: `scripts/services up && eval "$(scripts/services env)" && cargo test --test services_smoke`
+//! Run: `scripts/services up && eval "$(scripts/services env)" && cargo test --features services --test services_smoke`
 
 mod support;
 

@@ -3,7 +3,7 @@
 //! (cluster-scoped objects get unique names) and cleaned up whatever happens. Waits are
 //! bounded; a missing service fails the test with the command to start it.
 //!
-//! Run: `scripts/services up && eval "$(scripts/services env)" && cargo test --test actions_kubernetes`
+//! Run: `scripts/services up && eval "$(scripts/services env)" && cargo test --features services --test actions_kubernetes`
 
 mod access;
 mod objects;

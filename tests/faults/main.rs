@@ -11,7 +11,7 @@
 //! shared services of `scripts/services` are never touched. The matrix of results is in
 //! docs/operations.md, "Fault injection"; each test prints its figures (`--nocapture`).
 //!
-//! Run: `scripts/services up && eval "$(scripts/services env)" && cargo test --test faults`
+//! Run: `scripts/services up && eval "$(scripts/services env)" && cargo test --features services --test faults`
 
 #[path = "../support/mod.rs"]
 mod support;

@@ -4,7 +4,7 @@
 //! `throttled` outcomes, and dead letters for actions that failed for good. Nothing is
 //! mocked: webhooks reach a real HTTP server, restarts a real Deployment.
 //!
-//! Run: `scripts/services up && eval "$(scripts/services env)" && cargo test --test guardrails`
+//! Run: `scripts/services up && eval "$(scripts/services env)" && cargo test --features services --test guardrails`
 
 #[path = "../support/mod.rs"]
 mod support;

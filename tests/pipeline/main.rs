@@ -2,7 +2,7 @@
 //! the audit store (SQLite and PostgreSQL) and on the outcomes topic, poison records on the
 //! dead-letter topic. Nothing is mocked; each test has its own topics and its own database.
 //!
-//! Run: `scripts/services up && eval "$(scripts/services env)" && cargo test --test pipeline`
+//! Run: `scripts/services up && eval "$(scripts/services env)" && cargo test --features services --test pipeline`
 
 #[path = "../support/mod.rs"]
 mod support;

@@ -2,7 +2,7 @@
 //! partition back, offsets committed only for handled records, back-pressure by pausing, and
 //! hand-over on rebalance. Each test uses its own topic and consumer group.
 //!
-//! Run: `scripts/services up && eval "$(scripts/services env)" && cargo test --test source_kafka`
+//! Run: `scripts/services up && eval "$(scripts/services env)" && cargo test --features services --test source_kafka`
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -337,7 +337,7 @@ impl Handler for Counter {
 }
 
 /// A measurement, not a check of a property: run it on purpose with
-/// `cargo test --release --test source_kafka -- --ignored --nocapture`.
+/// `cargo test --release --features services --test source_kafka -- --ignored --nocapture`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "measurement; prints the source's throughput"]
 async fn measure_the_source_throughput_with_a_no_op_handler() {
