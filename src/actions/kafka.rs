@@ -10,6 +10,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use serde::{Deserialize, Serialize};
 
+use crate::event::cloudevents;
 use crate::rules::action::KafkaParams;
 
 /// Default bound on waiting for the broker's acknowledgement (librdkafka's
@@ -26,9 +27,6 @@ const MAX_TOPIC_LEN: usize = 249;
 
 /// Header carrying the action's idempotency key on records not sent as CloudEvents.
 pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
-
-/// The CloudEvents spec version written in `ce_specversion`.
-const CE_SPEC_VERSION: &str = "1.0";
 
 /// What a successful publish did; recorded in the outcome's details.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -229,7 +227,8 @@ fn build_headers(
     let mut headers = OwnedHeaders::new_with_capacity(params.headers.len() + 7);
     for (name, value) in &params.headers {
         if params.cloudevent.is_some()
-            && (name.starts_with("ce_") || name.eq_ignore_ascii_case("content-type"))
+            && (name.starts_with(cloudevents::KAFKA_HEADER_PREFIX)
+                || name.eq_ignore_ascii_case("content-type"))
         {
             return Err(Error::InvalidParams(format!(
                 "header `{name}` collides with the CloudEvents headers the executor writes"
@@ -259,7 +258,7 @@ fn build_headers(
     }
     let time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let mut ce_headers: Vec<(&str, &str)> = vec![
-        ("ce_specversion", CE_SPEC_VERSION),
+        ("ce_specversion", cloudevents::SPEC_VERSION),
         ("ce_id", idempotency_key),
         ("ce_source", &ce.source),
         ("ce_type", &ce.event_type),

@@ -1,5 +1,6 @@
 //! The decoded event the rules see: a JSON payload plus Kafka and format metadata.
 
+pub mod cloudevents;
 pub mod decode;
 
 use std::collections::BTreeMap;

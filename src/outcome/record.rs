@@ -80,7 +80,7 @@ impl OutcomeMessage {
             (None, true) => row.event_id.clone(),
         };
         OutcomeMessage {
-            specversion: "1.0".to_owned(),
+            specversion: crate::event::cloudevents::SPEC_VERSION.to_owned(),
             id: format!("{}.{}", row.idempotency_key, row.status.as_str()),
             source: SOURCE.to_owned(),
             event_type: format!("{TYPE_PREFIX}{}", row.status.as_str()),

@@ -12,11 +12,10 @@ use serde_json::Value;
 
 use super::ingest::OutRecord;
 use super::problem::ApiError;
-
-const STRUCTURED: &str = "application/cloudevents+json";
-const BATCH: &str = "application/cloudevents-batch+json";
-/// Attributes every CloudEvent carries, as HTTP binary-mode headers.
-const REQUIRED_HEADERS: [&str; 4] = ["ce-specversion", "ce-id", "ce-source", "ce-type"];
+use crate::event::cloudevents::{
+    BATCH_CONTENT_TYPE as BATCH, HTTP_HEADER_PREFIX, KAFKA_HEADER_PREFIX,
+    REQUIRED_HTTP_HEADERS as REQUIRED_HEADERS, STRUCTURED_CONTENT_TYPE as STRUCTURED,
+};
 /// Most events in one batch request. Each becomes a record awaited in one request; a sender
 /// with more splits them (the body size bound applies too).
 const MAX_BATCH: usize = 1000;
@@ -124,7 +123,7 @@ fn binary(
     let mut out = Vec::new();
     let mut key = None;
     for (name, value) in headers {
-        let Some(attribute) = name.as_str().strip_prefix("ce-") else {
+        let Some(attribute) = name.as_str().strip_prefix(HTTP_HEADER_PREFIX) else {
             continue;
         };
         let value = percent_decode(value.as_bytes()).map_err(|problem| {
@@ -136,7 +135,10 @@ fn binary(
         if attribute == "partitionkey" {
             key = Some(value.clone());
         }
-        out.push((format!("ce_{attribute}"), value.into_bytes()));
+        out.push((
+            format!("{KAFKA_HEADER_PREFIX}{attribute}"),
+            value.into_bytes(),
+        ));
     }
     if let Some(content_type) = content_type {
         out.push(("content-type".to_owned(), content_type.into_bytes()));

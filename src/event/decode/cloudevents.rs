@@ -18,16 +18,11 @@ use super::error::quoted_list;
 use super::{Body, DecodeError, Origin, base64, kind_of, parse_text, text, time_field};
 use crate::event::{Event, Format};
 
-/// The attributes every CloudEvent must have.
-const REQUIRED: [&str; 4] = ["specversion", "id", "source", "type"];
-/// The same, as binary-mode headers (static so errors can list them without allocating).
-const REQUIRED_HEADERS: [&str; 4] = ["ce_specversion", "ce_id", "ce_source", "ce_type"];
-/// Prefix of attribute headers in binary mode.
-const HEADER_PREFIX: &str = "ce_";
-/// Content type of one structured-mode event.
-const STRUCTURED: &str = "application/cloudevents+json";
-/// Content type of a batch of structured-mode events (a JSON array).
-const BATCH: &str = "application/cloudevents-batch+json";
+use crate::event::cloudevents::{
+    BATCH_CONTENT_TYPE as BATCH, KAFKA_HEADER_PREFIX as HEADER_PREFIX,
+    REQUIRED_ATTRIBUTES as REQUIRED, REQUIRED_KAFKA_HEADERS as REQUIRED_HEADERS,
+    STRUCTURED_CONTENT_TYPE as STRUCTURED,
+};
 
 /// How a record's content type declares a structured-mode CloudEvent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
