@@ -167,6 +167,44 @@ mod tests {
         assert_eq!(redact("not a url"), "not a url");
     }
 
+    mod props {
+        use proptest::prelude::*;
+
+        use super::super::redact;
+        use crate::event::decode::arbitrary;
+
+        proptest! {
+            #![proptest_config(arbitrary::config())]
+
+            /// Any text (a store URL from config or the environment) is redacted without a panic.
+            #[test]
+            fn any_text_is_redacted_without_panicking(text in any::<String>()) {
+                let _ = redact(&text);
+            }
+
+            /// A password in the user information, in a query parameter or in both never
+            /// survives, whether or not the rest of the URL parses (port 99999 does not).
+            #[test]
+            fn a_password_never_survives_redaction(
+                secret in "Zq[A-Za-z0-9]{6,14}",
+                user in "[a-z]{1,8}",
+                host in "[a-z]{1,8}",
+                port in prop::sample::select(vec!["", ":5432", ":99999"]),
+                in_userinfo in any::<bool>(),
+                param in prop::sample::select(vec!["", "password", "sslpassword", "PGPASSWORD"]),
+            ) {
+                let userinfo = if in_userinfo { format!("{user}:{secret}") } else { user };
+                let query = if param.is_empty() { String::new() } else { format!("?{param}={secret}") };
+                let url = format!("postgres://{userinfo}@{host}{port}/db{query}");
+                let shown = redact(&url);
+                prop_assert!(
+                    !shown.contains(&secret) || (!in_userinfo && param.is_empty()),
+                    "{url} -> {shown}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn unsupported_secret_parameters_are_dropped_before_the_driver_parses() {
         let options =
