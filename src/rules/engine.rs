@@ -124,11 +124,24 @@ pub struct EngineState {
     pub rules: BTreeMap<String, RuleState>,
 }
 
+/// One (stateful rule, group key): the unit of rule state that is stored, locked and decided
+/// on its own (see [`Engine::state_keys`]).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct StateKey {
+    /// The rule's name.
+    pub rule: String,
+    /// The rendered group key (`""` for a rule without a key template).
+    pub key: String,
+}
+
 /// A rule set plus its state.
 #[derive(Debug)]
 pub struct Engine {
     rules: Arc<RuleSet>,
     state: EngineState,
+    /// Keys the current record was already applied to (a redelivery): their rules hold the
+    /// event back instead of counting it again (see [`Engine::skip_applied`]).
+    applied: BTreeSet<StateKey>,
     scratch: Vec<u32>,
     /// Rules whose state an event or tick reached since the last [`Engine::take_dirty`]: where
     /// to look for changed keys (each [`RuleState`] records its own) without visiting every
@@ -160,6 +173,7 @@ impl Engine {
         Self {
             rules,
             state,
+            applied: BTreeSet::new(),
             scratch: Vec::new(),
             dirty: BTreeSet::new(),
         }
@@ -192,6 +206,51 @@ impl Engine {
             }
         }
         changed
+    }
+
+    /// Every (rule, group key) whose state handling `events` may read or change: for each
+    /// enabled stateful rule whose selector lets an event through — or turns it away only for
+    /// its alert status, since a resolved alert still cancels what it started — the key the
+    /// event renders to. The condition is not evaluated (an `absence` expects events that fail
+    /// it), so this is a superset: a key listed may end up unchanged. An event whose key
+    /// template fails is left out (the rule records that failure when it runs).
+    ///
+    /// The pipeline locks exactly these keys, loads their state and hands it to a fresh engine
+    /// ([`Engine::with_state`]) for the record: the decision for one key is then made by one
+    /// process at a time, whichever replica consumed the event.
+    pub fn state_keys<'a>(
+        &self,
+        events: impl IntoIterator<Item = &'a Event>,
+    ) -> BTreeSet<StateKey> {
+        let mut keys = BTreeSet::new();
+        for event in events {
+            for rule in self.rules.rules() {
+                if !rule.enabled || rule.behaviour.is_stateless() {
+                    continue;
+                }
+                if !matches!(
+                    rule.selector.check(event),
+                    Ok(()) | Err(SelectorMiss::AlertStatus)
+                ) {
+                    continue;
+                }
+                if let Some(Ok(key)) = rule.behaviour.key_of(event) {
+                    keys.insert(StateKey {
+                        rule: rule.name.clone(),
+                        key,
+                    });
+                }
+            }
+        }
+        keys
+    }
+
+    /// The record being handled was already applied to these keys (their stored state says so:
+    /// it is a redelivery after a crash or a rebalance). Their rules hold the record's events
+    /// back with a verdict saying so, instead of counting them into a window twice. Holds for
+    /// the following calls until replaced.
+    pub fn skip_applied(&mut self, keys: BTreeSet<StateKey>) {
+        self.applied = keys;
     }
 
     /// Swaps in a new rule set, keeping the state of rules that still exist by name.
@@ -358,6 +417,23 @@ impl Engine {
             };
             return (Verdict::Fired(plan(rule, &firing, out)), explanation, true);
         }
+        if !self.applied.is_empty()
+            && let Some(Ok(key)) = rule.behaviour.key_of(event)
+        {
+            let state_key = StateKey {
+                rule: rule.name.clone(),
+                key,
+            };
+            if self.applied.contains(&state_key) {
+                let verdict = Verdict::Held(format!(
+                    "already applied to key `{}`: the record is a redelivery",
+                    state_key.key
+                ));
+                // `matched` as the first time, so `stop` hides the event from later rules
+                // again when this rule's throttle or threshold handled it then.
+                return (verdict, explanation, matched);
+            }
+        }
         let limits = Limits {
             max_keys: rule.max_keys,
             ..Limits::default()
@@ -492,5 +568,98 @@ mod tests {
             BTreeMap::from([("throttled".to_owned(), vec!["2".to_owned()])]),
             "a suppressed event changes its own key only"
         );
+    }
+
+    fn load(yaml: &str) -> Engine {
+        let rules =
+            crate::rules::load_sources(&[("r.yaml".into(), yaml.to_owned())]).expect("valid rules");
+        Engine::new(Arc::new(rules))
+    }
+
+    fn key(rule: &str, key: &str) -> StateKey {
+        StateKey {
+            rule: rule.to_owned(),
+            key: key.to_owned(),
+        }
+    }
+
+    #[test]
+    fn state_keys_lists_the_key_of_every_stateful_rule_an_event_may_reach_whatever_its_condition() {
+        let engine = load(
+            r#"rules:
+  - name: stateless
+    actions: [{log: {message: hi}}]
+  - name: throttled
+    when: 'kind == "a"'
+    throttle: {key: "{{ event.app }}", once_within: 1m}
+    actions: [{log: {message: hi}}]
+  - name: absent
+    when: 'kind == "start"'
+    absence: {key: "{{ event.app }}/x", within: 1m, expect: {name: done, when: 'kind == "done"'}}
+    actions: [{log: {message: hi}}]
+  - name: unkeyed
+    threshold: {count: 2, within: 1m}
+    actions: [{log: {message: hi}}]
+  - name: disabled
+    enabled: false
+    throttle: {key: "{{ event.app }}", once_within: 1m}
+    actions: [{log: {message: hi}}]
+"#,
+        );
+        let events = [
+            event(serde_json::json!({"kind": "done", "app": "web"})),
+            event(serde_json::json!({"kind": "a", "app": "db"})),
+        ];
+        let keys = engine.state_keys(&events);
+        assert_eq!(
+            keys,
+            BTreeSet::from([
+                key("absent", "db/x"),
+                key("absent", "web/x"),
+                key("throttled", "db"),
+                key("throttled", "web"),
+                key("unkeyed", ""),
+            ]),
+            "a superset: the condition is not evaluated, disabled and stateless rules hold no key"
+        );
+    }
+
+    #[test]
+    fn a_key_the_record_was_already_applied_to_holds_the_event_back_and_changes_nothing() {
+        let engine_yaml = r#"rules:
+  - name: counted
+    threshold: {key: "{{ event.app }}", count: 2, within: 1m}
+    actions: [{log: {message: hi}}]
+"#;
+        let now = Utc::now();
+        let mut engine = load(engine_yaml);
+        let first = event(serde_json::json!({"app": "web", "n": 1}));
+        assert!(engine.process(&first, now).planned.is_empty(), "one of two");
+        engine.take_dirty();
+        engine.skip_applied(BTreeSet::from([key("counted", "web")]));
+        let again = engine.process_traced(&first, now);
+        assert!(
+            again.planned.is_empty(),
+            "the redelivery is not counted a second time"
+        );
+        assert!(
+            matches!(&again.trace[0].verdict, Verdict::Held(why) if why.contains("redelivery")),
+            "{:?}",
+            again.trace
+        );
+        assert!(
+            engine.take_dirty().is_empty(),
+            "the key's state is untouched"
+        );
+        // Another key of the same rule is not held back.
+        let other = event(serde_json::json!({"app": "db"}));
+        engine.process(&other, now);
+        assert_eq!(
+            engine.take_dirty(),
+            BTreeMap::from([("counted".to_owned(), vec!["db".to_owned()])])
+        );
+        // Without the skip, the same event would have been the second of two.
+        engine.skip_applied(BTreeSet::new());
+        assert_eq!(engine.process(&first, now).planned.len(), 1);
     }
 }

@@ -405,6 +405,20 @@ impl Behaviour {
         }
     }
 
+    /// The group key `event` falls in, for a rule with state (`None` for a stateless rule, or
+    /// the error the key template gives). The pipeline locks this key before the event is
+    /// handed to [`Behaviour::on_event`], so one key is decided by one process at a time.
+    pub fn key_of(&self, event: &Event) -> Option<Result<String, StateError>> {
+        let keying = match self {
+            Behaviour::Stateless => return None,
+            Behaviour::Throttle(t) => &t.keying,
+            Behaviour::Threshold(t) => &t.keying,
+            Behaviour::Correlate(c) => &c.keying,
+            Behaviour::Absence(a) => &a.keying,
+        };
+        Some(keying.render(event))
+    }
+
     /// The event passed the rule's selector; `main_matched` says whether the rule's own condition
     /// held (`true` when it has none).
     ///
