@@ -46,10 +46,6 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(15);
 /// rule can express; records arriving also fire due deadlines on their way.
 const TICK_EVERY: Duration = Duration::from_secs(1);
 
-/// How often the timer saves the rules' state besides the saves the pipeline makes itself. A
-/// safety net only (normally a no-op), so a slow interval costs nothing.
-const SAVE_STATE_EVERY: Duration = Duration::from_secs(60);
-
 /// The controller, connected and built, ready to run.
 pub struct App {
     listener: TcpListener,
@@ -317,13 +313,12 @@ pub fn build_executors(config: &Config, kube: &kube::Client) -> anyhow::Result<E
     })
 }
 
-/// Fires due rule deadlines every [`TICK_EVERY`] and saves the rule state every
-/// [`SAVE_STATE_EVERY`], until `shutdown`.
+/// Fires due rule deadlines every [`TICK_EVERY`] until `shutdown` (every decision saves the
+/// state it changed before it returns).
 async fn run_timer(pipeline: Arc<Pipeline>, shutdown: CancellationToken) {
     let mut ticks = tokio::time::interval(TICK_EVERY);
     // After a stall (a slow store), fire once, not once per missed second.
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_save = tokio::time::Instant::now();
     // Log a failure once at WARN, then at DEBUG until it recovers: the store being down is
     // already reported by the partitions and by readiness.
     let mut failing = false;
@@ -332,11 +327,7 @@ async fn run_timer(pipeline: Arc<Pipeline>, shutdown: CancellationToken) {
             () = shutdown.cancelled() => return,
             _ = ticks.tick() => {}
         }
-        let mut result = pipeline.tick(Utc::now()).await.map(drop);
-        if result.is_ok() && last_save.elapsed() >= SAVE_STATE_EVERY {
-            result = pipeline.save_state().await;
-            last_save = tokio::time::Instant::now();
-        }
+        let result = pipeline.tick(Utc::now()).await.map(drop);
         match result {
             Ok(()) if failing => {
                 failing = false;

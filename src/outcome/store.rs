@@ -27,8 +27,10 @@ static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// PostgreSQL connections per replica. Writes are one row per action, so a handful covers
-/// bursts while leaving the server's connection slots to everyone else.
-const POSTGRES_MAX_CONNECTIONS: u32 = 5;
+/// bursts while leaving the server's connection slots to everyone else; a decision on stateful
+/// keys keeps one for its transaction while its actions use others, and at most half of them
+/// are held that way (see `Pipeline`).
+const POSTGRES_MAX_CONNECTIONS: u32 = 10;
 
 /// SQLite connections. WAL lets readers run beside the single writer; more than a few gains
 /// nothing because writes serialise on the file lock anyway.
@@ -358,6 +360,15 @@ impl Store {
             url: self.url().to_owned(),
             source,
         }
+    }
+
+    /// The pool's size.
+    pub fn max_connections(&self) -> usize {
+        let n = match self {
+            Store::Sqlite { .. } => SQLITE_MAX_CONNECTIONS,
+            Store::Postgres { .. } => POSTGRES_MAX_CONNECTIONS,
+        };
+        n as usize
     }
 
     /// Checks the database answers a trivial query (used by `/readyz`).

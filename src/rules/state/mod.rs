@@ -243,6 +243,12 @@ impl RuleState {
         self.keys.keys()
     }
 
+    /// The next deadline of `key` (when a burst or absence fires or its window expires), if
+    /// the key holds state that has one.
+    pub fn deadline_of(&self, key: &str) -> Option<DateTime<Utc>> {
+        self.keys.entry(key).and_then(|(deadline, _)| deadline)
+    }
+
     /// The keys whose state changed (set, updated, removed, expired, fired or evicted) since
     /// the last call, forgetting them: keys holding state least recently updated first, then
     /// keys removed. A key not listed has exactly the state it had at the previous call.
