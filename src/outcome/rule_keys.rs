@@ -112,6 +112,10 @@ const UPSERT: &str = "INSERT INTO rule_state_keys (rule, key, state, applied, du
 
 const DELETE: &str = "DELETE FROM rule_state_keys WHERE rule = $1 AND key = $2";
 
+/// Every key of a rule holding state, by key.
+const LOAD: &str = "SELECT key, state FROM rule_state_keys WHERE rule = $1 AND state <> 'null' \
+     ORDER BY key";
+
 /// Keys holding state, per rule (rows that only remember applied records hold `null`).
 const SUMMARY: &str = "SELECT rule, COUNT(*) FROM rule_state_keys WHERE state <> 'null' \
      GROUP BY rule";
@@ -269,6 +273,20 @@ impl Store {
                 ))
             }
         }
+    }
+
+    /// Every key of `rule` holding state, with its document, by key (for inspection and for
+    /// tests; decisions read keys through [`Store::lock_keys`]).
+    pub async fn load_rule_keys(&self, rule: &str) -> Result<Vec<(String, Value)>> {
+        let rows: Vec<(String, Json<Value>)> = match self {
+            Store::Sqlite { pool, .. } => sqlx::query_as(LOAD).bind(rule).fetch_all(pool).await,
+            Store::Postgres { pool, .. } => sqlx::query_as(LOAD).bind(rule).fetch_all(pool).await,
+        }
+        .map_err(self.query_err("load rule state keys"))?;
+        Ok(rows
+            .into_iter()
+            .map(|(key, state)| (key, state.0))
+            .collect())
     }
 
     /// Keys holding state, per rule.

@@ -13,12 +13,9 @@
 //! );
 //! // per record:     pipeline.handle(&raw).await   -> Ok: store the offset; Err: back off, retry
 //! // every second:   pipeline.tick(Utc::now()).await
-//! // on shutdown:    pipeline.save_state().await
 //! ```
 //!
-//! `new` restores the rules' state from the store (one `rule_state_keys` row per stateful rule
-//! and group key).
-//! `handle` needs no external locking: partitions may call it concurrently.
+//! `handle` needs no external locking: partitions (and replicas) may call it concurrently.
 //!
 //! # Delivery and effectively-once actions
 //!
@@ -57,23 +54,20 @@
 //!
 //! # Rule state
 //!
-//! The state of stateful rules (throttle, threshold, correlate, absence) is saved before
-//! `handle` returns `Ok` whenever the record changed it, and only after the record's outcomes
-//! are durable. A record that changes state keeps the engine locked until then, so a saved state
-//! never contains a firing whose outcome is not yet recorded; if recording fails, the in-memory
-//! state rolls back to the last saved one, so the retry evaluates the record afresh. A crash
-//! between the state save and the offset commit re-evaluates the record against a state that
-//! already counted it: at worst one event is counted twice into a window; a recorded firing is
-//! never lost and a throttled action is not re-fired. Records that change no state (stateless
-//! rules, non-matching events) run concurrently. The cost: one JSON serialization of each key
-//! the record changed (the engine reports which: [`Engine::take_dirty`]; a rule whose condition
-//! failed changes none), and one atomic write per changed rule covering only those keys (a
-//! single statement when one key changed); it does not grow with the number of keys held.
-//!
-//! State is persisted per (rule, group key), so replicas sharing a PostgreSQL database do not
-//! erase each other's keys, and a starting process restores the union of every replica's keys.
-//! Live decisions are still made by each replica on its own partitions: see
-//! `docs/operations.md`, "Several replicas and rule state".
+//! The state of stateful rules (throttle, threshold, correlate, absence) lives in the store, one
+//! row per (rule, group key), and nowhere else between records: a record that may touch keys
+//! locks them (this process's lock, then the store's: on PostgreSQL a row lock in a
+//! transaction), reads them into a fresh engine, evaluates, records its outcomes, writes the
+//! keys' new state and only then commits and unlocks (`state.rs`). So a key is decided by one
+//! process at a time, whichever replica or partition its events arrive on; keys on different
+//! partitions decide in parallel; and a failure before the commit leaves the key as it was, so
+//! the retry evaluates the record afresh. A record that touches no stateful key locks nothing.
+//! Due timers (`once_after`, `absence`, window expiry) are claimed by the first replica whose
+//! [`Pipeline::tick`] finds them (`FOR UPDATE SKIP LOCKED`), so a replica that dies leaves its
+//! timers to the others. Each key remembers, per input partition, the offset of the last
+//! record applied to it: a redelivered record is not counted into a window twice. The cost per
+//! stateful record: a transaction with one locking read per key and one write per changed key
+//! (docs/performance.md).
 
 mod counters;
 mod execute;
@@ -234,6 +228,7 @@ impl Pipeline {
         topics: &TopicsConfig,
         config: &PipelineConfig,
     ) -> Result<Pipeline, Error> {
+        state::migrate_legacy(&rules, &store).await?;
         let started = Utc::now().timestamp_nanos_opt().unwrap_or_default();
         let host = std::env::var("HOSTNAME")
             .ok()

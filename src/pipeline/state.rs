@@ -17,6 +17,7 @@ use tokio::sync::OwnedMutexGuard;
 
 use super::Error;
 use crate::outcome::rule_keys::{Applied, KeyRow, KeyWrite};
+use crate::outcome::store::Store;
 use crate::rules::state::RuleState;
 use crate::rules::{Engine, EngineState, RuleSet, StateKey};
 
@@ -172,4 +173,84 @@ pub(super) fn writes(
         out.push(write);
     }
     Ok(out)
+}
+
+/// Moves `rule_state` rows of the earliest format (one document holding every key of a rule,
+/// `{"keys": [...], "evictions": n}`) into key rows, once: a key that already has a row keeps
+/// it, and the rule's row is reduced to its counters. A document that cannot be read is
+/// reported at ERROR level and reduced the same way: the rule starts with empty windows rather
+/// than not at all.
+pub(super) async fn migrate_legacy(rules: &RuleSet, store: &Store) -> Result<(), Error> {
+    for rule in rules.rules().iter().filter(|r| !r.behaviour.is_stateless()) {
+        let name = rule.name.as_str();
+        let failed = || {
+            Error::store(format!(
+                "moving the saved state of rule `{name}` to key rows"
+            ))
+        };
+        let Some(row) = store.load_rule_state(name).await.map_err(failed())? else {
+            continue;
+        };
+        if row.get("keys").is_none() {
+            continue;
+        }
+        let evictions = row.get("evictions").and_then(serde_json::Value::as_u64);
+        match serde_json::from_value::<RuleState>(row) {
+            Ok(legacy) => {
+                let docs = legacy.export_keys().map_err(|source| Error::State {
+                    rule: name.to_owned(),
+                    source,
+                })?;
+                let keys: BTreeSet<StateKey> = docs
+                    .iter()
+                    .map(|(key, _)| StateKey {
+                        rule: name.to_owned(),
+                        key: key.clone(),
+                    })
+                    .collect();
+                let now = Utc::now();
+                let (mut lease, rows) = store.lock_keys(&keys, now).await.map_err(failed())?;
+                let existing: BTreeSet<&StateKey> =
+                    rows.iter().filter(|r| r.existed).map(|r| &r.key).collect();
+                let writes = docs
+                    .into_iter()
+                    .map(|(key, doc)| {
+                        (
+                            StateKey {
+                                rule: name.to_owned(),
+                                key,
+                            },
+                            doc,
+                        )
+                    })
+                    .filter(|(key, _)| !existing.contains(key))
+                    .map(|(key, doc)| KeyWrite::Put {
+                        due: legacy.deadline_of(&key.key),
+                        key,
+                        state: Some(doc),
+                        applied: Applied::new(),
+                    })
+                    .collect::<Vec<_>>();
+                let moved = writes.len();
+                lease.write(store, writes).await.map_err(failed())?;
+                lease.commit(store).await.map_err(failed())?;
+                tracing::info!(
+                    rule = name,
+                    keys = moved,
+                    "moved the rule's saved state to key rows"
+                );
+            }
+            Err(err) => tracing::error!(
+                rule = name,
+                error = %err,
+                "saved rule state is unreadable; the rule starts with empty windows"
+            ),
+        }
+        let counters = serde_json::json!({ "evictions": evictions.unwrap_or(0) });
+        store
+            .save_rule_state(name, &counters, Utc::now())
+            .await
+            .map_err(failed())?;
+    }
+    Ok(())
 }
