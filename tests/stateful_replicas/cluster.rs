@@ -259,8 +259,11 @@ impl Cluster {
     /// its actions recorded.
     pub async fn wait_handled(&self) {
         support::eventually("every produced record handled", HANDLE_TIMEOUT, || {
-            let (bootstrap, group, topic) =
-                (self.bootstrap.clone(), self.name.clone(), self.events.clone());
+            let (bootstrap, group, topic) = (
+                self.bootstrap.clone(),
+                self.name.clone(),
+                self.events.clone(),
+            );
             async move {
                 tokio::task::spawn_blocking(move || lagging(&bootstrap, &group, &topic))
                     .await
@@ -308,10 +311,15 @@ impl Cluster {
     /// this call has had its chance to fire (twice, if it would) by then.
     pub async fn barrier(&self) {
         let id = uuid::Uuid::new_v4().simple().to_string();
-        let keys: Vec<String> = (0..PARTITIONS).map(|p| format!("barrier-{id}-{p}")).collect();
+        let keys: Vec<String> = (0..PARTITIONS)
+            .map(|p| format!("barrier-{id}-{p}"))
+            .collect();
         for (partition, key) in (0..PARTITIONS).zip(&keys) {
-            self.produce(partition, &serde_json::json!({"type": "barrier", "key": key}))
-                .await;
+            self.produce(
+                partition,
+                &serde_json::json!({"type": "barrier", "key": key}),
+            )
+            .await;
         }
         support::eventually("every barrier absence fired", JOIN_TIMEOUT, || async {
             let fired = self.received("barrier");

@@ -35,17 +35,34 @@ use chrono::Utc;
 use cluster::{Cluster, PARTITIONS, webhook};
 use serde_json::json;
 
-/// The window of the `absence` rule in proof 4: longer than the 6 s session timeout, so the
-/// SIGKILLed owner's partitions are handed over before the deadline.
-const ABSENCE_SHORT: &str = "10s";
+/// The windows of the `threshold` and `absence` rules.
+#[derive(Clone, Copy)]
+struct Windows {
+    threshold: &'static str,
+    absence_secs: u64,
+}
 
-/// The window of the `absence` rule in proof 5: the key armed before the scaling must still be
-/// armed after it (a scale step and a restart take ~10-20 s each on a loaded machine).
-const ABSENCE_LONG: &str = "75s";
+/// Proofs 1–4: the issue's `threshold` window; an `absence` window longer than the 6 s
+/// session timeout, so a SIGKILLed owner's partitions are handed over before the deadline.
+const SHORT: Windows = Windows {
+    threshold: "1m",
+    absence_secs: 10,
+};
+
+/// Proof 5: the threshold counted before the scaling and the absence armed before it must
+/// still be open after it (a scale step or a restart takes ~10-20 s on a loaded machine).
+const LONG: Windows = Windows {
+    threshold: "5m",
+    absence_secs: 40,
+};
 
 /// Every stateful kind, one rule each, plus the `barrier` absence [`Cluster::barrier`] uses.
 /// Events are plain JSON: `type` picks the rule, `key` (or `labels.deployment`) the group key.
-fn rules(absence_within: &'static str) -> impl FnOnce(SocketAddr) -> String {
+fn rules(windows: Windows) -> impl FnOnce(SocketAddr) -> String {
+    let Windows {
+        threshold: threshold_within,
+        absence_secs,
+    } = windows;
     move |receiver| {
         let actions = webhook(receiver);
         format!(
@@ -53,14 +70,15 @@ fn rules(absence_within: &'static str) -> impl FnOnce(SocketAddr) -> String {
              \x20 - name: throttle\n    select: {{types: [throttle]}}\n    \
              throttle: {{key: \"{{{{ event.labels.deployment }}}}\", once_within: 10m}}\n{actions}\
              \x20 - name: threshold\n    select: {{types: [threshold]}}\n    \
-             threshold: {{key: \"{{{{ event.key }}}}\", count: 5, within: 1m}}\n{actions}\
+             threshold: {{key: \"{{{{ event.key }}}}\", count: 5, \
+             within: {threshold_within}}}\n{actions}\
              \x20 - name: correlate\n    select: {{types: [opened, closed]}}\n    \
              correlate:\n      key: \"{{{{ event.key }}}}\"\n      within: 1m\n      all:\n        \
              - {{name: opened, when: 'type == \"opened\"'}}\n        \
              - {{name: closed, when: 'type == \"closed\"'}}\n{actions}\
              \x20 - name: absence\n    select: {{types: [started, finished]}}\n    \
              when: 'type == \"started\"'\n    \
-             absence: {{key: \"{{{{ event.key }}}}\", within: {absence_within}, \
+             absence: {{key: \"{{{{ event.key }}}}\", within: {absence_secs}s, \
              expect: {{name: finished, when: 'type == \"finished\"'}}}}\n{actions}\
              \x20 - name: barrier\n    select: {{types: [barrier]}}\n    \
              absence: {{key: \"{{{{ event.key }}}}\", within: 2s, \
@@ -98,10 +116,12 @@ async fn throttle_burst(cluster: &Cluster, keys: &[(&str, usize)]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_throttle_fires_once_cluster_wide_for_a_key_spread_over_every_partition() {
-    let mut cluster = Cluster::start(rules(ABSENCE_SHORT), &["replica-a", "replica-b"]).await;
+    let mut cluster = Cluster::start(rules(SHORT), &["replica-a", "replica-b"]).await;
     throttle_burst(&cluster, &[("d1", 200), ("d2", 60)]).await;
     cluster.wait_handled().await;
-    cluster.assert_fired("throttle", &[("d1", 1), ("d2", 1)]).await;
+    cluster
+        .assert_fired("throttle", &[("d1", 1), ("d2", 1)])
+        .await;
 
     // A third replica: the open windows hold for d1 and d2, new keys fire once.
     cluster.spawn("replica-c").await;
@@ -115,7 +135,7 @@ async fn a_throttle_fires_once_cluster_wide_for_a_key_spread_over_every_partitio
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_threshold_counts_events_from_every_replica_and_fires_once() {
-    let mut cluster = Cluster::start(rules(ABSENCE_SHORT), &["replica-a", "replica-b"]).await;
+    let mut cluster = Cluster::start(rules(SHORT), &["replica-a", "replica-b"]).await;
     // Five events on five distinct partitions: with the partitions split 3 + 3 both replicas
     // get some. Four events of h0 stay below the count.
     let spread = |cluster: &Cluster, partitions: &[i32]| {
@@ -124,7 +144,11 @@ async fn a_threshold_counts_events_from_every_replica_and_fires_once() {
             partitions.iter().map(|p| owners[p][0].clone()).collect();
         assert_eq!(
             replicas.len(),
-            owners.values().flatten().collect::<std::collections::BTreeSet<_>>().len(),
+            owners
+                .values()
+                .flatten()
+                .collect::<std::collections::BTreeSet<_>>()
+                .len(),
             "the events must reach every replica: {owners:?}"
         );
     };
@@ -132,7 +156,9 @@ async fn a_threshold_counts_events_from_every_replica_and_fires_once() {
     for partition in 0..5 {
         cluster.produce(partition, &event("threshold", "h1")).await;
         if partition < 4 {
-            cluster.produce(5 - partition, &event("threshold", "h0")).await;
+            cluster
+                .produce(5 - partition, &event("threshold", "h0"))
+                .await;
         }
     }
     cluster.wait_handled().await;
@@ -144,13 +170,15 @@ async fn a_threshold_counts_events_from_every_replica_and_fires_once() {
         cluster.produce(partition, &event("threshold", "h2")).await;
     }
     cluster.wait_handled().await;
-    cluster.assert_fired("threshold", &[("h1", 1), ("h2", 1)]).await;
+    cluster
+        .assert_fired("threshold", &[("h1", 1), ("h2", 1)])
+        .await;
     cluster.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_correlation_split_over_two_replicas_completes_once() {
-    let mut cluster = Cluster::start(rules(ABSENCE_SHORT), &["replica-a", "replica-b"]).await;
+    let mut cluster = Cluster::start(rules(SHORT), &["replica-a", "replica-b"]).await;
     let (a, b) = split(&cluster, "replica-a", "replica-b");
     cluster.produce(a, &event("opened", "c1")).await;
     cluster.produce(b, &event("closed", "c1")).await;
@@ -194,8 +222,8 @@ async fn fired(cluster: &Cluster, rule: &str, key: &str, limit: Duration) -> chr
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_absence_disarmed_on_another_replica_never_fires_and_one_left_armed_fires_once() {
-    let within = Duration::from_secs(10);
-    let mut cluster = Cluster::start(rules(ABSENCE_SHORT), &["replica-a", "replica-b"]).await;
+    let within = Duration::from_secs(SHORT.absence_secs);
+    let mut cluster = Cluster::start(rules(SHORT), &["replica-a", "replica-b"]).await;
     let (a, b) = split(&cluster, "replica-a", "replica-b");
     arm_and_disarm(&cluster, "k1", a, b).await;
     // Armed after k1 on the same partition and never disarmed: when k2 fired, k1's deadline
@@ -221,7 +249,7 @@ async fn an_absence_disarmed_on_another_replica_never_fires_and_one_left_armed_f
     let deadline = armed_at + chrono::Duration::from_std(within).expect("window");
     assert!(
         killed_at < deadline,
-        "replica-c was killed after k5's deadline; raise ABSENCE_SHORT"
+        "replica-c was killed after k5's deadline; raise SHORT.absence_secs"
     );
     let at = fired(&cluster, "absence", "k5", within * 6).await;
     cluster.wait_balanced().await;
@@ -240,7 +268,7 @@ async fn an_absence_disarmed_on_another_replica_never_fires_and_one_left_armed_f
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scaling_and_restarting_in_the_middle_of_open_windows_loses_and_repeats_nothing() {
-    let mut cluster = Cluster::start(rules(ABSENCE_LONG), &["replica-a", "replica-b"]).await;
+    let mut cluster = Cluster::start(rules(LONG), &["replica-a", "replica-b"]).await;
     let (a, b) = split(&cluster, "replica-a", "replica-b");
     // Open windows: a throttle that fired, a threshold at 2 of 5, an absence armed (x) and
     // one disarmed on the other replica (y), and a `barrier` absence that fires before the
@@ -248,7 +276,7 @@ async fn scaling_and_restarting_in_the_middle_of_open_windows_loses_and_repeats_
     throttle_burst(&cluster, &[("t", 30)]).await;
     cluster.produce(a, &event("threshold", "h")).await;
     cluster.produce(b, &event("threshold", "h")).await;
-    cluster.produce(a, &event("started", "x")).await;
+    let x_armed = cluster.produce(a, &event("started", "x")).await;
     arm_and_disarm(&cluster, "y", a, b).await;
     cluster.produce(a, &event("barrier", "z")).await;
     cluster.wait_handled().await;
@@ -274,7 +302,7 @@ async fn scaling_and_restarting_in_the_middle_of_open_windows_loses_and_repeats_
     let x_at = fired(&cluster, "absence", "x", Duration::from_secs(180)).await;
     assert!(
         x_at > scaled_at,
-        "absence x fired before the scaling was over; raise ABSENCE_LONG"
+        "absence x fired before the scaling was over; raise LONG.absence_secs"
     );
     cluster.barrier().await;
     let counts = [
@@ -282,11 +310,20 @@ async fn scaling_and_restarting_in_the_middle_of_open_windows_loses_and_repeats_
         ("threshold", cluster.received("threshold")),
         ("absence", cluster.received("absence")),
     ];
-    eprintln!("after 2 → 3 → 2 and a restart, firings per rule and key: {counts:?}");
+    eprintln!(
+        "scaling 2 → 3 → 2 with a restart ended {} ms after absence x was armed (window {} s); \
+         firings per rule and key: {counts:?}",
+        (scaled_at - x_armed).num_milliseconds(),
+        LONG.absence_secs
+    );
     cluster.assert_fired("throttle", &[("t", 1)]).await;
     cluster.assert_fired("threshold", &[("h", 1)]).await;
     cluster.assert_fired("absence", &[("x", 1)]).await;
     let z = cluster.received("barrier").get("z").copied();
-    assert_eq!(z, Some(1), "the absence that fired before the scaling fired again");
+    assert_eq!(
+        z,
+        Some(1),
+        "the absence that fired before the scaling fired again"
+    );
     cluster.cleanup().await;
 }
