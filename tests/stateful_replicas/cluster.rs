@@ -354,36 +354,12 @@ impl Cluster {
 }
 
 /// Partitions of `topic` whose committed offset in `group` is behind the high watermark, as
-/// (partition, committed, end).
+/// (partition, committed, end); a partition without a committed offset counts as at 0.
 fn lagging(bootstrap: &str, group: &str, topic: &str) -> Vec<(i32, i64, i64)> {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("offset reader");
-    let mut list = TopicPartitionList::new();
-    for partition in 0..PARTITIONS {
-        list.add_partition(topic, partition);
-    }
-    let committed = consumer
-        .committed_offsets(list, support::PRECHECK_TIMEOUT)
-        .expect("committed offsets");
+    let offsets = support::reflex_process::committed_offsets(bootstrap, group, topic, PARTITIONS);
     (0..PARTITIONS)
-        .filter_map(|partition| {
-            let offset = match committed
-                .find_partition(topic, partition)
-                .map(|e| e.offset())
-            {
-                Some(Offset::Offset(offset)) => offset,
-                _ => 0,
-            };
-            let (_, end) = consumer
-                .fetch_watermarks(topic, partition, support::PRECHECK_TIMEOUT)
-                .expect("watermarks");
-            (offset < end).then_some((partition, offset, end))
-        })
+        .zip(offsets)
+        .map(|(partition, (committed, end))| (partition, committed.unwrap_or(0), end))
+        .filter(|(_, committed, end)| committed < end)
         .collect()
 }
