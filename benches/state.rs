@@ -21,10 +21,10 @@ use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::producer::FutureProducer;
 use reflex::config::{PipelineConfig, TopicsConfig};
 use reflex::event::decode::{Decoding, RawRecord, decode_json};
-use reflex::outcome::rule_keys::RuleKeysWrite;
-use reflex::outcome::store::Store;
 use reflex::pipeline::{Handled, Pipeline};
 use reflex::rules::{Engine, RuleSet, load_sources};
+use reflex::store::Store;
+use reflex::store::rule_state::RuleKeysWrite;
 use serde_json::{Value, json};
 
 const TOPIC: &str = "bench";

@@ -91,9 +91,9 @@ use tokio::sync::Mutex;
 
 use crate::config::{PipelineConfig, TopicsConfig};
 use crate::event::decode::{self, DecodeError, DecodeLimits, Decoding, RawRecord};
-use crate::outcome::store::{self, Store};
 use crate::outcome::topic::{self, Publisher, producer_max_message_bytes};
 use crate::rules::{Engine, RuleSet};
+use crate::store::{self, Store};
 
 /// What became of one record.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -13,10 +13,10 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use super::{Error, Inner};
-use crate::outcome::rule_keys::RuleKeysWrite;
-use crate::outcome::store::{self, Store};
 use crate::rules::state::RuleState;
 use crate::rules::{Engine, EngineState, RuleSet};
+use crate::store::rule_state::RuleKeysWrite;
+use crate::store::{self, Store};
 
 #[cfg(test)]
 mod tests;

@@ -2,8 +2,8 @@
 
 use chrono::Utc;
 use reflex::config::{PipelineConfig, TopicsConfig};
-use reflex::outcome::store::OutcomeStatus;
 use reflex::pipeline::{Error, Handled};
+use reflex::store::OutcomeStatus;
 
 use crate::harness::*;
 use crate::support;
@@ -226,8 +226,8 @@ struct Replicas {
     rule: String,
     rules: std::sync::Arc<reflex::rules::RuleSet>,
     config: PipelineConfig,
-    store_a: reflex::outcome::store::Store,
-    store_b: reflex::outcome::store::Store,
+    store_a: reflex::store::Store,
+    store_b: reflex::store::Store,
     a: reflex::pipeline::Pipeline,
     b: reflex::pipeline::Pipeline,
 }
@@ -258,7 +258,7 @@ impl Replicas {
 }
 
 /// Closes the stores, then drops the database.
-async fn close(db: Db, stores: impl IntoIterator<Item = reflex::outcome::store::Store>) {
+async fn close(db: Db, stores: impl IntoIterator<Item = reflex::store::Store>) {
     for store in stores {
         store.close().await;
     }
@@ -471,7 +471,7 @@ async fn unreadable_saved_state_costs_only_that_key_or_rule_and_never_the_start(
         serde_json::json!({"value": {"kind": "from_the_future"}}),
     )];
     store
-        .save_rule_keys(&reflex::outcome::rule_keys::RuleKeysWrite {
+        .save_rule_keys(&reflex::store::rule_state::RuleKeysWrite {
             rule: &keyed,
             upserts: &bad,
             deletes: &[],
