@@ -12,8 +12,8 @@ use super::{Result, Store};
 /// Dry runs, suppressed, throttled, duplicate and not-implemented outcomes changed nothing.
 const EXECUTED: &str = "('started', 'succeeded', 'failed')";
 
-/// One row of `circuits`.
-#[derive(Debug, Clone, PartialEq)]
+/// One row of `circuits` (decoded by column name).
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct CircuitRow {
     /// The rule.
     pub rule: String,
@@ -31,31 +31,6 @@ pub struct CircuitRow {
     pub announced_open: bool,
     /// Whether the `closed` announcement was published.
     pub announced_closed: bool,
-}
-
-type RawCircuit = (
-    String,
-    String,
-    DateTime<Utc>,
-    DateTime<Utc>,
-    i64,
-    i64,
-    bool,
-    bool,
-);
-
-fn from_raw(raw: RawCircuit) -> CircuitRow {
-    let (rule, target, opened_at, open_until, executions, trips, announced_open, closed) = raw;
-    CircuitRow {
-        rule,
-        target,
-        opened_at,
-        open_until,
-        executions,
-        trips,
-        announced_open,
-        announced_closed: closed,
-    }
 }
 
 /// Which announcement flag to set.
@@ -97,18 +72,19 @@ impl Store {
 
     /// The circuit of `rule` on `target` (`""`: rule-wide), open or not, if it ever opened.
     pub async fn circuit(&self, rule: &str, target: &str) -> Result<Option<CircuitRow>> {
-        let raw: Option<RawCircuit> = dispatch!(self, "read circuit", |db| {
+        dispatch!(self, "read circuit", |db| {
+            // The counts are 32-bit on PostgreSQL, read as 64-bit on both.
             sqlx::query_as(
-                "SELECT rule, target, opened_at, open_until, CAST(executions AS BIGINT), \
-                 CAST(trips AS BIGINT), announced_open, closed_announced \
+                "SELECT rule, target, opened_at, open_until, \
+                 CAST(executions AS BIGINT) AS executions, CAST(trips AS BIGINT) AS trips, \
+                 announced_open, closed_announced AS announced_closed \
                  FROM circuits WHERE rule = $1 AND target = $2",
             )
             .bind(rule)
             .bind(target)
             .fetch_optional(db)
             .await
-        })?;
-        Ok(raw.map(from_raw))
+        })
     }
 
     /// Opens the circuit until `open_until` unless it is open at `now` already. Returns whether

@@ -30,26 +30,28 @@ use super::{Backend, Error, Result, Store};
 /// })?;
 /// ```
 macro_rules! dispatch {
+    // One backend's expansion: `$source` is that backend's `Source`, `$conn` its connection type.
+    (@on $source:ident, $conn:ty, |$db:ident| $body:expr) => {
+        async {
+            let mut conn = $source.connection().await?;
+            let $db: &mut $conn = &mut conn;
+            let result: ::std::result::Result<_, ::sqlx::Error> = $body;
+            result
+        }
+        .await
+    };
     ($on:expr, $operation:expr, |$db:ident| $body:expr) => {{
         let $crate::store::dispatch::Target { url, on } = $on.target();
         let result = match on {
-            $crate::store::dispatch::On::Sqlite(on) => {
-                async {
-                    let mut conn = on.connection().await?;
-                    let $db: &mut ::sqlx::SqliteConnection = &mut conn;
-                    let result: ::std::result::Result<_, ::sqlx::Error> = $body;
-                    result
-                }
-                .await
+            $crate::store::dispatch::On::Sqlite(source) => {
+                $crate::store::dispatch::dispatch!(
+                    @on source, ::sqlx::SqliteConnection, |$db| $body
+                )
             }
-            $crate::store::dispatch::On::Postgres(on) => {
-                async {
-                    let mut conn = on.connection().await?;
-                    let $db: &mut ::sqlx::PgConnection = &mut conn;
-                    let result: ::std::result::Result<_, ::sqlx::Error> = $body;
-                    result
-                }
-                .await
+            $crate::store::dispatch::On::Postgres(source) => {
+                $crate::store::dispatch::dispatch!(
+                    @on source, ::sqlx::PgConnection, |$db| $body
+                )
             }
         };
         result.map_err(|source| $crate::store::Error::Query {

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{Database, QueryBuilder};
 
 use super::dispatch::dispatch;
-use super::outcomes::{OUTCOME_COLUMNS, RawOutcome};
+use super::outcomes::{OUTCOME_COLUMNS, OutcomeRow};
 use super::{Backend, OutcomeRecord, OutcomeStatus, Result, Store};
 
 /// Largest number of rows one history query returns. The CLI prints every row it gets, and a
@@ -86,11 +86,11 @@ impl Store {
     /// Outcomes matching `filter`, newest first.
     pub async fn history(&self, filter: &HistoryFilter) -> Result<Vec<OutcomeRecord>> {
         let backend = self.backend();
-        let rows: Vec<RawOutcome> = dispatch!(self, "history", |db| {
+        let rows: Vec<OutcomeRow> = dispatch!(self, "history", |db| {
             build(filter, backend).build_query_as().fetch_all(db).await
         })?;
         rows.into_iter()
-            .map(|raw| OutcomeRecord::from_raw(raw, self.url()))
+            .map(|row| row.into_record(self.url()))
             .collect()
     }
 }

@@ -22,9 +22,11 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::migrate::{Migrate, Migrator};
+use sqlx::pool::PoolOptions;
+use sqlx::postgres::PgPool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool};
+use sqlx::{Connection, Database, Pool};
 
 use dispatch::dispatch;
 
@@ -150,6 +152,37 @@ impl Backend {
     }
 }
 
+/// A pool of at most `max_connections` to the database of `options`, its schema migrated;
+/// `url` (password removed) names it in errors.
+async fn open<DB>(
+    options: <DB::Connection as Connection>::Options,
+    max_connections: u32,
+    migrations: &Migrator,
+    url: &str,
+) -> Result<Pool<DB>>
+where
+    DB: Database,
+    DB::Connection: Migrate,
+{
+    let pool = PoolOptions::<DB>::new()
+        .max_connections(max_connections)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_with(options)
+        .await
+        .map_err(|source| Error::Connect {
+            url: url.to_owned(),
+            source,
+        })?;
+    migrations
+        .run(&pool)
+        .await
+        .map_err(|source| Error::Migrate {
+            url: url.to_owned(),
+            source,
+        })?;
+    Ok(pool)
+}
+
 /// The store: a connection pool to one of the two backends.
 #[derive(Debug, Clone)]
 pub enum Store {
@@ -178,10 +211,6 @@ impl Store {
             url: shown.clone(),
             source,
         };
-        let migrate_err = |source| Error::Migrate {
-            url: shown.clone(),
-            source,
-        };
         let store = match Backend::from_url(url) {
             Some(Backend::Sqlite) => {
                 let options = SqliteConnectOptions::from_str(url)
@@ -190,30 +219,22 @@ impl Store {
                     .journal_mode(SqliteJournalMode::Wal)
                     .busy_timeout(SQLITE_BUSY_TIMEOUT)
                     .foreign_keys(true);
-                let pool = SqlitePoolOptions::new()
-                    .max_connections(SQLITE_MAX_CONNECTIONS)
-                    .acquire_timeout(ACQUIRE_TIMEOUT)
-                    .connect_with(options)
-                    .await
-                    .map_err(connect_err)?;
-                SQLITE_MIGRATIONS.run(&pool).await.map_err(migrate_err)?;
                 Store::Sqlite {
-                    pool,
-                    url: shown.clone(),
+                    pool: open(options, SQLITE_MAX_CONNECTIONS, &SQLITE_MIGRATIONS, &shown).await?,
+                    url: shown,
                 }
             }
             Some(Backend::Postgres) => {
                 let options = self::url::postgres_options(url).map_err(connect_err)?;
-                let pool = PgPoolOptions::new()
-                    .max_connections(POSTGRES_MAX_CONNECTIONS)
-                    .acquire_timeout(ACQUIRE_TIMEOUT)
-                    .connect_with(options)
-                    .await
-                    .map_err(connect_err)?;
-                POSTGRES_MIGRATIONS.run(&pool).await.map_err(migrate_err)?;
                 Store::Postgres {
-                    pool,
-                    url: shown.clone(),
+                    pool: open(
+                        options,
+                        POSTGRES_MAX_CONNECTIONS,
+                        &POSTGRES_MIGRATIONS,
+                        &shown,
+                    )
+                    .await?,
+                    url: shown,
                 }
             }
             None => return Err(Error::UnknownScheme { url: shown }),

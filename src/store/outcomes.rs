@@ -150,65 +150,51 @@ pub struct OutcomeRecord {
     pub published_at: Option<DateTime<Utc>>,
 }
 
-/// Columns of `outcomes` in the order of [`RawOutcome`].
+/// The columns of an `outcomes` row, as [`OutcomeRow`] reads them.
 pub(crate) const OUTCOME_COLUMNS: &str = "id, event_id, rule, action_kind, idempotency_key, \
      status, attempts, started_at, finished_at, target, error, details, published_at";
 
-/// An `outcomes` row as the drivers decode it ([`OUTCOME_COLUMNS`]), before its status is
-/// parsed.
-pub(crate) type RawOutcome = (
-    i64,
-    String,
-    String,
-    String,
-    String,
-    String,
-    i32,
-    DateTime<Utc>,
-    Option<DateTime<Utc>>,
-    Option<String>,
-    Option<String>,
-    Json<serde_json::Value>,
-    Option<DateTime<Utc>>,
-);
+/// An `outcomes` row as the drivers decode it ([`OUTCOME_COLUMNS`], by name), before its
+/// status is parsed.
+#[derive(sqlx::FromRow)]
+pub(crate) struct OutcomeRow {
+    id: i64,
+    event_id: String,
+    rule: String,
+    action_kind: String,
+    idempotency_key: String,
+    status: String,
+    attempts: i32,
+    started_at: DateTime<Utc>,
+    finished_at: Option<DateTime<Utc>>,
+    target: Option<String>,
+    error: Option<String>,
+    details: Json<serde_json::Value>,
+    published_at: Option<DateTime<Utc>>,
+}
 
-impl OutcomeRecord {
-    /// The record of a decoded row of the store at `url`; fails on a status this version does
-    /// not know.
-    pub(crate) fn from_raw(raw: RawOutcome, url: &str) -> Result<Self> {
-        let (
-            id,
-            event_id,
-            rule,
-            action_kind,
-            idempotency_key,
-            status,
-            attempts,
-            started_at,
-            finished_at,
-            target,
-            error,
-            details,
-            published_at,
-        ) = raw;
-        let status = status.parse().map_err(|message| Error::InvalidRow {
+impl OutcomeRow {
+    /// The record of this row of the store at `url`; fails on a status this version does not
+    /// know.
+    pub(crate) fn into_record(self, url: &str) -> Result<OutcomeRecord> {
+        let status = self.status.parse().map_err(|message| Error::InvalidRow {
             url: url.to_owned(),
             message,
         })?;
         Ok(OutcomeRecord {
-            id,
-            event_id,
-            rule,
-            action_kind,
-            idempotency_key,
+            id: self.id,
+            event_id: self.event_id,
+            rule: self.rule,
+            action_kind: self.action_kind,
+            idempotency_key: self.idempotency_key,
             status,
-            attempts,
-            started_at,
-            finished_at,
-            target,
-            error,
-            details: details.0,
-            published_at,
+            attempts: self.attempts,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+            target: self.target,
+            error: self.error,
+            details: self.details.0,
+            published_at: self.published_at,
         })
     }
 }
@@ -255,14 +241,13 @@ impl Store {
     /// Reads the outcome recorded under an idempotency key.
     pub async fn outcome_by_key(&self, idempotency_key: &str) -> Result<Option<OutcomeRecord>> {
         let sql = format!("SELECT {OUTCOME_COLUMNS} FROM outcomes WHERE idempotency_key = $1");
-        let raw: Option<RawOutcome> = dispatch!(self, "read outcome", |db| {
+        let row: Option<OutcomeRow> = dispatch!(self, "read outcome", |db| {
             sqlx::query_as(sqlx::AssertSqlSafe(sql))
                 .bind(idempotency_key)
                 .fetch_optional(db)
                 .await
         })?;
-        raw.map(|raw| OutcomeRecord::from_raw(raw, self.url()))
-            .transpose()
+        row.map(|row| row.into_record(self.url())).transpose()
     }
 }
 
