@@ -1,4 +1,4 @@
-//! One statement text, either backend: [`dispatch!`] expands the code that builds and runs a
+//! One statement text, either backend: `dispatch!` expands the code that builds and runs a
 //! statement once for SQLite and once for PostgreSQL, on a connection of the store's pool or of
 //! an open transaction ([`Tx`], from [`Store::begin`]).
 //!
@@ -133,7 +133,7 @@ impl<DB: Database> DerefMut for Conn<'_, DB> {
 }
 
 /// An open transaction on either backend, from [`Store::begin`]. Statements run in it through
-/// [`dispatch!`] (e.g. [`Tx::save_rule_keys`]); dropped without [`Tx::commit`], it rolls back.
+/// `dispatch!` (e.g. [`Tx::save_rule_keys`]); dropped without [`Tx::commit`], it rolls back.
 #[derive(Debug)]
 pub enum Tx {
     /// SQLite.

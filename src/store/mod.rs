@@ -4,7 +4,7 @@
 //! Layout, one file per table group:
 //! - this file: the [`Store`] (connect, migrations, ping, close), its [`Error`], the [`Backend`]
 //!   and the one spelling that differs between the dialects ([`Backend::time`]);
-//! - [`dispatch`]: the [`dispatch!`] helper that runs one statement text on either backend, on
+//! - [`dispatch`]: the `dispatch!` helper that runs one statement text on either backend, on
 //!   the pool or inside a [`Tx`] (`Store::begin`);
 //! - [`outcomes`]: the `outcomes` row (insert, read back);
 //! - [`claims`]: the claim lifecycle of an outcome row (release, take-over, finish, publish);
