@@ -26,7 +26,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::actions::Executors;
 use crate::config::Config;
-use crate::outcome::store::Store;
 use crate::outcome::topic::producer_max_message_bytes;
 use crate::pipeline::Pipeline;
 use crate::reload::Reloader;
@@ -34,6 +33,7 @@ use crate::rules::{LoadError, RuleSet};
 use crate::server::auth::Token;
 use crate::server::{self, AppState, CHECK_TIMEOUT, Dependencies, IngestState};
 use crate::source::KafkaSource;
+use crate::store::Store;
 
 /// How long `reflex run` waits for each dependency at start before giving up. Longer than a
 /// readiness check because a broker or API server that is itself starting (a fresh test
@@ -71,7 +71,7 @@ impl App {
         let rules_token = rules_api_token(config)?;
         tracing::info!(
             kafka = %config.kafka.bootstrap_servers,
-            store = %crate::outcome::store::redact_url(&config.store.url),
+            store = %crate::store::redact_url(&config.store.url),
             listen = %config.server.listen,
             rules = %config.rules.dir.display(),
             "starting reflex"

@@ -264,8 +264,8 @@ async fn an_event_chosen_topic_cannot_reach_reflex_own_topics_through_the_pipeli
     use reflex::actions::Executors;
     use reflex::config::{Config, PipelineConfig, TopicsConfig};
     use reflex::event::decode::RawRecord;
-    use reflex::outcome::store::{OutcomeStatus, Store};
     use reflex::pipeline::Pipeline;
+    use reflex::store::{OutcomeStatus, Store};
 
     let bootstrap = support::require_kafka().await;
     let name = support::unique_name("loop");
@@ -333,7 +333,7 @@ async fn an_event_chosen_topic_cannot_reach_reflex_own_topics_through_the_pipeli
     }
 
     let history = store
-        .history(&reflex::outcome::history::HistoryFilter {
+        .history(&reflex::store::history::HistoryFilter {
             rule: Some("forward".into()),
             limit: 10,
             ..Default::default()

@@ -16,12 +16,12 @@ use crate::actions::{self, Execution};
 use crate::config::Config;
 use crate::metrics;
 use crate::outcome::record::OutcomeMessage;
-use crate::outcome::store::{Finish, NewOutcome, OutcomeRecord, OutcomeStatus};
 use crate::outcome::topic::ActionDeadLetter;
 use crate::rules::action::ActionKind;
 use crate::rules::engine::{Verdict, idempotency_key};
 use crate::rules::ruleset::RuleGuard;
 use crate::rules::{Evaluation, PlannedAction, RuleFailure, Throttled};
+use crate::store::{Finish, NewOutcome, OutcomeRecord, OutcomeStatus};
 
 /// `action_kind` of outcomes that concern no action (`no_match`, rule-level failures).
 const NO_KIND: &str = "none";
@@ -206,7 +206,7 @@ impl Pipeline {
         let mut refuse_repeat = None;
         // A store error from here until the execution leaves nothing executed: remember that,
         // so the retry does not take this process's own claim for a crashed attempt.
-        let not_executed = |err: crate::outcome::store::Error| {
+        let not_executed = |err: crate::store::Error| {
             self.unrecorded.remember(key, Unrecorded::NotExecuted);
             Error::store(context())(err)
         };
@@ -222,7 +222,7 @@ impl Pipeline {
                 // retrying claims it afresh.
                 return Err(Error::Store {
                     context: context(),
-                    source: Box::new(crate::outcome::store::Error::InvalidRow {
+                    source: Box::new(crate::store::Error::InvalidRow {
                         url: self.store.url().to_owned(),
                         message: format!("outcome `{key}` disappeared while being claimed"),
                     }),

@@ -84,9 +84,9 @@ use rdkafka::producer::FutureProducer;
 
 use crate::config::{PipelineConfig, TopicsConfig};
 use crate::event::decode::{self, DecodeError, DecodeLimits, Decoding, RawRecord};
-use crate::outcome::store::{self, Store};
 use crate::outcome::topic::{self, Publisher, producer_max_message_bytes};
 use crate::rules::{Engine, RuleSet, StateKey};
+use crate::store::{self, Store};
 
 /// What became of one record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -372,7 +372,7 @@ impl Pipeline {
                 record.topic, record.partition, record.offset
             ))
         };
-        lease.write(&self.store, writes).await.map_err(saving())?;
+        lease.write(writes).await.map_err(saving())?;
         lease.commit(&self.store).await.map_err(saving())?;
         Ok(Handled::Outcomes(count))
     }
@@ -445,7 +445,7 @@ impl Pipeline {
         let count = self.run(work).await?;
         let writes = state::writes(&mut engine, rows, &BTreeSet::new(), None, now)?;
         let saving = || Error::store("saving the rule state after firing due timers");
-        lease.write(&self.store, writes).await.map_err(saving())?;
+        lease.write(writes).await.map_err(saving())?;
         lease.commit(&self.store).await.map_err(saving())?;
         Ok(count)
     }

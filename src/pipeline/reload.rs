@@ -128,7 +128,7 @@ mod tests {
     use super::*;
     use crate::config::{PipelineConfig, TopicsConfig};
     use crate::event::decode::RawRecord;
-    use crate::outcome::store::Store;
+    use crate::store::Store;
 
     /// A threshold rule that needs three events, so two events build a window and publish
     /// nothing (no broker is needed).

@@ -16,10 +16,9 @@ use chrono::{DateTime, Utc};
 use tokio::sync::OwnedMutexGuard;
 
 use super::Error;
-use crate::outcome::rule_keys::{Applied, KeyRow, KeyWrite};
-use crate::outcome::store::Store;
 use crate::rules::state::RuleState;
 use crate::rules::{Engine, EngineState, RuleSet, StateKey};
+use crate::store::{Applied, KeyRow, KeyWrite, Store};
 
 #[cfg(test)]
 mod tests;
@@ -232,7 +231,7 @@ pub(super) async fn migrate_legacy(rules: &RuleSet, store: &Store) -> Result<(),
                     })
                     .collect::<Vec<_>>();
                 let moved = writes.len();
-                lease.write(store, writes).await.map_err(failed())?;
+                lease.write(writes).await.map_err(failed())?;
                 lease.commit(store).await.map_err(failed())?;
                 tracing::info!(
                     rule = name,

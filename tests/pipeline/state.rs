@@ -2,8 +2,8 @@
 
 use chrono::Utc;
 use reflex::config::{PipelineConfig, TopicsConfig};
-use reflex::outcome::store::OutcomeStatus;
 use reflex::pipeline::{Error, Handled};
+use reflex::store::OutcomeStatus;
 
 use crate::harness::*;
 use crate::support;
@@ -221,8 +221,8 @@ struct Replicas {
     rule: String,
     rules: std::sync::Arc<reflex::rules::RuleSet>,
     config: PipelineConfig,
-    store_a: reflex::outcome::store::Store,
-    store_b: reflex::outcome::store::Store,
+    store_a: reflex::store::Store,
+    store_b: reflex::store::Store,
     a: reflex::pipeline::Pipeline,
     b: reflex::pipeline::Pipeline,
 }
@@ -253,7 +253,7 @@ impl Replicas {
 }
 
 /// Closes the stores, then drops the database.
-async fn close(db: Db, stores: impl IntoIterator<Item = reflex::outcome::store::Store>) {
+async fn close(db: Db, stores: impl IntoIterator<Item = reflex::store::Store>) {
     for store in stores {
         store.close().await;
     }
@@ -500,7 +500,7 @@ async fn unreadable_saved_state_costs_only_that_key_or_rule_and_never_the_start(
         "checkout".to_owned(),
         serde_json::json!({"value": {"kind": "from_the_future"}}),
     )];
-    let reflex::outcome::store::Store::Sqlite { pool, .. } = &store else {
+    let reflex::store::Store::Sqlite { pool, .. } = &store else {
         panic!("a SQLite store")
     };
     sqlx::query(

@@ -1,13 +1,12 @@
 //! Guardrails around executing actions: the policies on where an action may act (the
 //! [`namespace`] policy, the cluster-[`scope`]d kinds, the Kafka [`topic`]s), global dry run,
-//! the [`circuit`] breaker, per-target mutual exclusion ([`lock`]), a bound on concurrent
+//! the [`circuit`] breaker, per-target mutual exclusion ([`crate::store::locks`]), a bound on concurrent
 //! executions and a per-action timeout. Settings are in [`crate::config::ActionsConfig`] (its
 //! guardrail types re-exported in [`config`]); the pipeline calls them in that order between
 //! claiming an action and recording its outcome.
 
 pub mod circuit;
 pub mod config;
-pub mod lock;
 pub mod namespace;
 pub mod scope;
 pub mod topic;
@@ -21,10 +20,11 @@ use tokio::time::Instant;
 
 use super::Execution;
 use crate::config::{CircuitConfig, Config};
-use crate::outcome::store::Store;
 use crate::rules::PlannedAction;
 use crate::rules::action::ActionKind;
 use crate::rules::ruleset::RuleGuard;
+use crate::store::Store;
+use crate::store::locks as lock;
 
 /// Environment variable giving Reflex's own namespace when `actions.own_namespace` is unset
 /// (set it from the downward API: `fieldRef: metadata.namespace`).

@@ -39,8 +39,8 @@ use serde::Serialize;
 use self::measure::{Clock, Memory, Percentiles};
 use self::workload::Workload;
 use crate::config::Config;
-use crate::outcome::store::{Backend, Store};
 use crate::rules::RuleSet;
+use crate::store::{Backend, Store};
 
 /// How long a phase may take to consume what was produced before the bench gives up: far more
 /// than any healthy run needs (200,000 records at even 2,000/s take 100 s), bounded so a stuck

@@ -9,8 +9,8 @@ use serde_json::json;
 use super::{FORGET_AFTER, KeyLocks, already_applied, engine_for, writes};
 use crate::event::Event;
 use crate::event::decode::{Decoding, decode_json};
-use crate::outcome::rule_keys::{Applied, KeyRow, KeyWrite};
 use crate::rules::{RuleSet, StateKey, load_sources};
+use crate::store::{Applied, KeyRow, KeyWrite};
 
 /// A `threshold` of two per pod, and a rule that is not stateful.
 const RULES: &str = r#"rules:
