@@ -17,7 +17,7 @@ use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::{Headers, Message, OwnedMessage};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use reflex::actions::kafka::{Error, KafkaExecutor, PublishResult};
-use reflex::rules::action::{CloudEventParams, KafkaParams};
+use reflex::rules::action::{CloudEventParams, KafkaAction};
 use serde_json::json;
 
 /// Bound on each Kafka operation here (topic creation, an acknowledgement, reading a record):
@@ -103,7 +103,7 @@ async fn a_cloudevent_is_published_with_key_and_headers_and_read_back_exactly() 
         "replicas": 5,
         "note": "quote \" and unicode é✓",
     });
-    let params = KafkaParams {
+    let params = KafkaAction {
         topic: topic.clone(),
         key: Some("shop/checkout".into()),
         value: value.clone(),

@@ -19,7 +19,7 @@ use hmac::{KeyInit, Mac};
 use reflex::actions::webhook::{
     BackoffPolicy, Error, RESPONSE_EXCERPT_BYTES, WebhookConfig, WebhookExecutor,
 };
-use reflex::rules::action::{HmacParams, HttpMethod, SecretRef, StatusRange, WebhookParams};
+use reflex::rules::action::{HmacParams, HttpMethod, SecretRef, StatusRange, WebhookAction};
 use serde_json::json;
 use tokio::time::Instant;
 
@@ -141,8 +141,8 @@ impl Receiver {
 }
 
 /// Parameters as the planner renders them, with the defaults a rule gets.
-fn params(url: String) -> WebhookParams {
-    WebhookParams {
+fn params(url: String) -> WebhookAction {
+    WebhookAction {
         method: HttpMethod::Post,
         url: url.into(),
         headers: BTreeMap::new(),
@@ -157,7 +157,7 @@ fn params(url: String) -> WebhookParams {
     }
 }
 
-fn to_json(params: &WebhookParams) -> serde_json::Value {
+fn to_json(params: &WebhookAction) -> serde_json::Value {
     serde_json::to_value(params).expect("params serialize")
 }
 

@@ -6,11 +6,11 @@ use serde_json::json;
 
 use super::Execution;
 use crate::rules::PlannedAction;
-use crate::rules::action::{LogLevel, LogParams};
+use crate::rules::action::{LogLevel, LogAction};
 
 /// Executes a `log` action.
 pub fn execute(action: &PlannedAction) -> Execution {
-    let params: LogParams = match serde_json::from_value(action.params.clone()) {
+    let params: LogAction = match serde_json::from_value(action.params.clone()) {
         Ok(params) => params,
         Err(err) => {
             // The engine rendered and type-checked these parameters, so this is a bug.

@@ -20,8 +20,8 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, DeleteParams as KubeDeleteParams, DynamicObject, ListParams, PostParams};
 use reflex::actions::kubernetes::{Change, ChangeDetail, Error, KubeExecutor};
 use reflex::rules::action::{
-    ActionKind, AnnotateParams, CreateParams, DeleteParams, LabelParams, NodeParams, PatchParams,
-    PatchType, RestartParams, RollbackParams, ScaleChange, ScaleParams, SetImageParams,
+    ActionKind, AnnotateAction, CreateAction, DeleteAction, LabelAction, NodeAction, PatchAction,
+    PatchType, RestartAction, RollbackAction, ScaleChange, ScaleAction, SetImageAction,
     TargetParams,
 };
 use serde_json::{Value, json};
@@ -134,8 +134,8 @@ fn scale(
     name: &str,
     replicas: Option<u32>,
     change: Option<ScaleChange>,
-) -> ScaleParams {
-    ScaleParams {
+) -> ScaleAction {
+    ScaleAction {
         target: deployment_target(namespace, name),
         replicas,
         change,

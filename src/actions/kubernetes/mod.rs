@@ -287,11 +287,11 @@ impl KubeExecutor {
             ActionKind::Cordon => self.set_unschedulable(parse(kind, params)?, true).await,
             ActionKind::Uncordon => self.set_unschedulable(parse(kind, params)?, false).await,
             ActionKind::Label => {
-                let p: crate::rules::action::LabelParams = parse(kind, params)?;
+                let p: crate::rules::action::LabelAction = parse(kind, params)?;
                 self.set_metadata(kind, p.target, "labels", p.labels).await
             }
             ActionKind::Annotate => {
-                let p: crate::rules::action::AnnotateParams = parse(kind, params)?;
+                let p: crate::rules::action::AnnotateAction = parse(kind, params)?;
                 self.set_metadata(kind, p.target, "annotations", p.annotations)
                     .await
             }

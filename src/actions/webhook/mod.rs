@@ -20,7 +20,7 @@ use reqwest::header::RETRY_AFTER;
 use serde::{Deserialize, Serialize};
 
 use super::secrets::Secret;
-use crate::rules::action::WebhookParams;
+use crate::rules::action::WebhookAction;
 use error::retryable_status;
 use prepare::Prepared;
 
@@ -150,7 +150,7 @@ impl WebhookExecutor {
         })
     }
 
-    /// Sends the webhook described by `params` (a planned action's rendered [`WebhookParams`]),
+    /// Sends the webhook described by `params` (a planned action's rendered [`WebhookAction`]),
     /// retrying transient failures, and returns what the receiver answered.
     ///
     /// `idempotency_key` is sent as `Idempotency-Key` (unless the rule sets that header itself),
@@ -161,7 +161,7 @@ impl WebhookExecutor {
         idempotency_key: &str,
     ) -> Result<WebhookResult, Error> {
         let params =
-            WebhookParams::deserialize(params).map_err(|e| Error::InvalidParams(e.to_string()))?;
+            WebhookAction::deserialize(params).map_err(|e| Error::InvalidParams(e.to_string()))?;
         let prepared = prepare::prepare(&self.allow, &params, idempotency_key)?;
 
         let attempts = AtomicU32::new(0);
@@ -252,7 +252,7 @@ impl WebhookExecutor {
     async fn attempt(
         &self,
         request: &Prepared,
-        params: &WebhookParams,
+        params: &WebhookAction,
         attempt: u32,
     ) -> Result<(u16, String), AttemptError> {
         let mut builder = self

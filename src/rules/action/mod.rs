@@ -29,16 +29,16 @@ use super::model::SpannedString;
 use super::template::{RenderContext, RenderError, Scope, Template};
 
 pub use kafka::CloudEventParams;
-pub use kafka::{KafkaParams, KafkaSpec};
+pub use kafka::{KafkaAction, KafkaSpec};
 pub use kubernetes::{
-    AnnotateParams, AnnotateSpec, CordonSpec, CreateParams, CreateSpec, DeleteParams, DeleteSpec,
-    LabelParams, LabelSpec, NodeParams, PatchParams, PatchSpec, PatchType, PropagationPolicy,
-    RestartParams, RestartSpec, RollbackParams, RollbackSpec, ScaleChange, ScaleParams, ScaleSpec,
-    SetImageParams, SetImageSpec, TargetParams, TargetSpec, UncordonSpec,
+    AnnotateAction, AnnotateSpec, CordonSpec, CreateAction, CreateSpec, DeleteAction, DeleteSpec,
+    LabelAction, LabelSpec, NodeAction, PatchAction, PatchSpec, PatchType, PropagationPolicy,
+    RestartAction, RestartSpec, RollbackAction, RollbackSpec, ScaleChange, ScaleAction, ScaleSpec,
+    SetImageAction, SetImageSpec, TargetParams, TargetSpec, UncordonSpec,
 };
-pub use log::{LogLevel, LogParams, LogSpec};
+pub use log::{LogLevel, LogAction, LogSpec};
 pub use webhook::{
-    HmacParams, HttpMethod, SecretRef, StatusRange, UrlSpec, WebhookParams, WebhookSpec, WebhookUrl,
+    HmacParams, HttpMethod, SecretRef, StatusRange, UrlSpec, WebhookAction, WebhookSpec, WebhookUrl,
 };
 
 /// One entry of a rule's `actions:` list: a one-key map naming the kind, e.g.
@@ -197,8 +197,8 @@ enum Compiled {
     Patch(kubernetes::Patch),
     Delete(kubernetes::Delete),
     Create(kubernetes::Create),
-    Cordon(kubernetes::NodeAction),
-    Uncordon(kubernetes::NodeAction),
+    Cordon(kubernetes::Node),
+    Uncordon(kubernetes::Node),
     Label(kubernetes::Metadata),
     Annotate(kubernetes::Metadata),
     Webhook(webhook::Webhook),
@@ -218,10 +218,10 @@ impl CompiledAction {
             ActionSpec::Delete(s) => Compiled::Delete(s.compile(diags)?),
             ActionSpec::Create(s) => Compiled::Create(s.compile(diags)?),
             ActionSpec::Cordon(s) => {
-                Compiled::Cordon(kubernetes::NodeAction::compile(&s.node, diags)?)
+                Compiled::Cordon(kubernetes::Node::compile(&s.node, diags)?)
             }
             ActionSpec::Uncordon(s) => {
-                Compiled::Uncordon(kubernetes::NodeAction::compile(&s.node, diags)?)
+                Compiled::Uncordon(kubernetes::Node::compile(&s.node, diags)?)
             }
             ActionSpec::Label(s) => Compiled::Label(s.compile(diags)?),
             ActionSpec::Annotate(s) => Compiled::Annotate(s.compile(diags)?),

@@ -35,7 +35,7 @@ pub struct AnnotateSpec {
 
 /// Rendered parameters of `label`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LabelParams {
+pub struct LabelAction {
     /// The object.
     pub target: TargetParams,
     /// Key → value; `None` removes.
@@ -44,7 +44,7 @@ pub struct LabelParams {
 
 /// Rendered parameters of `annotate`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AnnotateParams {
+pub struct AnnotateAction {
     /// The object.
     pub target: TargetParams,
     /// Key → value; `None` removes.
@@ -207,16 +207,16 @@ impl Metadata {
         Ok(out)
     }
 
-    /// Renders as [`LabelParams`] or [`AnnotateParams`] (serialized).
+    /// Renders as [`LabelAction`] or [`AnnotateAction`] (serialized).
     pub(crate) fn render(&self, ctx: &RenderContext) -> Result<serde_json::Value, RenderError> {
         let target = self.target.render(ctx)?;
         let entries = self.render_entries(ctx)?;
         let encoded = match self.which {
-            Which::Labels => serde_json::to_value(LabelParams {
+            Which::Labels => serde_json::to_value(LabelAction {
                 target,
                 labels: entries,
             }),
-            Which::Annotations => serde_json::to_value(AnnotateParams {
+            Which::Annotations => serde_json::to_value(AnnotateAction {
                 target,
                 annotations: entries,
             }),
