@@ -138,23 +138,21 @@ impl KafkaExecutor {
         })
     }
 
-    /// Publishes the record described by `params` (a planned action's rendered
-    /// [`KafkaAction`]) and waits for the broker's acknowledgement.
+    /// Publishes the record described by `params` (a planned action's rendered parameters) and
+    /// waits for the broker's acknowledgement.
     ///
     /// With `cloudevent`, the record is a CloudEvent in binary mode: `ce_id` is
     /// `idempotency_key`, so a record published again after a redelivery carries the same id and
     /// consumers can drop the duplicate; `ce_time` is the publishing time.
     pub async fn execute(
         &self,
-        params: &serde_json::Value,
+        params: &KafkaAction,
         idempotency_key: &str,
     ) -> Result<PublishResult, Error> {
-        let params =
-            KafkaAction::deserialize(params).map_err(|e| Error::InvalidParams(e.to_string()))?;
         check_topic(&params.topic)?;
         let value = serde_json::to_vec(&params.value)
             .map_err(|e| Error::InvalidParams(format!("value: {e}")))?;
-        let (headers, cloudevent_id) = build_headers(&params, idempotency_key)?;
+        let (headers, cloudevent_id) = build_headers(params, idempotency_key)?;
 
         let mut record = FutureRecord::to(&params.topic)
             .payload(&value)
@@ -359,7 +357,9 @@ mod tests {
         // Creating a producer does not connect; nothing is sent in this test.
         config.set("bootstrap.servers", "127.0.0.1:9");
         let executor = KafkaExecutor::new(&config, DEFAULT_ACK_TIMEOUT).expect("producer");
-        let params = serde_json::json!({});
+        let params: KafkaAction =
+            serde_json::from_value(json!({"topic": "t", "value": 1, "headers": {}}))
+                .expect("params");
         assert_send(&executor.execute(&params, "k"));
     }
 

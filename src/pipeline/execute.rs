@@ -12,7 +12,7 @@ use super::unrecorded::{Done, Unrecorded};
 use super::{Error, Pipeline};
 use crate::actions::guard::Guard;
 use crate::actions::guard::circuit::{self, Announcer};
-use crate::actions::{self, Execution};
+use crate::actions::Execution;
 use crate::config::Config;
 use crate::metrics;
 use crate::outcome::record::OutcomeMessage;
@@ -160,7 +160,7 @@ impl Pipeline {
             format!(
                 "recording action {} (`{}`) of rule `{}` for event `{}`",
                 action.action_index,
-                action.kind.as_str(),
+                action.kind().as_str(),
                 action.rule,
                 action.event_id
             )
@@ -179,10 +179,10 @@ impl Pipeline {
         if let Some(Unrecorded::Executed(done)) = earlier {
             return self.record_execution(action, source, done).await;
         }
-        let target = actions::target(action);
+        let target = action.action.target();
         let started_at = Utc::now();
         let mut details = json!({
-            "params": action.params,
+            "params": action.action.params_json(),
             "action_index": action.action_index,
             "dry_run": action.dry_run,
             "group_key": action.group_key,
@@ -192,7 +192,7 @@ impl Pipeline {
         let claim = NewOutcome {
             event_id: &action.event_id,
             rule: &action.rule,
-            action_kind: action.kind.as_str(),
+            action_kind: action.kind().as_str(),
             idempotency_key: key,
             status: OutcomeStatus::Started,
             attempts: 1,
@@ -269,11 +269,11 @@ impl Pipeline {
                 claimant == self.instance && matches!(earlier, Some(Unrecorded::NotExecuted));
             let harmless = action.dry_run
                 || own_unexecuted
-                || actions::is_idempotent(action.kind, &action.params)
-                || !self.executors.has_executor(action.kind);
+                || action.action.is_idempotent()
+                || !self.executors.has_executor(action.kind());
             if !harmless {
                 // The one kind a rule can declare safe to repeat: say how.
-                let hint = if action.kind == ActionKind::Webhook {
+                let hint = if action.kind() == ActionKind::Webhook {
                     "; if the receiver drops repeated `Idempotency-Key` headers, set \
                      `idempotent_receiver: true` on the webhook so an interrupted call is sent \
                      again"
@@ -286,12 +286,12 @@ impl Pipeline {
                      not executed again: check the target and act by hand if needed{hint}",
                     existing.attempts,
                     existing.started_at.to_rfc3339(),
-                    action.kind.as_str()
+                    action.kind().as_str()
                 ));
             }
             tracing::warn!(
                 rule = %action.rule,
-                action = action.kind.as_str(),
+                action = action.kind().as_str(),
                 event_id = %action.event_id,
                 idempotency_key = key,
                 attempts,
@@ -304,7 +304,7 @@ impl Pipeline {
             (OutcomeStatus::Failed, Some(message), Value::Null)
         } else {
             // `log` needs no guard settings: skip the lookup on the cheapest, busiest kind.
-            let rule_guard = (action.kind != ActionKind::Log)
+            let rule_guard = (action.kind() != ActionKind::Log)
                 .then(|| self.rules().get(&action.rule).map(|r| r.guard.clone()))
                 .flatten()
                 .unwrap_or_default();
@@ -329,7 +329,7 @@ impl Pipeline {
         let finished_at = Utc::now();
         let executed = matches!(status, OutcomeStatus::Succeeded | OutcomeStatus::Failed);
         metrics::global().action(
-            action.kind.as_str(),
+            action.kind().as_str(),
             status.as_str(),
             executed.then(|| (finished_at - started_at).to_std().unwrap_or_default()),
         );
@@ -374,7 +374,7 @@ impl Pipeline {
                 "recording the end of action {} (`{}`) of rule `{}` for event `{}`, which was \
                  executed (recorded on the retry)",
                 action.action_index,
-                action.kind.as_str(),
+                action.kind().as_str(),
                 action.rule,
                 action.event_id
             ))(err));
@@ -382,7 +382,7 @@ impl Pipeline {
         if done.status == OutcomeStatus::Failed {
             tracing::warn!(
                 rule = %action.rule,
-                action = action.kind.as_str(),
+                action = action.kind().as_str(),
                 event_id = %action.event_id,
                 error = done.error.as_deref().unwrap_or_default(),
                 "action failed"
@@ -392,7 +392,7 @@ impl Pipeline {
             id: 0,
             event_id: action.event_id.clone(),
             rule: action.rule.clone(),
-            action_kind: action.kind.as_str().to_owned(),
+            action_kind: action.kind().as_str().to_owned(),
             idempotency_key: key.to_owned(),
             status: done.status,
             attempts: done.attempts,
@@ -429,7 +429,7 @@ impl Pipeline {
             details["guard"] = json!({ "guard": refused.policy.as_str() });
             tracing::warn!(
                 rule = %action.rule,
-                action = action.kind.as_str(),
+                action = action.kind().as_str(),
                 event_id = %action.event_id,
                 policy = refused.policy.as_str(),
                 error = %refused.message,
@@ -449,11 +449,11 @@ impl Pipeline {
             });
             return Ok((OutcomeStatus::SkippedDryRun, None, Value::Null));
         }
-        if action.kind == ActionKind::Log || !self.executors.has_executor(action.kind) {
+        if action.kind() == ActionKind::Log || !self.executors.has_executor(action.kind()) {
             return settle(self.executors.execute(action).await, action);
         }
-        let lock = Guard::lock_target(action.kind, target);
-        let limits = self.guard.limits(action.kind, rule_guard);
+        let lock = Guard::lock_target(action.kind(), target);
+        let limits = self.guard.limits(action.kind(), rule_guard);
         if limits.per_rule.is_none() && limits.per_target.is_none() {
             return settle(
                 self.guard.run(lock, self.executors.execute(action)).await,
@@ -482,7 +482,7 @@ impl Pipeline {
             details["guard"] = open.details;
             tracing::warn!(
                 rule = %action.rule,
-                action = action.kind.as_str(),
+                action = action.kind().as_str(),
                 event_id = %action.event_id,
                 error = %open.message,
                 "action suppressed by the circuit breaker"
@@ -814,7 +814,7 @@ fn settle(
         Execution::Unreachable(message) => {
             return Err(Error::Unreachable {
                 rule: action.rule.clone(),
-                kind: action.kind.as_str(),
+                kind: action.kind().as_str(),
                 action_index: action.action_index,
                 event_id: action.event_id.clone(),
                 message,

@@ -7,7 +7,7 @@ use super::{Change, ChangeDetail, KubeExecutor, Op, Result, check_name, describe
 use crate::rules::action::{ActionKind, NodeAction};
 
 impl KubeExecutor {
-    pub(super) async fn set_unschedulable(&self, p: NodeAction, cordon: bool) -> Result<Change> {
+    pub(super) async fn set_unschedulable(&self, p: &NodeAction, cordon: bool) -> Result<Change> {
         let kind = if cordon {
             ActionKind::Cordon
         } else {

@@ -30,7 +30,7 @@ struct Revision {
 }
 
 impl KubeExecutor {
-    pub(super) async fn rollback(&self, p: RollbackAction) -> Result<Change> {
+    pub(super) async fn rollback(&self, p: &RollbackAction) -> Result<Change> {
         let kind = ActionKind::Rollback;
         if p.target.api_version != "apps/v1" || !ROLLBACK_KINDS.contains(&p.target.kind.as_str()) {
             return Err(Error::Unsupported {

@@ -33,7 +33,7 @@ fn observed_generation(obj: &DynamicObject) -> Option<i64> {
 }
 
 impl KubeExecutor {
-    pub(super) async fn restart(&self, p: RestartAction) -> Result<Change> {
+    pub(super) async fn restart(&self, p: &RestartAction) -> Result<Change> {
         let kind = ActionKind::Restart;
         let (res, api, what) = self.target(kind, &p.target).await?;
         let ns = p.target.namespace.as_deref();
@@ -72,7 +72,7 @@ impl KubeExecutor {
         })
     }
 
-    pub(super) async fn set_image(&self, p: SetImageAction) -> Result<Change> {
+    pub(super) async fn set_image(&self, p: &SetImageAction) -> Result<Change> {
         let kind = ActionKind::SetImage;
         let (res, api, what) = self.target(kind, &p.target).await?;
         let ns = p.target.namespace.as_deref();
