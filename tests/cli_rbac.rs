@@ -14,8 +14,8 @@ use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::api::{Api, DeleteParams as KubeDeleteParams, PostParams};
 use reflex::actions::kubernetes::{Error, KubeExecutor};
 use reflex::rules::action::{
-    ActionKind, CreateAction, DeleteAction, NodeAction, RestartAction, ScaleAction, SetImageAction,
-    TargetParams,
+    Action, ActionKind, CreateAction, DeleteAction, NodeAction, RestartAction, ScaleAction,
+    SetImageAction, TargetParams,
 };
 use serde_json::{Value, json};
 
@@ -186,7 +186,10 @@ async fn run<P: serde::Serialize>(
     params: &P,
 ) -> Result<reflex::actions::kubernetes::Change, Error> {
     let json = serde_json::to_value(params).expect("parameters encode");
-    executor.execute(kind, &json).await
+    let Action::Kubernetes(action) = Action::from_parts(kind, json).expect("parameters fit") else {
+        panic!("`{}` is not a Kubernetes action", kind.as_str());
+    };
+    executor.execute(&action).await
 }
 
 #[tokio::test]

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::Execution;
 use crate::rules::PlannedAction;
-use crate::rules::action::{LogLevel, LogAction};
+use crate::rules::action::{LogAction, LogLevel};
 
 /// Executes a `log` action of `action` (whose parameters are `params`).
 pub fn execute(action: &PlannedAction, params: &LogAction) -> Execution {

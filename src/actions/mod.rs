@@ -97,9 +97,7 @@ impl Executors {
         match &action.action {
             Action::Log(params) => log::execute(action, params),
             Action::Webhook(params) => match &self.webhook {
-                Some(executor) => settle(executor.execute(params, key).await, 1, |e| {
-                    e.to_string()
-                }),
+                Some(executor) => settle(executor.execute(params, key).await, 1, |e| e.to_string()),
                 None => not_configured(),
             },
             Action::Kafka(params) => match &self.kafka {

@@ -11,7 +11,8 @@ use kube::api::{GroupVersionKind, PostParams};
 use kube::discovery::Scope;
 use reflex::actions::kubernetes::{Error, KubeExecutor};
 use reflex::rules::action::{
-    ActionKind, DeleteAction, NodeAction, RestartAction, ScaleAction, SetImageAction, TargetParams,
+    Action, ActionKind, DeleteAction, NodeAction, RestartAction, ScaleAction, SetImageAction,
+    TargetParams,
 };
 use serde_json::{Value, json};
 
@@ -151,7 +152,10 @@ async fn run<P: serde::Serialize>(
     params: &P,
 ) -> Result<(), Error> {
     let json = serde_json::to_value(params).expect("parameters encode");
-    executor.execute(kind, &json).await.map(drop)
+    let Action::Kubernetes(action) = Action::from_parts(kind, json).expect("parameters fit") else {
+        panic!("`{}` is not a Kubernetes action", kind.as_str());
+    };
+    executor.execute(&action).await.map(drop)
 }
 
 fn web_deployment() -> Deployment {

@@ -281,8 +281,13 @@ impl KubeExecutor {
                     .await
             }
             KubernetesAction::Annotate(p) => {
-                self.set_metadata(ActionKind::Annotate, &p.target, "annotations", &p.annotations)
-                    .await
+                self.set_metadata(
+                    ActionKind::Annotate,
+                    &p.target,
+                    "annotations",
+                    &p.annotations,
+                )
+                .await
             }
         }
     }

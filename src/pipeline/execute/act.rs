@@ -19,7 +19,11 @@ use crate::rules::ruleset::RuleGuard;
 
 impl Pipeline {
     /// Claims, executes and records one planned action.
-    pub(super) async fn act(&self, action: &PlannedAction, source: Option<&Source>) -> Result<usize, Error> {
+    pub(super) async fn act(
+        &self,
+        action: &PlannedAction,
+        source: Option<&Source>,
+    ) -> Result<usize, Error> {
         let key = action.idempotency_key.as_str();
         let context = || {
             format!(

@@ -214,7 +214,11 @@ impl Pipeline {
     }
 
     /// The event matched no rule: a `no_match` outcome (only when enabled).
-    pub(super) async fn record_no_match(&self, event_id: &str, source: &Source) -> Result<usize, Error> {
+    pub(super) async fn record_no_match(
+        &self,
+        event_id: &str,
+        source: &Source,
+    ) -> Result<usize, Error> {
         let now = Utc::now();
         let row = OutcomeRecord {
             id: 0,

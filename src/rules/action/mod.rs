@@ -35,7 +35,7 @@ pub use kafka::{KafkaAction, KafkaSpec};
 pub use kubernetes::{
     AnnotateAction, AnnotateSpec, CordonSpec, CreateAction, CreateSpec, DeleteAction, DeleteSpec,
     LabelAction, LabelSpec, NodeAction, PatchAction, PatchSpec, PatchType, PropagationPolicy,
-    RestartAction, RestartSpec, RollbackAction, RollbackSpec, ScaleChange, ScaleAction, ScaleSpec,
+    RestartAction, RestartSpec, RollbackAction, RollbackSpec, ScaleAction, ScaleChange, ScaleSpec,
     SetImageAction, SetImageSpec, TargetParams, TargetSpec, UncordonSpec,
 };
 pub use log::{LogAction, LogLevel, LogSpec};
@@ -220,9 +220,7 @@ impl CompiledAction {
             ActionSpec::Patch(s) => Compiled::Patch(s.compile(diags)?),
             ActionSpec::Delete(s) => Compiled::Delete(s.compile(diags)?),
             ActionSpec::Create(s) => Compiled::Create(s.compile(diags)?),
-            ActionSpec::Cordon(s) => {
-                Compiled::Cordon(kubernetes::Node::compile(&s.node, diags)?)
-            }
+            ActionSpec::Cordon(s) => Compiled::Cordon(kubernetes::Node::compile(&s.node, diags)?),
             ActionSpec::Uncordon(s) => {
                 Compiled::Uncordon(kubernetes::Node::compile(&s.node, diags)?)
             }

@@ -13,8 +13,8 @@ use serde_json::Value;
 use super::kubernetes::TargetParams;
 use super::{
     ActionKind, AnnotateAction, CreateAction, DeleteAction, KafkaAction, LabelAction, LogAction,
-    NodeAction, PatchAction, PatchType, RestartAction, RollbackAction, ScaleAction,
-    SetImageAction, SecretRef, WebhookAction, WebhookUrl,
+    NodeAction, PatchAction, PatchType, RestartAction, RollbackAction, ScaleAction, SecretRef,
+    SetImageAction, WebhookAction, WebhookUrl,
 };
 
 /// A rendered action: what to do, with its typed parameters.
@@ -301,14 +301,20 @@ mod tests {
     #[test]
     fn a_kubernetes_target_reads_kind_namespace_and_name() {
         let restart = action(ActionKind::Restart, json!({ "target": target() }));
-        assert_eq!(restart.target().as_deref(), Some("deployment/shop/checkout"));
+        assert_eq!(
+            restart.target().as_deref(),
+            Some("deployment/shop/checkout")
+        );
         let cordon = action(ActionKind::Cordon, json!({ "node": "n1" }));
         assert_eq!(cordon.target().as_deref(), Some("node/n1"));
     }
 
     #[test]
     fn a_webhook_target_hides_credentials_and_query() {
-        let hook = webhook(json!("https://user:pw@hooks.example/x/y?token=secret"), None);
+        let hook = webhook(
+            json!("https://user:pw@hooks.example/x/y?token=secret"),
+            None,
+        );
         assert_eq!(
             hook.target().as_deref(),
             Some("webhook/https://hooks.example/x/y")
@@ -333,9 +339,10 @@ mod tests {
     fn only_absolute_changes_count_as_safe_to_repeat() {
         let scale = |amount: Value| {
             let mut params = json!({ "target": target() });
-            params.as_object_mut().expect("object").extend(
-                amount.as_object().expect("object").clone(),
-            );
+            params
+                .as_object_mut()
+                .expect("object")
+                .extend(amount.as_object().expect("object").clone());
             action(ActionKind::Scale, params)
         };
         assert!(scale(json!({"replicas": 3})).is_idempotent());

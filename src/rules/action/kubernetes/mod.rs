@@ -25,7 +25,7 @@ pub use object::{
 pub use patch::{Patch, PatchAction, PatchSpec, PatchType};
 pub use workload::{
     MAX_REPLICAS, Restart, RestartAction, RestartSpec, Rollback, RollbackAction, RollbackSpec,
-    Scale, ScaleChange, ScaleAction, ScaleSpec, SetImage, SetImageAction, SetImageSpec,
+    Scale, ScaleAction, ScaleChange, ScaleSpec, SetImage, SetImageAction, SetImageSpec,
 };
 
 /// Built-in kinds Reflex knows: API version and whether objects live in a namespace. Used to

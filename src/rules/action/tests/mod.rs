@@ -50,7 +50,11 @@ fn render(yaml: &str, payload: serde_json::Value) -> Result<serde_json::Value, R
     let action = compile(yaml).unwrap_or_else(|d| panic!("should compile: {d:#?}"));
     let ctx = RenderContext::new(&event(payload), "test-rule", Some(&match_info()));
     let rendered = action.render(&ctx)?;
-    assert_eq!(rendered.kind(), action.kind, "the rendered action has the compiled kind");
+    assert_eq!(
+        rendered.kind(),
+        action.kind,
+        "the rendered action has the compiled kind"
+    );
     Ok(rendered.params_json())
 }
 

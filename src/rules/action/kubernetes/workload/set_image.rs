@@ -4,8 +4,8 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::rules::action::kubernetes::{KindRule, Target, TargetParams, TargetSpec, opt_checked};
 use super::POD_TEMPLATE_KINDS;
+use crate::rules::action::kubernetes::{KindRule, Target, TargetParams, TargetSpec, opt_checked};
 use crate::rules::action::{Param, all, duration, millis, no_control_chars, param_checked, reject};
 use crate::rules::diagnostic::Diagnostics;
 use crate::rules::model::SpannedString;
