@@ -29,7 +29,9 @@ pub(super) struct Source {
 #[derive(Debug)]
 pub(super) enum Work {
     Action {
-        action: PlannedAction,
+        // Boxed: its typed parameters make an action several times larger than the other
+        // variants.
+        action: Box<PlannedAction>,
         source: Option<Source>,
     },
     Failure {
@@ -50,7 +52,7 @@ pub(super) enum Work {
 pub(super) fn collect(work: &mut Vec<Work>, evaluation: Evaluation, source: Option<&Source>) {
     for action in evaluation.planned {
         work.push(Work::Action {
-            action,
+            action: Box::new(action),
             source: source.cloned(),
         });
     }

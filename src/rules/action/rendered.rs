@@ -387,4 +387,24 @@ mod tests {
             .expect_err("a cordon needs a node");
         assert!(err.to_string().contains("`node`"), "{err}");
     }
+
+    #[test]
+    fn a_planned_action_serializes_with_kind_and_params_in_their_old_place() {
+        let planned = crate::rules::PlannedAction {
+            rule: "r".into(),
+            action_index: 1,
+            action: action(ActionKind::Cordon, json!({ "node": "n1" })),
+            idempotency_key: "k".into(),
+            event_id: "e".into(),
+            dry_run: false,
+            group_key: None,
+        };
+        let text = serde_json::to_string(&planned).expect("encodes");
+        assert_eq!(
+            text,
+            r#"{"rule":"r","action_index":1,"kind":"cordon","params":{"node":"n1"},"idempotency_key":"k","event_id":"e","dry_run":false,"group_key":null}"#
+        );
+        let back: crate::rules::PlannedAction = serde_json::from_str(&text).expect("decodes");
+        assert_eq!(back, planned);
+    }
 }
