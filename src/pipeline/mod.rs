@@ -34,8 +34,9 @@
 //!   names the instance), or the claim is older than `pipeline.claim_lease_secs` (its process
 //!   is presumed dead), the row is taken over by a compare-and-set on its attempt count (so of
 //!   several racers exactly one wins) and the action runs again — only when repeating it is
-//!   harmless (dry run, kinds without an executor, [`crate::actions::is_idempotent`]: `log`,
-//!   absolute changes, Kafka publishes, webhooks whose rule declares `idempotent_receiver`);
+//!   harmless (dry run, kinds without an executor,
+//!   [`crate::rules::action::Action::is_idempotent`]: `log`, absolute changes, Kafka
+//!   publishes, webhooks whose rule declares `idempotent_receiver`);
 //!   otherwise the outcome is `failed` with an error saying the first attempt may have taken
 //!   effect. A younger claim of another instance is in flight elsewhere: `handle` returns
 //!   [`Error::ClaimedElsewhere`] and the caller retries later, when the row is final

@@ -6,10 +6,9 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::action::ActionKind;
+use super::action::{Action, ActionKind};
 use super::condition::Explanation;
 use super::ruleset::{Rule, RuleSet, SelectorMiss};
 use super::state::{Behaviour, Decision, Firing, Limits, MatchInfo, RuleState};
@@ -23,10 +22,10 @@ pub struct PlannedAction {
     pub rule: String,
     /// Position of the action in the rule's `actions:` list.
     pub action_index: usize,
-    /// What kind of action.
-    pub kind: ActionKind,
-    /// Rendered, type-checked parameters.
-    pub params: Value,
+    /// What to do: the kind with its rendered, type-checked parameters (serialized as the
+    /// `kind` and `params` fields).
+    #[serde(flatten)]
+    pub action: Action,
     /// Deterministic key (event id + rule + action index): redelivery of the same event plans the
     /// same key, so downstream code can execute it at most once.
     pub idempotency_key: String,
@@ -36,6 +35,13 @@ pub struct PlannedAction {
     pub dry_run: bool,
     /// The stateful group key, if the rule has one.
     pub group_key: Option<String>,
+}
+
+impl PlannedAction {
+    /// The kind of action.
+    pub fn kind(&self) -> ActionKind {
+        self.action.kind()
+    }
 }
 
 /// Something that went wrong for one rule or action while handling an event. The other rules and
@@ -487,13 +493,12 @@ fn plan(rule: &Rule, firing: &Firing, out: &mut Evaluation) -> usize {
     for (index, action) in rule.actions.iter().enumerate() {
         let key = idempotency_key(event_id, &rule.name, index);
         match action.render(&ctx) {
-            Ok(params) => {
+            Ok(rendered) => {
                 planned += 1;
                 out.planned.push(PlannedAction {
                     rule: rule.name.clone(),
                     action_index: index,
-                    kind: action.kind,
-                    params,
+                    action: rendered,
                     idempotency_key: key,
                     event_id: event_id.clone(),
                     dry_run: rule.dry_run,
@@ -515,6 +520,8 @@ fn plan(rule: &Rule, firing: &Firing, out: &mut Evaluation) -> usize {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::Value;
+
     use super::*;
 
     fn event(payload: Value) -> Event {

@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use super::Execution;
 use crate::config::{CircuitConfig, Config};
 use crate::rules::PlannedAction;
-use crate::rules::action::ActionKind;
+use crate::rules::action::{Action, ActionKind};
 use crate::rules::ruleset::RuleGuard;
 use crate::store::Store;
 use crate::store::locks as lock;
@@ -115,7 +115,13 @@ impl Guard {
     pub fn check(&self, action: &PlannedAction, rule: &RuleGuard) -> Result<(), Refusal> {
         let refuse = |policy| move |message| Refusal { policy, message };
         let name = action.rule.as_str();
-        match scope::action_scope(action) {
+        if let Action::Kafka(kafka) = &action.action {
+            return self
+                .topics
+                .check(&kafka.topic, name)
+                .map_err(refuse(Policy::KafkaTopic));
+        }
+        match scope::action_scope(&action.action) {
             Some(scope::Scope::Namespaced(ns)) => self
                 .namespaces
                 .check(ns, name, rule)
@@ -131,16 +137,6 @@ impl Guard {
                         .map_err(refuse(Policy::Namespace)),
                     None => Ok(()),
                 }
-            }
-            None if action.kind == ActionKind::Kafka => {
-                let topic = action
-                    .params
-                    .get("topic")
-                    .and_then(serde_json::Value::as_str)
-                    .unwrap_or_default();
-                self.topics
-                    .check(topic, name)
-                    .map_err(refuse(Policy::KafkaTopic))
             }
             None => Ok(()),
         }
@@ -252,8 +248,7 @@ fn planned(kind: ActionKind, params: serde_json::Value) -> PlannedAction {
     PlannedAction {
         rule: "r".into(),
         action_index: 0,
-        kind,
-        params,
+        action: Action::from_parts(kind, params).expect("parameters fit the kind"),
         idempotency_key: "k".into(),
         event_id: "e".into(),
         dry_run: false,
@@ -402,7 +397,8 @@ mod tests {
         let delete = |name: &str| {
             planned(
                 ActionKind::Delete,
-                json!({"target": {"api_version": "v1", "kind": "Namespace", "name": name}}),
+                json!({"target": {"api_version": "v1", "kind": "Namespace", "name": name},
+                       "allow_bare_pods": false}),
             )
         };
         let none = RuleGuard::default();
@@ -460,13 +456,18 @@ mod tests {
     async fn a_kafka_action_aimed_at_the_outcomes_topic_is_refused() {
         let (guard, _dir) = guard(ActionsConfig::default()).await;
         let none = RuleGuard::default();
-        let publish = |topic: &str| planned(ActionKind::Kafka, json!({ "topic": topic }));
+        let publish = |topic: &str| {
+            planned(
+                ActionKind::Kafka,
+                json!({ "topic": topic, "value": null, "headers": {} }),
+            )
+        };
         let refused = guard
             .check(&publish("reflex.outcomes"), &none)
             .expect_err("own topic");
         assert_eq!(refused.policy, Policy::KafkaTopic);
         assert_eq!(guard.check(&publish("notify.sre"), &none), Ok(()));
-        let log = planned(ActionKind::Log, json!({ "message": "m" }));
+        let log = planned(ActionKind::Log, json!({ "message": "m", "level": "info" }));
         assert_eq!(guard.check(&log, &none), Ok(()));
     }
 
