@@ -72,7 +72,8 @@ async fn setup(rule_name: &str) -> Setup {
              store:\n  url: sqlite://{}\n\
              rules:\n  dir: {}\n\
              consumer:\n  drain_timeout: 2s\n  commit_interval: 200ms\n  retry_max_delay: 1s\n\
-             pipeline:\n  claim_lease_secs: 3\n",
+             pipeline:\n  claim_lease_secs: 3\n\
+             actions:\n  timeout: 2s\n",
             dir.path().join("audit.db").display(),
             rules.display()
         ),

@@ -21,6 +21,7 @@ mod server;
 mod store;
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -265,6 +266,21 @@ impl Config {
             .ingest
             .validate(&self.kafka, &self.pipeline, &mut problems);
         self.store.validate(&mut problems);
+        // A claim must outlive the action it covers: with a lease at or below the action
+        // timeout, another replica would take over (and repeat) an action still running.
+        let lease = Duration::from_secs(self.pipeline.claim_lease_secs);
+        if lease <= self.actions.timeout {
+            problems.add(
+                "pipeline.claim_lease_secs",
+                format!(
+                    "is {} s, not above `actions.timeout` ({} s): another replica would take \
+                     over an action that is still running; set it above the timeout (default \
+                     60 with a 45 s timeout)",
+                    self.pipeline.claim_lease_secs,
+                    self.actions.timeout.as_secs_f64()
+                ),
+            );
+        }
         problems.into_result()
     }
 }
@@ -278,6 +294,21 @@ fn parse(text: &str) -> Result<Config> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_claim_lease_not_above_the_action_timeout_is_refused_naming_both() {
+        for (lease, timeout) in [(0, "45s"), (30, "45s"), (45, "45s"), (5, "10s")] {
+            let text =
+                format!("pipeline:\n  claim_lease_secs: {lease}\nactions:\n  timeout: {timeout}\n");
+            let err = parse(&text).expect_err("refused").to_string();
+            assert!(
+                err.contains("pipeline.claim_lease_secs") && err.contains("actions.timeout"),
+                "{lease} s vs {timeout}: {err}"
+            );
+        }
+        let ok = "pipeline:\n  claim_lease_secs: 11\nactions:\n  timeout: 10s\n";
+        assert!(parse(ok).is_ok());
+    }
 
     #[test]
     fn an_empty_file_gives_the_documented_defaults() {

@@ -22,8 +22,9 @@ pub struct PipelineConfig {
     /// busy topic most events match nothing, and the audit store would fill with them.
     pub record_no_match: bool,
     /// Seconds a `started` claim of another process is respected before that process is
-    /// presumed dead and the action is taken over (see `crate::pipeline`). Must exceed the
-    /// longest action execution (webhook timeout × attempts). Default 60.
+    /// presumed dead and the action is taken over (see `crate::pipeline`). A running action
+    /// renews its claim every third of the lease; the lease must exceed `actions.timeout`
+    /// (checked at start). Default 60.
     pub claim_lease_secs: u64,
     /// Record one `throttled` outcome per event a rule's `throttle.once_within` suppressed.
     /// Default `true`; turn it off when a noisy rule fills the audit store.

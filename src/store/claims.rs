@@ -15,6 +15,16 @@ const REFRESH_DUPLICATE: &str = "DO UPDATE SET started_at = excluded.started_at,
      finished_at = excluded.finished_at, details = excluded.details, published_at = NULL \
      WHERE outcomes.status = 'duplicate'";
 
+/// What [`Store::finish_outcome`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finished {
+    /// The final status was written over this attempt's claim.
+    Recorded,
+    /// The claim is no longer this attempt's: another instance took it over (or finished it);
+    /// nothing was written.
+    LostClaim,
+}
+
 /// The final state of a claimed action, written over its `started` row.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Finish<'a> {
@@ -93,13 +103,16 @@ impl Store {
         Ok(affected == 1)
     }
 
-    /// Writes the final status of a claimed action over its `started` row.
-    pub async fn finish_outcome(&self, finish: &Finish<'_>) -> Result<()> {
+    /// Writes the final status of a claimed action over its `started` row — only while the
+    /// row is still this attempt's claim (`started`, at `finish.attempts`). A claim another
+    /// instance took over (its lease passed while this attempt ran) is fenced off: the taker's
+    /// final status stands, and [`Finished::LostClaim`] says so.
+    pub async fn finish_outcome(&self, finish: &Finish<'_>) -> Result<Finished> {
         let affected = dispatch!(self, "finish outcome", |db| {
             sqlx::query(
                 "UPDATE outcomes SET status = $1, attempts = $2, started_at = $3, \
                  finished_at = $4, target = $5, error = $6, details = $7 \
-                 WHERE idempotency_key = $8",
+                 WHERE idempotency_key = $8 AND status = 'started' AND attempts = $2",
             )
             .bind(finish.status.as_str())
             .bind(finish.attempts)
@@ -114,16 +127,42 @@ impl Store {
             .map(|r| r.rows_affected())
         })?;
         if affected == 1 {
-            Ok(())
-        } else {
-            Err(Error::InvalidRow {
+            return Ok(Finished::Recorded);
+        }
+        match self.outcome_by_key(finish.idempotency_key).await? {
+            Some(_) => Ok(Finished::LostClaim),
+            None => Err(Error::InvalidRow {
                 url: self.url().to_owned(),
                 message: format!(
                     "no outcome row with idempotency key `{}` to finish (deleted meanwhile?)",
                     finish.idempotency_key
                 ),
-            })
+            }),
         }
+    }
+
+    /// Renews a running attempt's claim (its `started_at` moves to `now`), so the lease counts
+    /// from the last sign of life rather than from the start. `false`: the claim is no longer
+    /// this attempt's (taken over, or finished).
+    pub async fn renew_claim(
+        &self,
+        idempotency_key: &str,
+        attempts: i32,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let renewed = dispatch!(self, "renew claim", |db| {
+            sqlx::query(
+                "UPDATE outcomes SET started_at = $1 WHERE idempotency_key = $2 \
+                 AND status = 'started' AND attempts = $3",
+            )
+            .bind(now)
+            .bind(idempotency_key)
+            .bind(attempts)
+            .execute(db)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+        Ok(renewed == 1)
     }
 
     /// Notes that an outcome's record reached the outcomes topic.

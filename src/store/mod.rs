@@ -42,7 +42,7 @@ pub mod url;
 /// The store URL with its secrets masked, for logs and errors (see [`url`]).
 pub use self::url::redact as redact_url;
 pub use circuit::{Announcement, CircuitRow};
-pub use claims::Finish;
+pub use claims::{Finish, Finished};
 pub use dispatch::Tx;
 pub use history::{HistoryFilter, MAX_HISTORY_LIMIT};
 pub use outcomes::{NewOutcome, OutcomeRecord, OutcomeStatus};

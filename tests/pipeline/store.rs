@@ -6,7 +6,9 @@ use chrono::{Duration, Utc};
 use std::collections::BTreeSet;
 
 use reflex::rules::StateKey;
-use reflex::store::{Announcement, Applied, KeyWrite, NewOutcome, OutcomeStatus, Store};
+use reflex::store::{
+    Announcement, Applied, Finish, Finished, KeyWrite, NewOutcome, OutcomeStatus, Store,
+};
 use serde_json::json;
 
 use crate::harness::Db;
@@ -258,4 +260,93 @@ async fn circuits_on_postgres_count_open_and_announce_like_on_sqlite() {
 #[tokio::test]
 async fn circuits_on_sqlite_count_open_and_announce_like_on_postgres() {
     circuits_count_open_and_announce_alike(Db::sqlite().await).await;
+}
+
+/// Claims are fenced: once another instance took a claim over (its lease passed while the first
+/// attempt still ran), the first attempt can neither renew it nor write its end over the
+/// taker's final status.
+async fn a_late_finisher_cannot_overwrite_the_takers_final_status(db: Db) {
+    let store = db.store().await;
+    let key = crate::support::unique_name("fenced");
+    let started_at = Utc::now() - Duration::minutes(5);
+    let details = json!({});
+    let claim = NewOutcome {
+        event_id: "evt",
+        rule: "fencing",
+        action_kind: "restart",
+        idempotency_key: &key,
+        status: OutcomeStatus::Started,
+        attempts: 1,
+        started_at,
+        finished_at: None,
+        target: None,
+        error: None,
+        details: &details,
+    };
+    assert!(store.insert_outcome(&claim).await.expect("claim"));
+    assert!(
+        store.renew_claim(&key, 1, Utc::now()).await.expect("renew"),
+        "the claimant renews its own claim"
+    );
+    // The lease passed: another instance takes the claim over and finishes first.
+    assert!(
+        store
+            .take_over(&key, 1, Utc::now(), &details)
+            .await
+            .expect("take over")
+    );
+    let finish = |status, attempts| Finish {
+        idempotency_key: &key,
+        status,
+        attempts,
+        started_at,
+        finished_at: Utc::now(),
+        target: Some("deployment/shop/a"),
+        error: None,
+        details: &details,
+    };
+    assert!(
+        !store.renew_claim(&key, 1, Utc::now()).await.expect("renew"),
+        "the first attempt's claim is gone"
+    );
+    assert_eq!(
+        store
+            .finish_outcome(&finish(OutcomeStatus::Succeeded, 2))
+            .await
+            .expect("taker finishes"),
+        Finished::Recorded
+    );
+    assert_eq!(
+        store
+            .finish_outcome(&finish(OutcomeStatus::Failed, 1))
+            .await
+            .expect("late finisher"),
+        Finished::LostClaim,
+        "the late finisher is fenced off"
+    );
+    assert_eq!(
+        store
+            .finish_outcome(&finish(OutcomeStatus::Failed, 2))
+            .await
+            .expect("a second end of the same attempt"),
+        Finished::LostClaim,
+        "a final row is never rewritten"
+    );
+    let row = store
+        .outcome_by_key(&key)
+        .await
+        .expect("read")
+        .expect("row");
+    assert_eq!((row.status, row.attempts), (OutcomeStatus::Succeeded, 2));
+    close(db, store).await;
+}
+
+#[tokio::test]
+async fn a_late_finisher_on_postgres_cannot_overwrite_the_takers_final_status() {
+    a_late_finisher_cannot_overwrite_the_takers_final_status(Db::postgres().await).await;
+}
+
+#[tokio::test]
+async fn a_late_finisher_on_sqlite_cannot_overwrite_the_takers_final_status() {
+    a_late_finisher_cannot_overwrite_the_takers_final_status(Db::sqlite().await).await;
 }

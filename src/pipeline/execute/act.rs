@@ -15,7 +15,7 @@ use crate::metrics;
 use crate::rules::PlannedAction;
 use crate::rules::action::ActionKind;
 use crate::rules::ruleset::RuleGuard;
-use crate::store::{Finish, NewOutcome, OutcomeRecord, OutcomeStatus};
+use crate::store::{Finish, Finished, NewOutcome, OutcomeRecord, OutcomeStatus};
 
 impl Pipeline {
     /// Claims, executes and records one planned action.
@@ -177,10 +177,12 @@ impl Pipeline {
                 .then(|| self.rules().get(&action.rule).map(|r| r.guard.clone()))
                 .flatten()
                 .unwrap_or_default();
-            match self
-                .guarded(action, target.as_deref(), &rule_guard, &mut details)
-                .await
-            {
+            let guarded = self.guarded(action, target.as_deref(), &rule_guard, &mut details);
+            let decided = tokio::select! {
+                decided = guarded => decided,
+                never = self.renew_while_running(key, attempts) => match never {},
+            };
+            match decided {
                 Ok(decided) => decided,
                 Err(err) => {
                     // Nothing ran: withdraw the claim so the retry does not take it for an
@@ -236,6 +238,21 @@ impl Pipeline {
                 details: &done.details,
             })
             .await;
+        if let Ok(Finished::LostClaim) = finished {
+            // The lease passed while this attempt ran (a stall longer than the lease) and
+            // another instance took the action over: its outcome stands, this one is dropped.
+            tracing::warn!(
+                rule = %action.rule,
+                action = action.kind().as_str(),
+                event_id = %action.event_id,
+                idempotency_key = key,
+                attempts = done.attempts,
+                status = done.status.as_str(),
+                "this attempt lost its claim to another instance while it ran; the other \
+                 instance's outcome stands and this one is not recorded"
+            );
+            return Ok(0);
+        }
         if let Err(err) = finished {
             self.unrecorded
                 .remember(key, Unrecorded::Executed(done.clone()));
@@ -274,6 +291,33 @@ impl Pipeline {
         };
         self.publish_final(&row, source).await?;
         Ok(1)
+    }
+
+    /// Renews the claim of a running attempt every third of the claim lease, for as long as it
+    /// runs (the caller drops this future when the attempt ends). A renewal that fails is
+    /// logged; the attempt goes on, and its final write is fenced if the claim was lost.
+    async fn renew_while_running(&self, key: &str, attempts: i32) -> std::convert::Infallible {
+        let every = self.claim_lease / 3;
+        if every.is_zero() {
+            // A zero lease (tests only: the configuration refuses it) renews nothing.
+            return std::future::pending().await;
+        }
+        loop {
+            tokio::time::sleep(every).await;
+            match self.store.renew_claim(key, attempts, Utc::now()).await {
+                Ok(true) => {}
+                Ok(false) => tracing::warn!(
+                    idempotency_key = key,
+                    attempts,
+                    "the claim of a running action was taken over by another instance"
+                ),
+                Err(err) => tracing::warn!(
+                    idempotency_key = key,
+                    error = %err,
+                    "cannot renew the claim of a running action"
+                ),
+            }
+        }
     }
 
     /// Uses these guardrail settings (`actions:`, and Reflex's own topics from `kafka:` and
