@@ -46,6 +46,10 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(15);
 /// rule can express; records arriving also fire due deadlines on their way.
 const TICK_EVERY: Duration = Duration::from_secs(1);
 
+/// How often the timer holds the stateful rules to their `max_keys` (a count per rule in the
+/// store; an over-full rule loses the keys due first).
+const BOUND_KEYS_EVERY: Duration = Duration::from_secs(30);
+
 /// The controller, connected and built, ready to run.
 pub struct App {
     listener: TcpListener,
@@ -313,9 +317,11 @@ pub fn build_executors(config: &Config, kube: &kube::Client) -> anyhow::Result<E
     })
 }
 
-/// Fires due rule deadlines every [`TICK_EVERY`] until `shutdown` (every decision saves the
-/// state it changed before it returns).
+/// Fires due rule deadlines every [`TICK_EVERY`], and holds the rules to their `max_keys`
+/// every [`BOUND_KEYS_EVERY`], until `shutdown` (every decision saves the state it changed
+/// before it returns).
 async fn run_timer(pipeline: Arc<Pipeline>, shutdown: CancellationToken) {
+    let mut last_bound = tokio::time::Instant::now();
     let mut ticks = tokio::time::interval(TICK_EVERY);
     // After a stall (a slow store), fire once, not once per missed second.
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -327,7 +333,11 @@ async fn run_timer(pipeline: Arc<Pipeline>, shutdown: CancellationToken) {
             () = shutdown.cancelled() => return,
             _ = ticks.tick() => {}
         }
-        let result = pipeline.tick(Utc::now()).await.map(drop);
+        let mut result = pipeline.tick(Utc::now()).await.map(drop);
+        if result.is_ok() && last_bound.elapsed() >= BOUND_KEYS_EVERY {
+            result = pipeline.bound_keys().await.map(drop);
+            last_bound = tokio::time::Instant::now();
+        }
         match result {
             Ok(()) if failing => {
                 failing = false;

@@ -452,6 +452,46 @@ impl Pipeline {
     }
 }
 
+impl Pipeline {
+    /// Holds every stateful rule to its `max_keys` in the store: a rule over it loses the keys
+    /// whose deadline comes first (logged at WARN, counted in the rule's `evictions`). Run
+    /// periodically by the timer; a key template that renders something unique per event (an
+    /// id, a timestamp) would otherwise grow the table without end.
+    pub async fn bound_keys(&self) -> Result<u64, Error> {
+        let rules = self.rules();
+        let counts = self
+            .store
+            .state_key_counts()
+            .await
+            .map_err(Error::store("counting the keys of stateful rules"))?;
+        let mut evicted = 0;
+        for (name, keys) in counts {
+            let Some(rule) = rules.get(&name) else {
+                continue;
+            };
+            let bound = rule.max_keys.max(1) as u64;
+            if keys <= bound {
+                continue;
+            }
+            let gone = self
+                .store
+                .evict_keys(&name, keys - bound)
+                .await
+                .map_err(Error::store(format!("evicting keys of rule `{name}`")))?;
+            tracing::warn!(
+                rule = %name,
+                keys,
+                max_keys = bound,
+                evicted = gone,
+                "rule holds more keys than its max_keys; the keys due first were evicted \
+                 (check its key template, or raise max_keys)"
+            );
+            evicted += gone;
+        }
+        Ok(evicted)
+    }
+}
+
 /// Due keys one sweep takes at most; more are taken by the next sweep (a second later) or by
 /// another replica meanwhile.
 const DUE_PER_TICK: i64 = 64;

@@ -53,6 +53,8 @@ pub struct StateSummary {
     /// Group keys holding state: open throttle windows, counting thresholds, pending
     /// correlations or armed absences.
     pub keys: usize,
+    /// Keys evicted because the rule reached its `max_keys`.
+    pub evictions: u64,
 }
 
 impl Pipeline {
@@ -106,16 +108,22 @@ impl Pipeline {
             .state_key_counts()
             .await
             .map_err(super::Error::store("counting the keys of stateful rules"))?;
-        Ok(counts
-            .into_iter()
-            .filter(|(rule, _)| rules.get(rule).is_some())
-            .map(|(rule, keys)| {
-                let summary = StateSummary {
-                    keys: usize::try_from(keys).unwrap_or(usize::MAX),
-                };
-                (rule, summary)
-            })
-            .collect())
+        let mut summary = BTreeMap::new();
+        for (rule, keys) in counts {
+            if rules.get(&rule).is_none() {
+                continue;
+            }
+            let evictions = self
+                .store
+                .evictions(&rule)
+                .await
+                .map_err(super::Error::store(
+                    "reading the eviction count of a stateful rule",
+                ))?;
+            let keys = usize::try_from(keys).unwrap_or(usize::MAX);
+            summary.insert(rule, StateSummary { keys, evictions });
+        }
+        Ok(summary)
     }
 }
 

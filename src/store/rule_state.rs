@@ -83,6 +83,8 @@ struct Dialect {
     lock: &'static str,
     /// Due keys, earliest first (`$1` now in ms, `$2` limit).
     due: &'static str,
+    /// Removes the `$2` keys of rule `$1` holding state whose deadline comes first.
+    evict: &'static str,
 }
 
 impl Dialect {
@@ -103,6 +105,9 @@ const POSTGRES: Dialect = Dialect {
            RETURNING state, applied",
     due: "SELECT rule, key, state, applied FROM rule_state_keys WHERE due_ms <= $1 \
           ORDER BY due_ms LIMIT $2 FOR UPDATE SKIP LOCKED",
+    evict: "DELETE FROM rule_state_keys WHERE rule = $1 AND key IN (SELECT key \
+            FROM rule_state_keys WHERE rule = $1 AND state <> 'null' ORDER BY due_ms \
+            LIMIT $2 FOR UPDATE SKIP LOCKED)",
 };
 
 /// SQLite: one process, whose in-process key locks serialize decisions; a plain read (no
@@ -112,6 +117,9 @@ const SQLITE: Dialect = Dialect {
            AND $3 IS NOT NULL",
     due: "SELECT rule, key, state, applied FROM rule_state_keys WHERE due_ms <= $1 \
           ORDER BY due_ms LIMIT $2",
+    evict: "DELETE FROM rule_state_keys WHERE rule = $1 AND key IN (SELECT key \
+            FROM rule_state_keys WHERE rule = $1 AND state <> 'null' ORDER BY due_ms \
+            LIMIT $2)",
 };
 
 const UPSERT: &str = "INSERT INTO rule_state_keys (rule, key, state, applied, due_ms, updated_at) \
@@ -293,6 +301,40 @@ impl Store {
             .into_iter()
             .map(|(rule, n)| (rule, u64::try_from(n).unwrap_or_default()))
             .collect())
+    }
+
+    /// Evicts up to `excess` keys of `rule` holding state, those whose deadline comes first
+    /// (keys another process is deciding on are skipped on PostgreSQL), and counts them in
+    /// the rule's `evictions`; returns how many went.
+    pub async fn evict_keys(&self, rule: &str, excess: u64) -> Result<u64> {
+        let evict = Dialect::of(self.backend()).evict;
+        let limit = i64::try_from(excess).unwrap_or(i64::MAX);
+        let evicted = dispatch!(self, "evict rule state keys", |db| {
+            sqlx::query(evict)
+                .bind(rule)
+                .bind(limit)
+                .execute(db)
+                .await
+                .map(|r| r.rows_affected())
+        })?;
+        if evicted > 0 {
+            // Read-modify-write: replicas evicting the same rule at the same instant may
+            // undercount; the count is for operators, the bound holds either way.
+            let before = self.evictions(rule).await?;
+            let counters = serde_json::json!({ "evictions": before + evicted });
+            self.save_rule_state(rule, &counters, Utc::now()).await?;
+        }
+        Ok(evicted)
+    }
+
+    /// Keys of `rule` evicted so far (its `rule_state` counters).
+    pub async fn evictions(&self, rule: &str) -> Result<u64> {
+        let counters = self.load_rule_state(rule).await?;
+        Ok(counters
+            .as_ref()
+            .and_then(|c| c.get("evictions"))
+            .and_then(Value::as_u64)
+            .unwrap_or(0))
     }
 
     /// Saves a rule's rule-wide document, replacing the previous one.

@@ -546,3 +546,49 @@ async fn unreadable_saved_state_costs_only_that_key_or_rule_and_never_the_start(
     assert_eq!(store.load_rule_keys(&whole).await.expect("load").len(), 1);
     close(db, [store]).await;
 }
+
+/// A rule over its `max_keys` is brought back to it by the timer's bound check: the keys due
+/// first go, and the rule's summary counts them.
+async fn a_rule_over_max_keys_loses_the_keys_due_first(db: Db) {
+    let kafka = Kafka::new().await;
+    let store = db.store().await;
+    let token = support::unique_name("bounded");
+    let rule = format!("bounded-{token}");
+    let rules = rules(&format!(
+        "rules:\n  - name: {rule}\n    max_keys: 2\n    threshold:\n      key: \"{{{{ event.service.deployment }}}}\"\n      count: 100\n      within: 1h\n    actions:\n      - log:\n          message: \"{token}\"\n"
+    ));
+    let replica = pipeline(&rules, &store, &kafka, &counting()).await;
+    for (offset, deployment) in (0..).zip(["a", "b", "c", "d"]) {
+        let record = Record::json(&kafka.source, offset, &for_deployment(deployment));
+        handle(&replica, &record).await.expect("counted");
+    }
+    assert_eq!(store.load_rule_keys(&rule).await.expect("load").len(), 4);
+    assert_eq!(replica.bound_keys().await.expect("bound"), 2);
+    let left: Vec<String> = store
+        .load_rule_keys(&rule)
+        .await
+        .expect("load")
+        .into_iter()
+        .map(|(key, _)| key)
+        .collect();
+    assert_eq!(left, ["c", "d"], "the windows that end first were evicted");
+    let summary = replica.state_summary().await.expect("summary");
+    assert_eq!(summary[&rule].keys, 2);
+    assert_eq!(summary[&rule].evictions, 2);
+    assert_eq!(
+        replica.bound_keys().await.expect("bound"),
+        0,
+        "within bounds now"
+    );
+    close(db, [store]).await;
+}
+
+#[tokio::test]
+async fn a_rule_over_max_keys_on_postgres_loses_the_keys_due_first() {
+    a_rule_over_max_keys_loses_the_keys_due_first(Db::postgres().await).await;
+}
+
+#[tokio::test]
+async fn a_rule_over_max_keys_on_sqlite_loses_the_keys_due_first() {
+    a_rule_over_max_keys_loses_the_keys_due_first(Db::sqlite().await).await;
+}
