@@ -438,6 +438,21 @@ impl Pipeline {
                 None => false,
             })
             .collect();
+        let rows = match lease {
+            // SQLite: the candidates were read before this process's locks; read them again
+            // under the locks, so a decision that ended in between is not written over.
+            store::KeyLease::Deferred { .. } => {
+                let keys = rows.into_iter().map(|row| row.key).collect();
+                let (fresh, rows) = self
+                    .store
+                    .lock_keys(&keys, now)
+                    .await
+                    .map_err(Error::store("reading due rule timers"))?;
+                lease = fresh;
+                rows
+            }
+            store::KeyLease::Held(_) => rows,
+        };
         let mut engine = state::engine_for(&self.rules(), &rows);
         let mut work = Vec::new();
         let evaluation = engine.tick(now);

@@ -112,7 +112,9 @@ pub(super) fn already_applied(rows: &[KeyRow], source: &str, offset: i64) -> BTr
 ///   the records applied, unless none were;
 /// - a key nothing touched is left as it is, except an empty placeholder the lock created,
 ///   which is removed;
-/// - in the timer sweep (`source` is `None`), a row that held no state is forgotten.
+/// - in the timer sweep (`source` is `None`), a row that was due and that the tick left
+///   without state — a row without state whose time has come, a rule no longer loaded, a
+///   document this version cannot read — is removed, so it does not come back every second.
 pub(super) fn writes(
     engine: &mut Engine,
     rows: Vec<KeyRow>,
@@ -132,13 +134,6 @@ pub(super) fn writes(
         .collect();
     let mut out = Vec::new();
     for row in rows {
-        let sweep = source.is_none();
-        if !(sweep || changed.contains(&row.key) || decided.contains(&row.key)) {
-            if !row.existed {
-                out.push(KeyWrite::Delete(row.key));
-            }
-            continue;
-        }
         let rule_state = engine.state().rules.get(&row.key.rule);
         let state = match rule_state.and_then(|s| s.export_key(&row.key.key)) {
             Some(doc) => Some(doc.map_err(|source| Error::State {
@@ -147,6 +142,14 @@ pub(super) fn writes(
             })?),
             None => None,
         };
+        let sweep = source.is_none();
+        if !(changed.contains(&row.key) || decided.contains(&row.key)) {
+            let was_due = row.due.is_some_and(|due| due <= now);
+            if (sweep && was_due && state.is_none()) || (!sweep && !row.existed) {
+                out.push(KeyWrite::Delete(row.key));
+            }
+            continue;
+        }
         let mut applied: Applied = row.applied;
         if let Some((source, offset)) = source {
             applied.insert(source.to_owned(), offset);
@@ -158,10 +161,7 @@ pub(super) fn writes(
                 state: Some(state),
                 applied,
             },
-            // Nothing to remember, or a row without state whose time has come.
-            None if applied.is_empty() || (sweep && row.state.is_none()) => {
-                KeyWrite::Delete(row.key)
-            }
+            None if applied.is_empty() => KeyWrite::Delete(row.key),
             None => KeyWrite::Put {
                 key: row.key,
                 state: None,

@@ -40,6 +40,8 @@ pub struct KeyRow {
     /// The row existed before this lock (`false`: the lock created an empty placeholder,
     /// which the decision removes unless it writes the key).
     pub existed: bool,
+    /// When the timer sweep is to look at the row.
+    pub due: Option<DateTime<Utc>>,
 }
 
 /// The new content of one locked key.
@@ -102,8 +104,8 @@ impl Dialect {
 const POSTGRES: Dialect = Dialect {
     lock: "INSERT INTO rule_state_keys (rule, key, state, updated_at) VALUES ($1, $2, 'null', $3) \
            ON CONFLICT (rule, key) DO UPDATE SET rule = excluded.rule \
-           RETURNING state, applied",
-    due: "SELECT rule, key, state, applied FROM rule_state_keys WHERE due_ms <= $1 \
+           RETURNING state, applied, due_ms",
+    due: "SELECT rule, key, state, applied, due_ms FROM rule_state_keys WHERE due_ms <= $1 \
           ORDER BY due_ms LIMIT $2 FOR UPDATE SKIP LOCKED",
     evict: "DELETE FROM rule_state_keys WHERE rule = $1 AND key IN (SELECT key \
             FROM rule_state_keys WHERE rule = $1 AND state <> 'null' ORDER BY due_ms \
@@ -113,9 +115,9 @@ const POSTGRES: Dialect = Dialect {
 /// SQLite: one process, whose in-process key locks serialize decisions; a plain read (no
 /// placeholder row written per event; `$3` only keeps the parameters alike).
 const SQLITE: Dialect = Dialect {
-    lock: "SELECT state, applied FROM rule_state_keys WHERE rule = $1 AND key = $2 \
+    lock: "SELECT state, applied, due_ms FROM rule_state_keys WHERE rule = $1 AND key = $2 \
            AND $3 IS NOT NULL",
-    due: "SELECT rule, key, state, applied FROM rule_state_keys WHERE due_ms <= $1 \
+    due: "SELECT rule, key, state, applied, due_ms FROM rule_state_keys WHERE due_ms <= $1 \
           ORDER BY due_ms LIMIT $2",
     evict: "DELETE FROM rule_state_keys WHERE rule = $1 AND key IN (SELECT key \
             FROM rule_state_keys WHERE rule = $1 AND state <> 'null' ORDER BY due_ms \
@@ -135,15 +137,15 @@ const SAVE_RULE_STATE: &str = "INSERT INTO rule_state (rule, state, updated_at) 
      VALUES ($1, $2, $3) ON CONFLICT (rule) DO UPDATE SET state = excluded.state, \
      updated_at = excluded.updated_at";
 
-/// A row as read: state, applied.
-type Read = (Json<Value>, Json<Applied>);
+/// A row as read: state, applied, due (ms).
+type Read = (Json<Value>, Json<Applied>, Option<i64>);
 
-/// A due row as read: rule, key, state, applied.
-type DueRead = (String, String, Json<Value>, Json<Applied>);
+/// A due row as read: rule, key, state, applied, due (ms).
+type DueRead = (String, String, Json<Value>, Json<Applied>, Option<i64>);
 
 fn row(key: StateKey, read: Option<Read>) -> KeyRow {
     match read {
-        Some((state, applied)) => {
+        Some((state, applied, due)) => {
             let state = Some(state.0).filter(|s| !s.is_null());
             let applied = applied.0;
             // A placeholder the lock itself inserted reads back as null and empty.
@@ -153,6 +155,7 @@ fn row(key: StateKey, read: Option<Read>) -> KeyRow {
                 state,
                 applied,
                 existed,
+                due: due.and_then(DateTime::from_timestamp_millis),
             }
         }
         None => KeyRow {
@@ -160,6 +163,7 @@ fn row(key: StateKey, read: Option<Read>) -> KeyRow {
             state: None,
             applied: Applied::new(),
             existed: false,
+            due: None,
         },
     }
 }
@@ -232,7 +236,9 @@ impl Store {
     }
 
     /// Claims up to `limit` keys whose timer is due at `now`, earliest first, skipping (on
-    /// PostgreSQL) keys another process holds; the caller skips keys it holds itself.
+    /// PostgreSQL) keys another process holds; the caller skips keys it holds itself. On
+    /// SQLite the rows are only candidates, read before the caller's lock: it reads them again
+    /// under its lock ([`Store::lock_keys`]) before deciding.
     pub async fn due_keys(
         &self,
         now: DateTime<Utc>,
@@ -265,7 +271,9 @@ impl Store {
         };
         let rows = due
             .into_iter()
-            .map(|(rule, key, state, applied)| row(StateKey { rule, key }, Some((state, applied))))
+            .map(|(rule, key, state, applied, due)| {
+                row(StateKey { rule, key }, Some((state, applied, due)))
+            })
             .collect();
         Ok((lease, rows))
     }

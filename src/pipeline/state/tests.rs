@@ -62,6 +62,7 @@ fn empty(pod: &str, existed: bool) -> KeyRow {
         state: None,
         applied: Applied::new(),
         existed,
+        due: None,
     }
 }
 
@@ -99,6 +100,7 @@ fn counted_once(pod: &str) -> KeyRow {
                 state: Some(state.clone()),
                 applied: applied.clone(),
                 existed: true,
+                due: *due,
             }
         }
         other => panic!("one key written with its state, got {other:?}"),
@@ -178,19 +180,26 @@ fn keys_a_record_did_not_touch_are_left_alone_and_placeholders_removed() {
 }
 
 #[test]
-fn the_timer_sweep_forgets_rows_without_state_and_rewrites_rows_with_state() {
+fn the_timer_sweep_forgets_due_rows_without_state_and_rewrites_rows_with_state() {
     let rules = rules();
     let live = counted_once("a");
     let forgotten = KeyRow {
         applied: Applied::from([("events/0".to_owned(), 1)]),
+        due: Some(now()),
         ..empty("b", true)
+    };
+    // Read as due, then changed by a decision before the sweep locked it: not due any more.
+    let refreshed = KeyRow {
+        applied: Applied::from([("events/0".to_owned(), 9)]),
+        due: Some(now() + chrono::Duration::hours(3)),
+        ..empty("c", true)
     };
     let mut engine = engine_for(&rules, &[live.clone(), forgotten.clone()]);
     let later = now() + chrono::Duration::hours(2);
     engine.tick(later);
     let written = writes(
         &mut engine,
-        vec![live, forgotten],
+        vec![live, forgotten, refreshed],
         &BTreeSet::new(),
         None,
         later,
@@ -236,4 +245,33 @@ async fn a_key_locked_in_this_process_is_skipped_by_try_lock_until_released() {
     assert!(locks.try_lock(&key("c")).is_some());
     drop(held);
     assert!(locks.try_lock(&key("a")).is_some());
+}
+
+#[test]
+fn the_timer_sweep_removes_due_rows_it_cannot_read_or_whose_rule_is_gone() {
+    let rules = rules();
+    let gone = KeyRow {
+        key: StateKey {
+            rule: "removed-rule".to_owned(),
+            key: "x".to_owned(),
+        },
+        state: Some(json!({"deadline": null, "value": {"kind": "threshold", "hits": []}})),
+        applied: Applied::new(),
+        existed: true,
+        due: Some(now()),
+    };
+    let unreadable = KeyRow {
+        state: Some(json!({"kind": "not a state"})),
+        due: Some(now()),
+        ..empty("a", true)
+    };
+    let rows = vec![gone.clone(), unreadable.clone()];
+    let mut engine = engine_for(&rules, &rows);
+    engine.tick(now());
+    let written = writes(&mut engine, rows, &BTreeSet::new(), None, now()).expect("serializes");
+    assert_eq!(
+        written,
+        vec![KeyWrite::Delete(gone.key), KeyWrite::Delete(unreadable.key)],
+        "otherwise they would be due again every second"
+    );
 }
