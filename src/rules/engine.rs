@@ -215,32 +215,46 @@ impl Engine {
     }
 
     /// Every (rule, group key) whose state handling `events` may read or change: for each
-    /// enabled stateful rule whose selector lets an event through — or turns it away only for
-    /// its alert status, since a resolved alert still cancels what it started — the key the
-    /// event renders to. The condition is not evaluated (an `absence` expects events that fail
-    /// it), so this is a superset: a key listed may end up unchanged. An event whose key
-    /// template fails is left out (the rule records that failure when it runs).
+    /// enabled stateful rule the event reaches as [`Engine::process`] would reach it (the
+    /// index's candidates, the selector, then the condition — or, for an `absence`, its
+    /// `expect`), the key the event renders to; and for a resolved Alertmanager alert, the key
+    /// of every stateful rule whose selector lets it through, since it cancels what its firing
+    /// started whatever the condition says. An event whose key template fails is left out (the
+    /// rule records that failure when it runs). `stop:` is not applied, so this may list a key
+    /// the record then leaves unchanged.
     ///
     /// The pipeline locks exactly these keys, loads their state and hands it to a fresh engine
     /// ([`Engine::with_state`]) for the record: the decision for one key is then made by one
-    /// process at a time, whichever replica consumed the event.
-    pub fn state_keys<'a>(
-        &self,
-        events: impl IntoIterator<Item = &'a Event>,
-    ) -> BTreeSet<StateKey> {
+    /// process at a time, whichever replica consumed the event. A record reaching no stateful
+    /// rule (most records) lists nothing and locks nothing.
+    pub fn state_keys<'a>(&self, events: impl IntoIterator<Item = &'a Event>) -> BTreeSet<StateKey> {
         let mut keys = BTreeSet::new();
+        let mut scratch = Vec::new();
         for event in events {
-            for rule in self.rules.rules() {
+            let resolved = event.alert_fingerprint().is_some()
+                && event.alert_status() == Some("resolved");
+            if resolved {
+                scratch.clear();
+                scratch.extend(0..self.rules.len() as u32);
+            } else {
+                self.rules.candidates(event, &mut scratch);
+            }
+            for &pos in &scratch {
+                let rule = &self.rules.rules()[pos as usize];
                 if !rule.enabled || rule.behaviour.is_stateless() {
                     continue;
                 }
-                if !matches!(
-                    rule.selector.check(event),
-                    Ok(()) | Err(SelectorMiss::AlertStatus)
-                ) {
-                    continue;
-                }
-                if let Some(Ok(key)) = rule.behaviour.key_of(event) {
+                let reached = match rule.selector.check(event) {
+                    Ok(()) => {
+                        resolved || {
+                            let matched = rule.condition.as_ref().is_none_or(|c| c.eval(event));
+                            rule.behaviour.reaches_state(event, matched)
+                        }
+                    }
+                    Err(SelectorMiss::AlertStatus) => resolved,
+                    Err(_) => false,
+                };
+                if reached && let Some(Ok(key)) = rule.behaviour.key_of(event) {
                     keys.insert(StateKey {
                         rule: rule.name.clone(),
                         key,
@@ -621,13 +635,14 @@ mod tests {
         assert_eq!(
             keys,
             BTreeSet::from([
-                key("absent", "db/x"),
+                // `done` is what the absence expects; `a` is neither its trigger nor expected.
                 key("absent", "web/x"),
+                // Only the event whose condition holds.
                 key("throttled", "db"),
-                key("throttled", "web"),
+                key("unkeyed", ""),
                 key("unkeyed", ""),
             ]),
-            "a superset: the condition is not evaluated, disabled and stateless rules hold no key"
+            "disabled and stateless rules hold no key"
         );
     }
 

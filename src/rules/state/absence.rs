@@ -65,6 +65,11 @@ impl Absence {
         })
     }
 
+    /// Whether `event` is the expected one (it disarms its key).
+    pub(super) fn expects(&self, event: &Event) -> bool {
+        self.expect.condition.eval(event)
+    }
+
     pub(super) fn on_event(
         &self,
         state: &mut RuleState,
@@ -73,7 +78,7 @@ impl Absence {
         now: DateTime<Utc>,
         limits: &Limits,
     ) -> Result<Decision, StateError> {
-        let expected = self.expect.condition.eval(event);
+        let expected = self.expects(event);
         if !expected && !main_matched {
             return Ok(Decision::NoMatch);
         }

@@ -425,6 +425,19 @@ impl Behaviour {
         Some(keying.render(event))
     }
 
+    /// Whether [`Behaviour::on_event`] may read or change a key for this event (`main_matched`
+    /// as there): throttle, threshold and correlate look only at events whose condition held;
+    /// absence also at events its `expect` matches.
+    pub fn reaches_state(&self, event: &Event, main_matched: bool) -> bool {
+        match self {
+            Behaviour::Stateless => false,
+            Behaviour::Throttle(_) | Behaviour::Threshold(_) | Behaviour::Correlate(_) => {
+                main_matched
+            }
+            Behaviour::Absence(a) => main_matched || a.expects(event),
+        }
+    }
+
     /// The event passed the rule's selector; `main_matched` says whether the rule's own condition
     /// held (`true` when it has none).
     ///
