@@ -32,7 +32,7 @@ fn write_config(dir: &Path, store_url: &str) -> (std::path::PathBuf, String) {
     std::fs::create_dir_all(dir.join("rules")).expect("create the rules directory");
     let name = support::unique_name("smoke");
     let text = format!(
-        "# Written by tests/run_smoke.rs; Kafka and the store come from the environment.\n\
+        "# Written by tests/processes/run_smoke.rs; Kafka and the store come from the environment.\n\
          kafka:\n  topics:\n    events: [{name}]\n    group_id: {name}\n\
          store:\n  url: {store_url}\n\
          rules:\n  dir: {}\n",

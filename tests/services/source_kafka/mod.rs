@@ -336,7 +336,7 @@ impl Handler for Counter {
 }
 
 /// A measurement, not a check of a property: run it on purpose with
-/// `cargo test --release --features services --test source_kafka -- --ignored --nocapture`.
+/// `cargo test --release --features services --test services source_kafka:: -- --ignored --nocapture`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "measurement; prints the source's throughput"]
 async fn measure_the_source_throughput_with_a_no_op_handler() {
