@@ -15,14 +15,19 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
 use chrono::Utc;
-use rdkafka::ClientConfig;
-use rdkafka::admin::AdminClient;
-use rdkafka::client::DefaultClientContext;
 use rdkafka::producer::FutureProducer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+mod connect;
+mod error;
+
+pub use connect::{
+    connect, connect_kafka, connect_kubernetes, connect_store, kafka_client_config,
+    spawn_signal_handler,
+};
+pub use error::{Error, Result};
 
 use crate::actions::Executors;
 use crate::config::Config;
@@ -32,7 +37,7 @@ use crate::pipeline::Pipeline;
 use crate::reload::Reloader;
 use crate::rules::{LoadError, RuleSet};
 use crate::server::auth::Token;
-use crate::server::{self, AppState, CHECK_TIMEOUT, Dependencies, IngestState};
+use crate::server::{self, AppState, IngestState};
 use crate::source::KafkaSource;
 
 /// How long `reflex run` waits for each dependency at start before giving up. Longer than a
@@ -65,7 +70,7 @@ impl App {
     pub async fn build(
         config: &Config,
         shutdown: &CancellationToken,
-    ) -> anyhow::Result<Option<App>> {
+    ) -> Result<Option<App>> {
         // Taken before loading, so a change made while the rules load is seen at the first poll.
         let fingerprint = crate::reload::fingerprint(&config.rules.dir).ok();
         let rules = load_rules(config)?;
@@ -104,8 +109,7 @@ impl App {
                 return Ok(None);
             }
         };
-        let source = KafkaSource::new(config, Arc::clone(&pipeline))
-            .context("cannot create the Kafka consumer")?;
+        let source = KafkaSource::new(config, Arc::clone(&pipeline)).map_err(Error::Consumer)?;
         let reloader = Reloader::new(
             config.rules.dir.clone(),
             config.rules.reload_interval,
@@ -133,7 +137,7 @@ impl App {
 
     /// Logs readiness, then runs the consumer, the timer, the reloader and the HTTP server
     /// until `shutdown` or until one of them ends; closes the store at the end.
-    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+    pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
         let App {
             listener,
             pipeline,
@@ -166,12 +170,13 @@ impl App {
             server::serve(listener, Arc::clone(&state), shutdown.clone()),
         ));
         let (consumer, timer, reload, http) = tokio::join!(consumer, timer, reload, http);
-        timer.context("the timer task panicked")?;
-        reload.context("the rules reloader task panicked")?;
-        let http = http.context("the HTTP server task panicked")?;
+        let panicked = |task| move |source| Error::Panicked { task, source };
+        timer.map_err(panicked("timer"))?;
+        reload.map_err(panicked("rules reloader"))?;
+        let http = http.map_err(panicked("HTTP server"))?;
         consumer
-            .context("the consumer task panicked")?
-            .context("the Kafka consumer failed")?;
+            .map_err(panicked("consumer"))?
+            .map_err(Error::ConsumerFailed)?;
         http?;
 
         state.dependencies.store.close().await;
@@ -188,7 +193,7 @@ async fn critical<T>(shutdown: CancellationToken, task: impl Future<Output = T>)
 
 /// Loads and compiles the rules directory; prints every problem and fails when any rule is
 /// invalid, so a broken rule set never starts consuming.
-pub fn load_rules(config: &Config) -> anyhow::Result<Arc<RuleSet>> {
+pub fn load_rules(config: &Config) -> Result<Arc<RuleSet>> {
     let dir = &config.rules.dir;
     match crate::rules::load_dir(dir) {
         Ok(rules) => {
@@ -204,34 +209,26 @@ pub fn load_rules(config: &Config) -> anyhow::Result<Arc<RuleSet>> {
             for problem in &problems {
                 eprintln!("{problem}");
             }
-            bail!(
-                "{} problem(s) in the rules under {}; fix them (`reflex validate {}` lists them \
-                 too)",
-                problems.len(),
-                dir.display(),
-                dir.display()
-            )
+            Err(Error::InvalidRules {
+                count: problems.len(),
+                dir: dir.clone(),
+            })
         }
-        Err(err) => Err(err).with_context(|| {
-            format!(
-                "cannot load the rules from {} (set rules.dir or --rules)",
-                dir.display()
-            )
+        Err(source) => Err(Error::LoadRules {
+            dir: dir.clone(),
+            source,
         }),
     }
 }
 
 /// The token `GET /v1/rules` requires when `server.rules_api_auth` is set: the ingest token,
 /// which must then be configured.
-fn rules_api_token(config: &Config) -> anyhow::Result<Option<Token>> {
+fn rules_api_token(config: &Config) -> Result<Option<Token>> {
     if !config.server.rules_api_auth {
         return Ok(None);
     }
     let token = Token::from_config(&config.server.ingest, |name| std::env::var(name).ok())?;
-    token.map(Some).context(
-        "server.rules_api_auth is true but no token is configured; set \
-         server.ingest.token_file or server.ingest.token_env",
-    )
+    token.map(Some).ok_or(Error::RulesApiTokenMissing)
 }
 
 /// Creates the outcome producer and the pipeline (which restores the rules' state).
@@ -239,7 +236,7 @@ pub async fn build_pipeline(
     config: &Config,
     rules: Arc<RuleSet>,
     store: Store,
-) -> anyhow::Result<Pipeline> {
+) -> Result<Pipeline> {
     let mut client = kafka_client_config(config);
     // Retries after a lost acknowledgement must not write an outcome twice.
     client.set("enable.idempotence", "true");
@@ -258,11 +255,9 @@ pub async fn build_pipeline(
         let max = producer_max_message_bytes(config.pipeline.max_payload_bytes);
         client.set("message.max.bytes", max.to_string());
     }
-    let producer: FutureProducer = client.create().with_context(|| {
-        format!(
-            "invalid Kafka producer configuration for {}",
-            config.kafka.bootstrap_servers
-        )
+    let producer: FutureProducer = client.create().map_err(|source| Error::OutcomeProducer {
+        servers: config.kafka.bootstrap_servers.clone(),
+        source,
     })?;
     Pipeline::new(
         rules,
@@ -272,11 +267,11 @@ pub async fn build_pipeline(
         &config.pipeline,
     )
     .await
-    .context("cannot start the pipeline (restoring the rules' state from the store)")
+    .map_err(Error::Pipeline)
 }
 
 /// Builds the executors the configuration switches on (`actions:`).
-pub fn build_executors(config: &Config, kube: &kube::Client) -> anyhow::Result<Executors> {
+pub fn build_executors(config: &Config, kube: &kube::Client) -> Result<Executors> {
     let actions = &config.actions;
     let kubernetes = actions
         .kubernetes
@@ -288,7 +283,7 @@ pub fn build_executors(config: &Config, kube: &kube::Client) -> anyhow::Result<E
         };
         Some(
             crate::actions::webhook::WebhookExecutor::new(webhook_config)
-                .context("invalid `actions.webhook_allowed_hosts`")?,
+                .map_err(Error::WebhookExecutor)?,
         )
     } else {
         None
@@ -299,7 +294,7 @@ pub fn build_executors(config: &Config, kube: &kube::Client) -> anyhow::Result<E
                 &kafka_client_config(config),
                 crate::actions::kafka::DEFAULT_ACK_TIMEOUT,
             )
-            .context("cannot create the Kafka action producer")?,
+            .map_err(Error::KafkaExecutor)?,
         )
     } else {
         None
@@ -352,146 +347,34 @@ async fn run_timer(pipeline: Arc<Pipeline>, shutdown: CancellationToken) {
     }
 }
 
-/// Connects to the three dependencies concurrently; the error names the one that failed and
-/// its address.
-pub async fn connect(config: &Config) -> anyhow::Result<Dependencies> {
-    let (kafka, kube, store) = tokio::join!(
-        connect_kafka(config),
-        connect_kubernetes(config),
-        connect_store(config),
-    );
-    let (kafka, kube, store) = (kafka?, kube?, store?);
-    Ok(Dependencies {
-        kafka: Arc::new(kafka),
-        kafka_bootstrap: config.kafka.bootstrap_servers.clone(),
-        kube: kube.0,
-        kube_url: kube.1,
-        store,
-        check_timeout: CHECK_TIMEOUT,
-    })
-}
-
-/// Builds the librdkafka configuration: the pass-through map, then the bootstrap servers.
-pub fn kafka_client_config(config: &Config) -> ClientConfig {
-    let mut client = ClientConfig::new();
-    for (key, value) in &config.kafka.client {
-        client.set(key, value);
-    }
-    client
-        .set("bootstrap.servers", &config.kafka.bootstrap_servers)
-        .set("client.id", "reflex");
-    client
-}
-
-/// Creates a Kafka admin client and waits (bounded) for the cluster's metadata.
-pub async fn connect_kafka(config: &Config) -> anyhow::Result<AdminClient<DefaultClientContext>> {
-    let servers = config.kafka.bootstrap_servers.clone();
-    let admin: AdminClient<DefaultClientContext> = kafka_client_config(config)
-        .create()
-        .with_context(|| format!("invalid Kafka client configuration for {servers}"))?;
-    let admin = Arc::new(admin);
-    let probe = Arc::clone(&admin);
-    // fetch_metadata blocks until librdkafka answers or the timeout passes.
-    let brokers = tokio::task::spawn_blocking(move || {
-        probe
-            .inner()
-            .fetch_metadata(None, STARTUP_TIMEOUT)
-            .map(|m| m.brokers().len())
-    })
-    .await
-    .context("Kafka start-up check panicked")?
-    .with_context(|| {
-        format!(
-            "cannot reach Kafka at {servers} within {STARTUP_TIMEOUT:?} \
-             (check kafka.bootstrap_servers / KAFKA_BOOTSTRAP_SERVERS)"
-        )
-    })?;
-    if brokers == 0 {
-        bail!("Kafka at {servers} answered with no brokers in its metadata");
-    }
-    tracing::info!(%servers, brokers, "connected to Kafka");
-    Arc::into_inner(admin).context("Kafka admin client still shared after the start-up check")
-}
-
-/// Builds a Kubernetes client (the configured kubeconfig, else KUBECONFIG / ~/.kube/config,
-/// else in-cluster) and checks the API server answers `/version`. Returns the client and the
-/// server URL.
-pub async fn connect_kubernetes(config: &Config) -> anyhow::Result<(kube::Client, String)> {
-    let options = kube::config::KubeConfigOptions {
-        context: config.kubernetes.context.clone(),
-        ..Default::default()
-    };
-    let kube_config = match &config.kubernetes.kubeconfig {
-        Some(path) => {
-            let file = kube::config::Kubeconfig::read_from(path)
-                .with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(file, &options)
-                .await
-                .with_context(|| format!("invalid kubeconfig {}", path.display()))?
-        }
-        None if options.context.is_some() => kube::Config::from_kubeconfig(&options)
-            .await
-            .context("cannot load the kubeconfig context named in kubernetes.context")?,
-        None => kube::Config::infer().await.context(
-            "no Kubernetes credentials: set kubernetes.kubeconfig or KUBECONFIG, or run in a pod",
-        )?,
-    };
-    let url = kube_config.cluster_url.to_string();
-    let client = kube::Client::try_from(kube_config)
-        .with_context(|| format!("cannot build a Kubernetes client for {url}"))?;
-    let version = tokio::time::timeout(STARTUP_TIMEOUT, client.apiserver_version())
-        .await
-        .map_err(|_| {
-            anyhow::anyhow!("Kubernetes API at {url} did not answer within {STARTUP_TIMEOUT:?}")
-        })?
-        .with_context(|| format!("cannot reach the Kubernetes API at {url}"))?;
-    tracing::info!(%url, version = %version.git_version, "connected to Kubernetes");
-    Ok((client, url))
-}
-
-/// Opens the audit store and applies its migrations.
-pub async fn connect_store(config: &Config) -> anyhow::Result<Store> {
-    let store = Store::connect(&config.store.url).await?;
-    tracing::info!(url = %store.url(), backend = ?store.backend(), "connected to the audit store");
-    Ok(store)
-}
-
-/// Cancels `shutdown` on the first SIGINT or SIGTERM; takes SIGHUP over from its default.
-pub fn spawn_signal_handler(shutdown: CancellationToken) -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate =
-        signal(SignalKind::terminate()).context("cannot install a SIGTERM handler")?;
-    let mut interrupt =
-        signal(SignalKind::interrupt()).context("cannot install a SIGINT handler")?;
-    // SIGHUP reloads the rules (crate::reload). Registering it now replaces the default
-    // action (terminate) for the whole process life, so a SIGHUP sent during start-up, before
-    // the reloader listens, is ignored instead of killing the process.
-    drop(signal(SignalKind::hangup()).context("cannot install a SIGHUP handler")?);
-    tokio::spawn(async move {
-        let name = tokio::select! {
-            _ = terminate.recv() => "SIGTERM",
-            _ = interrupt.recv() => "SIGINT",
-        };
-        tracing::info!(signal = name, "shutting down");
-        shutdown.cancel();
-    });
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn kafka_passthrough_settings_reach_librdkafka_and_bootstrap_wins() {
+    fn invalid_rules_count_the_problems_and_name_the_command_that_lists_them() {
         let mut config = Config::default();
-        config.kafka.bootstrap_servers = "b1:9092,b2:9092".to_owned();
-        config
-            .kafka
-            .client
-            .insert("security.protocol".to_owned(), "SSL".to_owned());
-        let client = kafka_client_config(&config);
-        assert_eq!(client.get("security.protocol"), Some("SSL"));
-        assert_eq!(client.get("bootstrap.servers"), Some("b1:9092,b2:9092"));
+        config.rules.dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/rules-invalid");
+        let err = load_rules(&config).expect_err("invalid rules");
+        assert!(
+            matches!(&err, Error::InvalidRules { count, .. } if *count > 0),
+            "{err:?}"
+        );
+        let dir = config.rules.dir.display();
+        assert!(
+            err.to_string().contains(&format!("`reflex validate {dir}`")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_missing_rules_directory_names_the_setting_and_keeps_the_cause() {
+        let mut config = Config::default();
+        config.rules.dir = std::path::PathBuf::from("/nonexistent/reflex-rules");
+        let err = load_rules(&config).expect_err("no such directory");
+        assert!(matches!(err, Error::LoadRules { .. }), "{err:?}");
+        assert!(err.to_string().contains("set rules.dir or --rules"), "{err}");
+        assert!(std::error::Error::source(&err).is_some(), "{err:?}");
     }
 }
