@@ -4,11 +4,8 @@
 //!
 //! Run: `cargo test --test offline`
 
-/// Shared fixtures (tests/support/): the parts these tests use.
-mod support {
-    pub mod common;
-    pub use common::*;
-}
+/// Shared fixtures (tests/support/), `pub` because each tier uses a different part of them.
+pub mod support;
 
 mod offline {
     mod actions_webhook;

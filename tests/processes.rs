@@ -7,21 +7,8 @@
 //! Run: `scripts/services up && eval "$(scripts/services env)" && cargo test --features services --test processes -- --include-ignored`
 //! (add a module path such as `run_replicas::` to run one group).
 
-/// Shared fixtures (tests/support/): the parts these tests use.
-mod support {
-    pub mod common;
-    pub mod effects;
-    pub mod kafka_broker;
-    pub mod private_postgres;
-    pub mod reflex_process;
-    pub mod running;
-    pub mod services;
-    pub mod temp_database;
-    pub use common::*;
-    pub use effects::*;
-    pub use services::*;
-    pub use temp_database::*;
-}
+/// Shared fixtures (tests/support/), `pub` because each tier uses a different part of them.
+pub mod support;
 
 mod processes {
     mod bench_cli;

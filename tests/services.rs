@@ -6,17 +6,8 @@
 //! Run: `scripts/services up && eval "$(scripts/services env)" && cargo test --features services --test services -- --include-ignored`
 //! (add a module path such as `pipeline::` to run one group).
 
-/// Shared fixtures (tests/support/): the parts these tests use.
-mod support {
-    pub mod common;
-    pub mod effects;
-    pub mod kube_fixtures;
-    pub mod services;
-    pub use common::*;
-    pub use effects::*;
-    pub use kube_fixtures::*;
-    pub use services::*;
-}
+/// Shared fixtures (tests/support/), `pub` because each tier uses a different part of them.
+pub mod support;
 
 mod services {
     mod actions_kafka;

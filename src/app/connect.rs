@@ -140,7 +140,12 @@ pub async fn connect_store(config: &Config) -> Result<Store> {
 /// Cancels `shutdown` on the first SIGINT or SIGTERM; takes SIGHUP over from its default.
 pub fn spawn_signal_handler(shutdown: CancellationToken) -> Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let handler = |name| move |source| Error::Signal { signal: name, source };
+    let handler = |name| {
+        move |source| Error::Signal {
+            signal: name,
+            source,
+        }
+    };
     let mut terminate = signal(SignalKind::terminate()).map_err(handler("SIGTERM"))?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(handler("SIGINT"))?;
     // SIGHUP reloads the rules (crate::reload). Registering it now replaces the default

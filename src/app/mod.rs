@@ -67,10 +67,7 @@ pub struct App {
 impl App {
     /// Loads the rules, binds the HTTP listener, connects to the dependencies and builds the
     /// pipeline. `None` when `shutdown` is cancelled while connecting or building.
-    pub async fn build(
-        config: &Config,
-        shutdown: &CancellationToken,
-    ) -> Result<Option<App>> {
+    pub async fn build(config: &Config, shutdown: &CancellationToken) -> Result<Option<App>> {
         // Taken before loading, so a change made while the rules load is seen at the first poll.
         let fingerprint = crate::reload::fingerprint(&config.rules.dir).ok();
         let rules = load_rules(config)?;
@@ -363,7 +360,8 @@ mod tests {
         );
         let dir = config.rules.dir.display();
         assert!(
-            err.to_string().contains(&format!("`reflex validate {dir}`")),
+            err.to_string()
+                .contains(&format!("`reflex validate {dir}`")),
             "{err}"
         );
     }
@@ -374,7 +372,10 @@ mod tests {
         config.rules.dir = std::path::PathBuf::from("/nonexistent/reflex-rules");
         let err = load_rules(&config).expect_err("no such directory");
         assert!(matches!(err, Error::LoadRules { .. }), "{err:?}");
-        assert!(err.to_string().contains("set rules.dir or --rules"), "{err}");
+        assert!(
+            err.to_string().contains("set rules.dir or --rules"),
+            "{err}"
+        );
         assert!(std::error::Error::source(&err).is_some(), "{err:?}");
     }
 }

@@ -24,8 +24,16 @@ async fn claims_are_taken_over_only_when_stale(db: Db) {
         ..PipelineConfig::default()
     };
     let pipeline = pipeline(&rules, &store, &kafka, &config).await;
-    let fresh = Record::json(&kafka.source, 10, include_str!("../../data/events/plain.json"));
-    let stale = Record::json(&kafka.source, 11, include_str!("../../data/events/plain.json"));
+    let fresh = Record::json(
+        &kafka.source,
+        10,
+        include_str!("../../data/events/plain.json"),
+    );
+    let stale = Record::json(
+        &kafka.source,
+        11,
+        include_str!("../../data/events/plain.json"),
+    );
     // Another replica claimed both actions; one claim is recent, the other two hours old.
     for (record, age_minutes) in [(&fresh, 0), (&stale, 120)] {
         let age = chrono::Duration::minutes(age_minutes);
@@ -188,7 +196,11 @@ async fn retries_during_an_outage_keep_one_duplicate_row(db: Db) {
     let rules = rules(&format!(
         "rules:\n  - name: {rule}\n    actions:\n      - log:\n          message: \"{token}\"\n"
     ));
-    let record = Record::json(&kafka.source, 3, include_str!("../../data/events/plain.json"));
+    let record = Record::json(
+        &kafka.source,
+        3,
+        include_str!("../../data/events/plain.json"),
+    );
     let healthy = pipeline(&rules, &store, &kafka, &PipelineConfig::default()).await;
     assert_eq!(
         handle(&healthy, &record).await.expect("first delivery"),

@@ -145,7 +145,11 @@ async fn the_history_command_prints_the_recorded_outcomes() {
         "rules:\n  - name: {rule}\n    actions:\n      - restart:\n          target: {{namespace: shop, name: checkout}}\n"
     ));
     let pipeline = pipeline(&rules, &store, &kafka, &PipelineConfig::default()).await;
-    let record = Record::json(&kafka.source, 0, include_str!("../../data/events/plain.json"));
+    let record = Record::json(
+        &kafka.source,
+        0,
+        include_str!("../../data/events/plain.json"),
+    );
     assert_eq!(
         handle(&pipeline, &record).await.expect("handled"),
         Handled::Outcomes(1)

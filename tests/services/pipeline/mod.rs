@@ -123,7 +123,11 @@ async fn redelivery_records_duplicates_and_executes_once(db: Db) {
         "rules:\n  - name: {rule}\n    actions:\n      - log:\n          message: \"{token} {{{{ meta.id }}}}\"\n"
     ));
     let config = PipelineConfig::default();
-    let record = Record::json(&kafka.source, 7, include_str!("../../data/events/plain.json"));
+    let record = Record::json(
+        &kafka.source,
+        7,
+        include_str!("../../data/events/plain.json"),
+    );
 
     let first = pipeline(&rules, &store, &kafka, &config).await;
     assert_eq!(
@@ -276,7 +280,11 @@ async fn dry_runs_are_skipped_and_kinds_without_executor_are_not_implemented() {
 "#
     ));
     let pipeline = pipeline(&rules, &store, &kafka, &PipelineConfig::default()).await;
-    let record = Record::json(&kafka.source, 0, include_str!("../../data/events/plain.json"));
+    let record = Record::json(
+        &kafka.source,
+        0,
+        include_str!("../../data/events/plain.json"),
+    );
     assert_eq!(
         handle(&pipeline, &record).await.expect("handled"),
         Handled::Outcomes(3)
@@ -346,7 +354,11 @@ async fn events_that_match_nothing_are_recorded_when_enabled() {
         ..PipelineConfig::default()
     };
     let pipeline = pipeline(&rules, &store, &kafka, &config).await;
-    let record = Record::json(&kafka.source, 0, include_str!("../../data/events/plain.json"));
+    let record = Record::json(
+        &kafka.source,
+        0,
+        include_str!("../../data/events/plain.json"),
+    );
     assert_eq!(
         handle(&pipeline, &record).await.expect("first"),
         Handled::Outcomes(1)

@@ -215,7 +215,8 @@ fn keyed_throttle(rule: &str, token: &str) -> String {
 
 /// The plain JSON fixture for another deployment.
 fn for_deployment(deployment: &str) -> String {
-    include_str!("../../data/events/plain.json").replace("\"payments\"", &format!("\"{deployment}\""))
+    include_str!("../../data/events/plain.json")
+        .replace("\"payments\"", &format!("\"{deployment}\""))
 }
 
 /// Two pipelines ("replicas") on one database running one keyed throttle rule; throttled

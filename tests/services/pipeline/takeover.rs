@@ -51,7 +51,11 @@ async fn interrupted_actions_are_retried_when_their_receiver_deduplicates(db: Db
     let pipeline = pipeline(&rules, &store, &kafka, &PipelineConfig::default())
         .await
         .with_executors(executors(&kafka));
-    let record = Record::json(&kafka.source, 5, include_str!("../../data/events/plain.json"));
+    let record = Record::json(
+        &kafka.source,
+        5,
+        include_str!("../../data/events/plain.json"),
+    );
 
     // A replica claimed all three actions two hours ago and died before recording an end.
     let age = chrono::Duration::hours(2);

@@ -23,9 +23,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use rdkafka::ClientConfig;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::FutureProducer;
 use serde::Serialize;
 
 use super::AppState;
@@ -34,6 +33,8 @@ use super::problem::ApiError;
 use crate::config::Config;
 use crate::event::decode::{self, DecodeError, DecodeLimits, Decoding, RawRecord};
 use crate::metrics::IngestLabels;
+
+mod produce;
 
 /// Why ingest could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -337,52 +338,6 @@ impl Ingest {
             .map(|events| events.len())
             .map_err(|err| refused(&err, decoding))
     }
-
-    /// Writes the records and waits for every acknowledgement.
-    async fn produce(&self, topic: &str, records: &[OutRecord]) -> Result<Vec<Position>, ApiError> {
-        let mut pending = Vec::with_capacity(records.len());
-        // Enqueue everything first so a batch is acknowledged in one round trip, not one each.
-        for record in records {
-            let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
-            for (key, value) in &record.headers {
-                headers = headers.insert(Header {
-                    key,
-                    value: Some(value.as_slice()),
-                });
-            }
-            let mut out = FutureRecord::<str, [u8]>::to(topic)
-                .payload(&record.value[..])
-                .headers(headers);
-            if let Some(key) = &record.key {
-                out = out.key(key.as_str());
-            }
-            let delivery = self
-                .producer
-                .send_result(out)
-                .map_err(|(err, _)| kafka_refused(&err, topic))?;
-            pending.push(delivery);
-        }
-        // message.timeout.ms bounds each delivery; the extra second only covers a librdkafka
-        // that never calls back at all.
-        let limit = self.ack_timeout + Duration::from_secs(1);
-        let mut positions = Vec::with_capacity(pending.len());
-        for delivery in pending {
-            match tokio::time::timeout(limit, delivery).await {
-                Ok(Ok(Ok(done))) => positions.push(Position {
-                    partition: done.partition,
-                    offset: done.offset,
-                }),
-                Ok(Ok(Err((err, _)))) => return Err(kafka_refused(&err, topic)),
-                Ok(Err(_)) | Err(_) => {
-                    return Err(unavailable(
-                        topic,
-                        &format!("no acknowledgement within {:?}", self.ack_timeout),
-                    ));
-                }
-            }
-        }
-        Ok(positions)
-    }
 }
 
 /// A decode error as the sender should read it: 413 for size, 400 otherwise, without the
@@ -407,31 +362,6 @@ fn refused(err: &DecodeError, decoding: Decoding) -> ApiError {
         }
     };
     ApiError::new(status, message, hint)
-}
-
-/// Kafka refused or lost the record: 413 when it is too large for the broker, else 503.
-fn kafka_refused(err: &KafkaError, topic: &str) -> ApiError {
-    match err.rdkafka_error_code() {
-        Some(RDKafkaErrorCode::MessageSizeTooLarge) => ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("Kafka refused the record for topic `{topic}` as too large: {err}"),
-            "send a smaller payload, or raise the topic's max.message.bytes",
-        ),
-        _ => unavailable(topic, &err.to_string()),
-    }
-}
-
-fn unavailable(topic: &str, why: &str) -> ApiError {
-    tracing::warn!(
-        topic,
-        error = why,
-        "ingest: Kafka did not take a record; the sender is told to retry"
-    );
-    ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        format!("Kafka did not acknowledge the record for topic `{topic}`: {why}"),
-        "retry later (Alertmanager does so by itself); check /readyz for Kafka's state",
-    )
 }
 
 #[cfg(test)]
