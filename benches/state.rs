@@ -9,9 +9,10 @@
 //! - `condition_false`: the record passes the rule's selector but not its condition; no state
 //!   changes.
 //!
-//! The held keys are written to the store beforehand and restored by `Pipeline::new`, so setting
-//! up 10,000 keys does not go through 10,000 records.
+//! The held keys are written to the store beforehand, so setting up 10,000 keys does not go
+//! through 10,000 records; each measured record locks and reads only its own key.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -21,10 +22,9 @@ use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::producer::FutureProducer;
 use reflex::config::{PipelineConfig, TopicsConfig};
 use reflex::event::decode::{Decoding, RawRecord, decode_json};
-use reflex::outcome::rule_keys::RuleKeysWrite;
-use reflex::outcome::store::Store;
 use reflex::pipeline::{Handled, Pipeline};
-use reflex::rules::{Engine, RuleSet, load_sources};
+use reflex::rules::{Engine, RuleSet, StateKey, load_sources};
+use reflex::store::{Applied, KeyWrite, Store};
 use serde_json::{Value, json};
 
 const TOPIC: &str = "bench";
@@ -111,16 +111,29 @@ fn setup(held: usize) -> Setup {
     let pipeline = runtime.block_on(async {
         let store = Store::connect(&url).await.expect("store");
         let docs = held_keys(&rules, held, Utc::now());
-        store
-            .save_rule_keys(&RuleKeysWrite {
-                rule: RULE,
-                upserts: &docs,
-                deletes: &[],
-                scalars: Some(&json!({"evictions": 0})),
-                updated_at: Utc::now(),
+        let keys: BTreeSet<StateKey> = docs
+            .iter()
+            .map(|(key, _)| StateKey {
+                rule: RULE.to_owned(),
+                key: key.clone(),
             })
-            .await
-            .expect("held keys saved");
+            .collect();
+        let (mut lease, _) = store.lock_keys(&keys, Utc::now()).await.expect("lock");
+        let due = Some(Utc::now() + chrono::Duration::hours(1));
+        let writes = docs
+            .into_iter()
+            .map(|(key, state)| KeyWrite::Put {
+                key: StateKey {
+                    rule: RULE.to_owned(),
+                    key,
+                },
+                state: Some(state),
+                applied: Applied::new(),
+                due,
+            })
+            .collect();
+        lease.write(writes).await.expect("held keys written");
+        lease.commit(&store).await.expect("held keys saved");
         // Nothing fires, so nothing is published: the producer never needs a broker.
         let producer: FutureProducer = ClientConfig::new()
             .set("bootstrap.servers", "127.0.0.1:9")

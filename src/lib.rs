@@ -8,7 +8,9 @@
 //!   set, conditions, stateful windows, templates, planned actions, rule test runner.
 //! - [`actions`]: executors that carry out planned actions (Kubernetes, webhook, Kafka), and
 //!   the guardrails around them (namespace policy, circuit breaker, per-target locks).
-//! - [`outcome`]: where results go: the outcomes topic and the SQL audit store.
+//! - [`outcome`]: the outcome record and its publication to the outcomes topic.
+//! - [`store`]: the SQL store (SQLite or PostgreSQL), every table in one module: outcomes and
+//!   claims, circuits, rule state, history, per-target locks.
 //! - [`pipeline`]: wires the stages for one record: decode, rules, execute, record outcomes.
 //! - [`server`]: HTTP endpoints: health, readiness, metrics, the rules listing, and ingest
 //!   (Alertmanager webhooks and CloudEvents posted over HTTP, written to Kafka).
@@ -31,3 +33,4 @@ pub mod reload;
 pub mod rules;
 pub mod server;
 pub mod source;
+pub mod store;

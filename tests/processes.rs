@@ -20,4 +20,5 @@ mod processes {
     mod run_pipeline;
     mod run_replicas;
     mod run_smoke;
+    mod stateful_replicas;
 }

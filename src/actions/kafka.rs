@@ -11,7 +11,7 @@ use rdkafka::util::Timeout;
 use serde::{Deserialize, Serialize};
 
 use crate::event::cloudevents;
-use crate::rules::action::KafkaParams;
+use crate::rules::action::KafkaAction;
 
 /// Default bound on waiting for the broker's acknowledgement (librdkafka's
 /// `message.timeout.ms`, which includes its own internal retries).
@@ -138,23 +138,21 @@ impl KafkaExecutor {
         })
     }
 
-    /// Publishes the record described by `params` (a planned action's rendered
-    /// [`KafkaParams`]) and waits for the broker's acknowledgement.
+    /// Publishes the record described by `params` (a planned action's rendered parameters) and
+    /// waits for the broker's acknowledgement.
     ///
     /// With `cloudevent`, the record is a CloudEvent in binary mode: `ce_id` is
     /// `idempotency_key`, so a record published again after a redelivery carries the same id and
     /// consumers can drop the duplicate; `ce_time` is the publishing time.
     pub async fn execute(
         &self,
-        params: &serde_json::Value,
+        params: &KafkaAction,
         idempotency_key: &str,
     ) -> Result<PublishResult, Error> {
-        let params =
-            KafkaParams::deserialize(params).map_err(|e| Error::InvalidParams(e.to_string()))?;
         check_topic(&params.topic)?;
         let value = serde_json::to_vec(&params.value)
             .map_err(|e| Error::InvalidParams(format!("value: {e}")))?;
-        let (headers, cloudevent_id) = build_headers(&params, idempotency_key)?;
+        let (headers, cloudevent_id) = build_headers(params, idempotency_key)?;
 
         let mut record = FutureRecord::to(&params.topic)
             .payload(&value)
@@ -221,7 +219,7 @@ fn check_topic(topic: &str) -> Result<(), Error> {
 /// The record's headers: the rule's, then the CloudEvents binding's (`ce_*` and
 /// `content-type`) when asked. Returns the CloudEvent id too.
 fn build_headers(
-    params: &KafkaParams,
+    params: &KafkaAction,
     idempotency_key: &str,
 ) -> Result<(OwnedHeaders, Option<String>), Error> {
     let mut headers = OwnedHeaders::new_with_capacity(params.headers.len() + 7);
@@ -297,7 +295,7 @@ mod tests {
 
     #[test]
     fn cloudevent_headers_follow_the_kafka_binary_binding() {
-        let params: KafkaParams = serde_json::from_value(json!({
+        let params: KafkaAction = serde_json::from_value(json!({
             "topic": "t", "key": null, "value": {"a": 1}, "headers": {"team": "sre"},
             "cloudevent": {"type": "io.reflex.test", "source": "/reflex/r", "subject": "pod/x"},
         }))
@@ -319,7 +317,7 @@ mod tests {
 
     #[test]
     fn a_plain_record_carries_the_idempotency_key_unless_the_rule_sets_that_header() {
-        let mut params: KafkaParams = serde_json::from_value(json!({
+        let mut params: KafkaAction = serde_json::from_value(json!({
             "topic": "t", "key": null, "value": 1, "headers": {"team": "sre"}, "cloudevent": null,
         }))
         .expect("params");
@@ -343,7 +341,7 @@ mod tests {
 
     #[test]
     fn a_rule_header_named_like_a_cloudevent_attribute_is_refused() {
-        let params: KafkaParams = serde_json::from_value(json!({
+        let params: KafkaAction = serde_json::from_value(json!({
             "topic": "t", "key": null, "value": 1, "headers": {"ce_id": "forged"},
             "cloudevent": {"type": "x", "source": "y", "subject": null},
         }))
@@ -359,7 +357,9 @@ mod tests {
         // Creating a producer does not connect; nothing is sent in this test.
         config.set("bootstrap.servers", "127.0.0.1:9");
         let executor = KafkaExecutor::new(&config, DEFAULT_ACK_TIMEOUT).expect("producer");
-        let params = serde_json::json!({});
+        let params: KafkaAction =
+            serde_json::from_value(json!({"topic": "t", "value": 1, "headers": {}}))
+                .expect("params");
         assert_send(&executor.execute(&params, "k"));
     }
 

@@ -6,20 +6,10 @@ use serde_json::json;
 
 use super::Execution;
 use crate::rules::PlannedAction;
-use crate::rules::action::{LogLevel, LogParams};
+use crate::rules::action::{LogAction, LogLevel};
 
-/// Executes a `log` action.
-pub fn execute(action: &PlannedAction) -> Execution {
-    let params: LogParams = match serde_json::from_value(action.params.clone()) {
-        Ok(params) => params,
-        Err(err) => {
-            // The engine rendered and type-checked these parameters, so this is a bug.
-            return Execution::Failed {
-                error: format!("log parameters do not match the log action's schema: {err}"),
-                details: json!({}),
-            };
-        }
-    };
+/// Executes a `log` action of `action` (whose parameters are `params`).
+pub fn execute(action: &PlannedAction, params: &LogAction) -> Execution {
     let fields = params
         .fields
         .as_ref()

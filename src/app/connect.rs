@@ -10,8 +10,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Error, Result, STARTUP_TIMEOUT};
 use crate::config::Config;
-use crate::outcome::store::Store;
 use crate::server::{CHECK_TIMEOUT, Dependencies};
+use crate::store::Store;
 
 /// Connects to the three dependencies concurrently; the error names the one that failed and
 /// its address.

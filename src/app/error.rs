@@ -52,7 +52,7 @@ pub enum Error {
     Reload(#[from] crate::reload::Error),
     /// The audit store could not be opened or migrated.
     #[error(transparent)]
-    Store(#[from] crate::outcome::store::Error),
+    Store(#[from] crate::store::Error),
     /// The Kafka consumer could not be created.
     #[error("cannot create the Kafka consumer")]
     Consumer(#[source] crate::source::Error),

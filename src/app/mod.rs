@@ -31,7 +31,6 @@ pub use error::{Error, Result};
 
 use crate::actions::Executors;
 use crate::config::Config;
-use crate::outcome::store::Store;
 use crate::outcome::topic::producer_max_message_bytes;
 use crate::pipeline::Pipeline;
 use crate::reload::Reloader;
@@ -39,6 +38,7 @@ use crate::rules::{LoadError, RuleSet};
 use crate::server::auth::Token;
 use crate::server::{self, AppState, IngestState};
 use crate::source::KafkaSource;
+use crate::store::Store;
 
 /// How long `reflex run` waits for each dependency at start before giving up. Longer than a
 /// readiness check because a broker or API server that is itself starting (a fresh test
@@ -50,10 +50,6 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(15);
 /// windows are written in seconds or more, so firing up to one second late is within what a
 /// rule can express; records arriving also fire due deadlines on their way.
 const TICK_EVERY: Duration = Duration::from_secs(1);
-
-/// How often the timer saves the rules' state besides the saves the pipeline makes itself. A
-/// safety net only (normally a no-op), so a slow interval costs nothing.
-const SAVE_STATE_EVERY: Duration = Duration::from_secs(60);
 
 /// The controller, connected and built, ready to run.
 pub struct App {
@@ -77,7 +73,7 @@ impl App {
         let rules_token = rules_api_token(config)?;
         tracing::info!(
             kafka = %config.kafka.bootstrap_servers,
-            store = %crate::outcome::store::redact_url(&config.store.url),
+            store = %crate::store::redact_url(&config.store.url),
             listen = %config.server.listen,
             rules = %config.rules.dir.display(),
             "starting reflex"
@@ -309,13 +305,12 @@ pub fn build_executors(config: &Config, kube: &kube::Client) -> Result<Executors
     })
 }
 
-/// Fires due rule deadlines every [`TICK_EVERY`] and saves the rule state every
-/// [`SAVE_STATE_EVERY`], until `shutdown`.
+/// Fires due rule deadlines every [`TICK_EVERY`] until `shutdown` (every decision saves the
+/// state it changed before it returns).
 async fn run_timer(pipeline: Arc<Pipeline>, shutdown: CancellationToken) {
     let mut ticks = tokio::time::interval(TICK_EVERY);
     // After a stall (a slow store), fire once, not once per missed second.
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_save = tokio::time::Instant::now();
     // Log a failure once at WARN, then at DEBUG until it recovers: the store being down is
     // already reported by the partitions and by readiness.
     let mut failing = false;
@@ -324,11 +319,7 @@ async fn run_timer(pipeline: Arc<Pipeline>, shutdown: CancellationToken) {
             () = shutdown.cancelled() => return,
             _ = ticks.tick() => {}
         }
-        let mut result = pipeline.tick(Utc::now()).await.map(drop);
-        if result.is_ok() && last_save.elapsed() >= SAVE_STATE_EVERY {
-            result = pipeline.save_state().await;
-            last_save = tokio::time::Instant::now();
-        }
+        let result = pipeline.tick(Utc::now()).await.map(drop);
         match result {
             Ok(()) if failing => {
                 failing = false;

@@ -10,8 +10,8 @@ use serde_json::json;
 
 use super::OutputFormat;
 use crate::config::Config;
-use crate::outcome::history::{HistoryFilter, MAX_HISTORY_LIMIT};
-use crate::outcome::store::{Backend, OutcomeRecord, OutcomeStatus, Store};
+use crate::store::history::{HistoryFilter, MAX_HISTORY_LIMIT};
+use crate::store::{Backend, OutcomeRecord, OutcomeStatus, Store};
 
 /// Arguments of `reflex history`.
 #[derive(Debug, Clone, clap::Args)]
@@ -100,7 +100,7 @@ pub async fn query(args: &HistoryArgs) -> anyhow::Result<String> {
         if path != ":memory:" && !std::path::Path::new(path).exists() {
             bail!(
                 "no audit store at `{path}` (from {}); pass --store or set DATABASE_URL",
-                crate::outcome::store::redact_url(&url)
+                crate::store::redact_url(&url)
             );
         }
     }

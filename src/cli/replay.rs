@@ -314,7 +314,12 @@ fn report(args: &ReplayArgs, line: usize, event: Option<&crate::event::Event>, e
             }
             for p in &eval.planned {
                 let dry = if p.dry_run { " (dry run)" } else { "" };
-                println!("  → {} {}{dry}: {}", p.rule, p.kind.as_str(), p.params);
+                println!(
+                    "  → {} {}{dry}: {}",
+                    p.rule,
+                    p.kind().as_str(),
+                    p.action.params_json()
+                );
             }
             for f in &eval.failures {
                 println!("  ✗ {}: {}", f.rule, f.message);

@@ -33,7 +33,7 @@ impl StoreConfig {
                 "store.url",
                 format!(
                     "`{}` has an unknown scheme; use sqlite://<file> or postgres://user@host:port/db",
-                    crate::outcome::store::redact_url(url)
+                    crate::store::redact_url(url)
                 ),
             );
         }

@@ -10,7 +10,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::store::OutcomeRecord;
+use crate::store::OutcomeRecord;
 
 /// CloudEvents `source` of every outcome record.
 pub const SOURCE: &str = "reflex";
@@ -51,7 +51,7 @@ pub struct OutcomeData {
     pub action_kind: String,
     /// The row's idempotency key.
     pub idempotency_key: String,
-    /// Final status (see [`super::store::OutcomeStatus`]).
+    /// Final status (see [`crate::store::OutcomeStatus`]).
     pub status: String,
     /// Attempts made.
     pub attempts: i32,
@@ -115,7 +115,7 @@ impl OutcomeMessage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outcome::store::OutcomeStatus;
+    use crate::store::OutcomeStatus;
     use chrono::TimeZone;
 
     fn row(target: Option<&str>) -> OutcomeRecord {

@@ -13,12 +13,9 @@
 //! );
 //! // per record:     pipeline.handle(&raw).await   -> Ok: store the offset; Err: back off, retry
 //! // every second:   pipeline.tick(Utc::now()).await
-//! // on shutdown:    pipeline.save_state().await
 //! ```
 //!
-//! `new` restores the rules' state from the store (one `rule_state_keys` row per stateful rule
-//! and group key).
-//! `handle` needs no external locking: partitions may call it concurrently.
+//! `handle` needs no external locking: partitions (and replicas) may call it concurrently.
 //!
 //! # Delivery and effectively-once actions
 //!
@@ -37,8 +34,9 @@
 //!   names the instance), or the claim is older than `pipeline.claim_lease_secs` (its process
 //!   is presumed dead), the row is taken over by a compare-and-set on its attempt count (so of
 //!   several racers exactly one wins) and the action runs again — only when repeating it is
-//!   harmless (dry run, kinds without an executor, [`crate::actions::is_idempotent`]: `log`,
-//!   absolute changes, Kafka publishes, webhooks whose rule declares `idempotent_receiver`);
+//!   harmless (dry run, kinds without an executor,
+//!   [`crate::rules::action::Action::is_idempotent`]: `log`, absolute changes, Kafka
+//!   publishes, webhooks whose rule declares `idempotent_receiver`);
 //!   otherwise the outcome is `failed` with an error saying the first attempt may have taken
 //!   effect. A younger claim of another instance is in flight elsewhere: `handle` returns
 //!   [`Error::ClaimedElsewhere`] and the caller retries later, when the row is final
@@ -57,23 +55,20 @@
 //!
 //! # Rule state
 //!
-//! The state of stateful rules (throttle, threshold, correlate, absence) is saved before
-//! `handle` returns `Ok` whenever the record changed it, and only after the record's outcomes
-//! are durable. A record that changes state keeps the engine locked until then, so a saved state
-//! never contains a firing whose outcome is not yet recorded; if recording fails, the in-memory
-//! state rolls back to the last saved one, so the retry evaluates the record afresh. A crash
-//! between the state save and the offset commit re-evaluates the record against a state that
-//! already counted it: at worst one event is counted twice into a window; a recorded firing is
-//! never lost and a throttled action is not re-fired. Records that change no state (stateless
-//! rules, non-matching events) run concurrently. The cost: one JSON serialization of each key
-//! the record changed (the engine reports which: [`Engine::take_dirty`]; a rule whose condition
-//! failed changes none), and one atomic write per changed rule covering only those keys (a
-//! single statement when one key changed); it does not grow with the number of keys held.
-//!
-//! State is persisted per (rule, group key), so replicas sharing a PostgreSQL database do not
-//! erase each other's keys, and a starting process restores the union of every replica's keys.
-//! Live decisions are still made by each replica on its own partitions: see
-//! `docs/operations.md`, "Several replicas and rule state".
+//! The state of stateful rules (throttle, threshold, correlate, absence) lives in the store, one
+//! row per (rule, group key), and nowhere else between records: a record that may touch keys
+//! locks them (this process's lock, then the store's: on PostgreSQL a row lock in a
+//! transaction), reads them into a fresh engine, evaluates, records its outcomes, writes the
+//! keys' new state and only then commits and unlocks (`state.rs`). So a key is decided by one
+//! process at a time, whichever replica or partition its events arrive on; keys on different
+//! partitions decide in parallel; and a failure before the commit leaves the key as it was, so
+//! the retry evaluates the record afresh. A record that touches no stateful key locks nothing.
+//! Due timers (`once_after`, `absence`, window expiry) are claimed by the first replica whose
+//! [`Pipeline::tick`] finds them (`FOR UPDATE SKIP LOCKED`), so a replica that dies leaves its
+//! timers to the others. Each key remembers, per input partition, the offset of the last
+//! record applied to it: a redelivered record is not counted into a window twice. The cost per
+//! stateful record: a transaction with one locking read per key and one write per changed key
+//! (docs/performance.md).
 
 mod counters;
 mod execute;
@@ -87,13 +82,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rdkafka::producer::FutureProducer;
-use tokio::sync::Mutex;
 
 use crate::config::{PipelineConfig, TopicsConfig};
 use crate::event::decode::{self, DecodeError, DecodeLimits, Decoding, RawRecord};
-use crate::outcome::store::{self, Store};
 use crate::outcome::topic::{self, Publisher, producer_max_message_bytes};
-use crate::rules::{Engine, RuleSet};
+use crate::rules::{Engine, RuleSet, StateKey};
+use crate::store::{self, Store};
 
 /// What became of one record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -190,21 +184,15 @@ impl Error {
     }
 }
 
-/// The engine plus the last state written to the store, per rule (what a rollback returns to
-/// and what a save compares against).
-#[derive(Debug)]
-struct Inner {
-    engine: Engine,
-    saved: BTreeMap<String, state::Saved>,
-    /// Keys, per rule, whose changed state a failed save did not write (see [`state::save`]).
-    unsaved: BTreeMap<String, BTreeSet<String>>,
-}
-
 /// The per-process pipeline, shared by every partition worker (`Arc<Pipeline>`).
 #[derive(Debug)]
 pub struct Pipeline {
-    inner: Mutex<Inner>,
     store: Store,
+    /// This process's locks on rule state keys (see `state.rs`).
+    key_locks: state::KeyLocks,
+    /// Bounds the decisions holding store locks at once: each keeps a connection for its
+    /// transaction while its actions need others from the same pool.
+    deciding: tokio::sync::Semaphore,
     publisher: Publisher,
     decoding: BTreeMap<String, Decoding>,
     limits: DecodeLimits,
@@ -241,7 +229,7 @@ impl Pipeline {
         topics: &TopicsConfig,
         config: &PipelineConfig,
     ) -> Result<Pipeline, Error> {
-        let (engine, saved) = state::restore(&rules, &store).await?;
+        state::migrate_legacy(&rules, &store).await?;
         let started = Utc::now().timestamp_nanos_opt().unwrap_or_default();
         let host = std::env::var("HOSTNAME")
             .ok()
@@ -257,11 +245,8 @@ impl Pipeline {
         };
         let guard = crate::actions::guard::Guard::new(&defaults, &store);
         Ok(Pipeline {
-            inner: Mutex::new(Inner {
-                engine,
-                saved,
-                unsaved: BTreeMap::new(),
-            }),
+            deciding: tokio::sync::Semaphore::new(store.max_connections().div_ceil(2)),
+            key_locks: state::KeyLocks::default(),
             store,
             // `build_pipeline` gives the producer this `message.max.bytes` unless configured.
             publisher: Publisher::new(producer, &topics.outcomes, &topics.dead_letters)
@@ -339,86 +324,137 @@ impl Pipeline {
             offset: record.offset,
         };
         let now = Utc::now();
-        let mut inner = self.inner.lock().await;
+        let rules = self.rules();
+        let keys = Engine::new(Arc::clone(&rules)).state_keys(&events);
+        if keys.is_empty() {
+            // No stateful key involved: nothing to lock, partitions evaluate in parallel.
+            let mut engine = Engine::new(rules);
+            let mut work = Vec::new();
+            for event in &events {
+                self.evaluate(&mut engine, event, now, &source, &mut work);
+            }
+            return self.run(work).await.map(Handled::Outcomes);
+        }
+        let _slot = self.deciding.acquire().await.expect("never closed");
+        let _held = self.key_locks.lock_all(&keys).await;
+        let (mut lease, rows) = self
+            .store
+            .lock_keys(&keys, now)
+            .await
+            .map_err(Error::store(format!(
+                "locking the rule state of record {}/{}/{}",
+                record.topic, record.partition, record.offset
+            )))?;
+        let partition = format!("{}/{}", record.topic, record.partition);
+        let mut engine = state::engine_for(&rules, &rows);
+        engine.skip_applied(state::already_applied(&rows, &partition, record.offset));
         let mut work = Vec::new();
-        if inner.engine.next_deadline().is_some_and(|due| due <= now) {
-            let evaluation = inner.engine.tick(now);
+        // A due burst or timeout of these keys fires before a later event can join it.
+        if engine.next_deadline().is_some_and(|due| due <= now) {
+            let evaluation = engine.tick(now);
             self.view.record(&evaluation, now);
             execute::collect(&mut work, evaluation, None);
         }
+        let mut decided = BTreeSet::new();
         for event in &events {
-            if self.record_no_match {
-                let evaluation = inner.engine.process_traced(event, now);
-                counters::Counters::matches(&evaluation);
-                self.view.record(&evaluation, now);
-                if execute::matched_nothing(&evaluation) {
-                    work.push(execute::Work::NoMatch {
-                        event_id: event.meta.id.clone(),
-                        source: source.clone(),
-                    });
-                }
-                execute::collect(&mut work, evaluation, Some(&source));
-            } else {
-                let evaluation = inner.engine.process(event, now);
-                counters::Counters::matches(&evaluation);
-                self.view.record(&evaluation, now);
-                execute::collect(&mut work, evaluation, Some(&source));
-            }
+            decided.extend(self.evaluate(&mut engine, event, now, &source, &mut work));
         }
-        let changed = state::changed(&mut inner)?;
-        if changed.is_empty() {
-            // Nothing stateful moved: other partitions may evaluate while this one acts.
-            drop(inner);
-            return self.run(work).await.map(Handled::Outcomes);
-        }
-        self.run_and_save(&mut inner, work, changed)
-            .await
-            .map(Handled::Outcomes)
+        let count = self.run(work).await?;
+        let writes = state::writes(
+            &mut engine,
+            rows,
+            &decided,
+            Some((&partition, record.offset)),
+            now,
+        )?;
+        let saving = || {
+            Error::store(format!(
+                "saving the rule state of record {}/{}/{}",
+                record.topic, record.partition, record.offset
+            ))
+        };
+        lease.write(writes).await.map_err(saving())?;
+        lease.commit(&self.store).await.map_err(saving())?;
+        Ok(Handled::Outcomes(count))
     }
 
-    /// Fires due stateful timers (`once_after`, `absence`) at `now`; returns the number of
-    /// outcomes recorded.
+    /// Evaluates one event, adds its work, and returns the keys of the throttle decisions it
+    /// caused (decided without a state change, yet the event counts as applied to them).
+    fn evaluate(
+        &self,
+        engine: &mut Engine,
+        event: &crate::event::Event,
+        now: DateTime<Utc>,
+        source: &execute::Source,
+        work: &mut Vec<execute::Work>,
+    ) -> Vec<StateKey> {
+        let evaluation = if self.record_no_match {
+            engine.process_traced(event, now)
+        } else {
+            engine.process(event, now)
+        };
+        counters::Counters::matches(&evaluation);
+        self.view.record(&evaluation, now);
+        if self.record_no_match && execute::matched_nothing(&evaluation) {
+            work.push(execute::Work::NoMatch {
+                event_id: event.meta.id.clone(),
+                source: source.clone(),
+            });
+        }
+        let decided = evaluation
+            .throttled
+            .iter()
+            .map(|t| StateKey {
+                rule: t.rule.clone(),
+                key: t.key.clone(),
+            })
+            .collect();
+        execute::collect(work, evaluation, Some(source));
+        decided
+    }
+
+    /// Fires due stateful timers (`once_after`, `absence`) and expires windows at `now`, for the
+    /// keys no other process holds; returns the number of outcomes recorded. Any replica's
+    /// sweep may take a key: the first to lock it does.
     pub async fn tick(&self, now: DateTime<Utc>) -> Result<usize, Error> {
-        let mut inner = self.inner.lock().await;
-        if inner.engine.next_deadline().is_none_or(|due| due > now) {
+        let _slot = self.deciding.acquire().await.expect("never closed");
+        let (mut lease, rows) = self
+            .store
+            .due_keys(now, DUE_PER_TICK)
+            .await
+            .map_err(Error::store("claiming due rule timers"))?;
+        if rows.is_empty() {
             return Ok(0);
         }
+        // Keys a record of this process is deciding on are left to it (it ticks them first).
+        let mut held = Vec::new();
+        let rows: Vec<_> = rows
+            .into_iter()
+            .filter(|row| match self.key_locks.try_lock(&row.key) {
+                Some(guard) => {
+                    held.push(guard);
+                    true
+                }
+                None => false,
+            })
+            .collect();
+        let mut engine = state::engine_for(&self.rules(), &rows);
         let mut work = Vec::new();
-        let evaluation = inner.engine.tick(now);
+        let evaluation = engine.tick(now);
         self.view.record(&evaluation, now);
         execute::collect(&mut work, evaluation, None);
-        let changed = state::changed(&mut inner)?;
-        self.run_and_save(&mut inner, work, changed).await
-    }
-
-    /// Persists the rules' state to the store (on shutdown and periodically). Normally a no-op:
-    /// `handle` and `tick` save what they change before returning.
-    pub async fn save_state(&self) -> Result<(), Error> {
-        let mut inner = self.inner.lock().await;
-        let changed = state::changed(&mut inner)?;
-        state::save(&self.store, &mut inner, changed).await
-    }
-
-    /// Records `work` and then saves `changed`, holding the engine lock throughout; on any
-    /// failure the engine returns to the last saved state.
-    async fn run_and_save(
-        &self,
-        inner: &mut Inner,
-        work: Vec<execute::Work>,
-        changed: Vec<state::Change>,
-    ) -> Result<usize, Error> {
-        let result = match self.run(work).await {
-            Ok(count) => state::save(&self.store, inner, changed)
-                .await
-                .map(|()| count),
-            Err(err) => Err(err),
-        };
-        if result.is_err() {
-            state::rollback(inner);
-        }
-        result
+        let count = self.run(work).await?;
+        let writes = state::writes(&mut engine, rows, &BTreeSet::new(), None, now)?;
+        let saving = || Error::store("saving the rule state after firing due timers");
+        lease.write(writes).await.map_err(saving())?;
+        lease.commit(&self.store).await.map_err(saving())?;
+        Ok(count)
     }
 }
+
+/// Due keys one sweep takes at most; more are taken by the next sweep (a second later) or by
+/// another replica meanwhile.
+const DUE_PER_TICK: i64 = 64;
 
 /// The `reflex-dlq-reason` code of a decode error.
 pub fn dead_letter_reason(err: &DecodeError) -> &'static str {

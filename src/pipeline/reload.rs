@@ -53,8 +53,6 @@ pub struct StateSummary {
     /// Group keys holding state: open throttle windows, counting thresholds, pending
     /// correlations or armed absences.
     pub keys: usize,
-    /// Keys evicted because the rule reached its key bound.
-    pub evictions: u64,
 }
 
 impl Pipeline {
@@ -62,13 +60,11 @@ impl Pipeline {
     /// their state (windows, pending correlations); state of removed rules is dropped, and
     /// state of a kind the rule no longer has is dropped key by key when next touched.
     ///
-    /// Taking the engine lock is what makes the swap atomic for records: a record evaluates
-    /// every event it holds under one lock hold, so it sees the old set or the new one, never
-    /// a mix, and a record already past evaluation finishes with the actions the old set
-    /// planned for it.
+    /// A record takes the running set once, when it starts, so it sees the old set or the new
+    /// one, never a mix, and a record already past evaluation finishes with the actions the old
+    /// set planned for it. State lives in the store per (rule, key): a removed rule's rows are
+    /// no longer read.
     pub async fn replace_rules(&self, rules: Arc<RuleSet>) {
-        let mut inner = self.inner.lock().await;
-        inner.engine.replace_rules(Arc::clone(&rules));
         self.view
             .last_match
             .lock()
@@ -101,23 +97,25 @@ impl Pipeline {
             .clone()
     }
 
-    /// The state each stateful rule holds. Waits for the engine lock (an operator's request,
-    /// not a probe).
-    pub async fn state_summary(&self) -> BTreeMap<String, StateSummary> {
-        let inner = self.inner.lock().await;
-        inner
-            .engine
-            .state()
-            .rules
-            .iter()
-            .map(|(name, state)| {
+    /// The state each stateful rule of the running set holds, as the store counts it (every
+    /// replica's keys). A rule absent from the answer holds no key.
+    pub async fn state_summary(&self) -> Result<BTreeMap<String, StateSummary>, super::Error> {
+        let rules = self.rules();
+        let counts = self
+            .store
+            .state_key_counts()
+            .await
+            .map_err(super::Error::store("counting the keys of stateful rules"))?;
+        Ok(counts
+            .into_iter()
+            .filter(|(rule, _)| rules.get(rule).is_some())
+            .map(|(rule, keys)| {
                 let summary = StateSummary {
-                    keys: state.len(),
-                    evictions: state.evictions,
+                    keys: usize::try_from(keys).unwrap_or(usize::MAX),
                 };
-                (name.clone(), summary)
+                (rule, summary)
             })
-            .collect()
+            .collect())
     }
 }
 
@@ -130,7 +128,7 @@ mod tests {
     use super::*;
     use crate::config::{PipelineConfig, TopicsConfig};
     use crate::event::decode::RawRecord;
-    use crate::outcome::store::Store;
+    use crate::store::Store;
 
     /// A threshold rule that needs three events, so two events build a window and publish
     /// nothing (no broker is needed).
@@ -186,7 +184,7 @@ mod tests {
         let pipeline = pipeline(dir.path(), load(&[("a.yaml", COUNTING), ("b.yaml", OTHER)])).await;
         feed(&pipeline, 0).await;
         feed(&pipeline, 1).await;
-        let before = pipeline.state_summary().await;
+        let before = pipeline.state_summary().await.expect("state summary");
         assert_eq!(
             before.get("counting").map(|s| s.keys),
             Some(1),
@@ -199,7 +197,7 @@ mod tests {
             format!("{COUNTING}  - name: new\n    actions:\n      - log:\n          message: z\n");
         pipeline.replace_rules(load(&[("a.yaml", &edited)])).await;
 
-        let after = pipeline.state_summary().await;
+        let after = pipeline.state_summary().await.expect("state summary");
         assert_eq!(after.get("counting"), before.get("counting"), "{after:?}");
         assert!(!after.contains_key("other"), "{after:?}");
         let running = pipeline.rules();

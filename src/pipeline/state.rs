@@ -1,325 +1,255 @@
-//! Persisting the rules' state: one `rule_state_keys` row per (stateful rule, group key),
-//! written when a record changed that key, plus the rule-wide counters in `rule_state` (see the
-//! module docs of [`super`] for when and why).
+//! Rule state with one owner per (rule, group key) at a time.
 //!
-//! Keys are saved separately so replicas sharing a database do not erase each other's keys: a
-//! process writes only the keys it changed and deletes only the keys it dropped (and only while
-//! the row still holds what it last saw), and a start restores the union of the rows.
+//! No process keeps rule state in memory between records. A record that may touch stateful
+//! keys ([`Engine::state_keys`]) locks them — in this process ([`KeyLocks`]) and in the store
+//! ([`Store::lock_keys`]: a PostgreSQL row lock held until the decision commits) — reads them,
+//! builds a fresh engine holding exactly those keys ([`engine_for`]), evaluates, runs its
+//! actions, and writes back what changed ([`writes`]) before releasing the locks. Due timers are
+//! claimed the same way by the periodic sweep of whichever replica gets there first
+//! ([`Store::due_keys`]). So whichever replica consumes an event, the decision for its key is
+//! taken against the key's one current state, and never by two processes at once.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use chrono::{DateTime, Utc};
-use serde_json::{Value, json};
+use tokio::sync::OwnedMutexGuard;
 
-use super::{Error, Inner};
-use crate::outcome::rule_keys::RuleKeysWrite;
-use crate::outcome::store::{self, Store};
+use super::Error;
 use crate::rules::state::RuleState;
-use crate::rules::{Engine, EngineState, RuleSet};
+use crate::rules::{Engine, EngineState, RuleSet, StateKey};
+use crate::store::{Applied, KeyRow, KeyWrite, Store};
 
 #[cfg(test)]
 mod tests;
 
-/// What this process last wrote to (or read from) the store for one rule: what a save diffs
-/// against and what a rollback restores.
+/// How long a key without state keeps its row, remembering which records were applied to it
+/// (so a redelivery right after a firing or a disarm is not counted into a fresh window). A
+/// redelivery comes within a rebalance (seconds to a minute); an hour is far beyond it.
+pub(super) const FORGET_AFTER: chrono::Duration = chrono::Duration::hours(1);
+
+/// This process's locks on state keys: two partitions of one replica contend here rather than
+/// in the store, and on SQLite (one process) these are the only locks. An entry lives while a
+/// guard holds it.
 #[derive(Debug, Default)]
-pub(super) struct Saved {
-    /// Per key: when it was saved (counted in this rule's saved keys, so a rollback rebuilds the
-    /// eviction order) and its state document.
-    keys: HashMap<String, (u64, Value)>,
-    /// The `evictions` count last written to `rule_state`; `None` until this process wrote or
-    /// read a current-format row, so the next save writes one.
-    evictions: Option<u64>,
-    /// Numbers the next saved key.
-    next_seq: u64,
+pub(super) struct KeyLocks {
+    locks: Mutex<HashMap<StateKey, Weak<tokio::sync::Mutex<()>>>>,
 }
 
-impl Saved {
-    /// Records a successful write of `change`.
-    fn apply(&mut self, change: Change) {
-        for (key, _) in &change.deletes {
-            self.keys.remove(key);
+impl KeyLocks {
+    fn entry(&self, key: &StateKey) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(lock) = locks.get(key).and_then(Weak::upgrade) {
+            return lock;
         }
-        for (key, doc) in change.upserts {
-            self.keys.insert(key, (self.next_seq, doc));
-            self.next_seq += 1;
+        // Forget keys nobody holds any more, now and then, so the map follows what is locked.
+        if locks.len() >= 1024 {
+            locks.retain(|_, lock| lock.strong_count() > 0);
         }
-        if change.evictions.is_some() {
-            self.evictions = change.evictions;
-        }
+        let lock = Arc::new(tokio::sync::Mutex::new(()));
+        locks.insert(key.clone(), Arc::downgrade(&lock));
+        lock
     }
 
-    /// The saved state, rebuilt; unreadable keys (a bug: this process wrote or read them) are
-    /// logged and left out.
-    fn rebuild(&self, rule: &str) -> RuleState {
-        let mut docs: Vec<_> = self.keys.iter().collect();
-        docs.sort_by_key(|(_, (seq, _))| *seq);
-        let docs = docs
-            .into_iter()
-            .map(|(key, (_, doc))| (key.clone(), doc.clone()));
-        let (state, unreadable) = RuleState::from_keys(docs, self.evictions.unwrap_or(0));
-        for bad in unreadable {
-            tracing::error!(rule, key = %bad.key, error = %bad.source, "cannot roll back key state");
-        }
-        state
-    }
-}
-
-/// One rule's changes since its last save, found by [`changed`] and written by [`save`].
-#[derive(Debug)]
-pub(super) struct Change {
-    rule: String,
-    /// Changed or new keys, least recently updated first.
-    upserts: Vec<(String, Value)>,
-    /// Keys gone since the last save, with the state last saved for them.
-    deletes: Vec<(String, Value)>,
-    /// The new `evictions` count, when `rule_state` must be written.
-    evictions: Option<u64>,
-}
-
-impl Change {
-    /// Compares `keys` of `state` with what was last saved for `rule` (nothing if `saved` is
-    /// `None`): a key holding state is written if its document differs, a key holding none is
-    /// deleted if it was saved. Serializes those keys only, so the cost follows what a record
-    /// changed, not how many keys the rule holds.
-    fn diff<'a>(
-        rule: &str,
-        state: &RuleState,
-        keys: impl IntoIterator<Item = &'a str>,
-        saved: Option<&Saved>,
-    ) -> Result<Option<Change>, Error> {
-        let empty = Saved::default();
-        let saved = saved.unwrap_or(&empty);
-        let mut upserts = Vec::new();
-        let mut deletes = Vec::new();
+    /// Locks every key of `keys`, in their (sorted) order.
+    pub(super) async fn lock_all(&self, keys: &BTreeSet<StateKey>) -> Vec<OwnedMutexGuard<()>> {
+        let mut guards = Vec::with_capacity(keys.len());
         for key in keys {
-            let last = saved.keys.get(key).map(|(_, doc)| doc);
-            match state.export_key(key) {
-                Some(doc) => {
-                    let doc = doc.map_err(|source| Error::State {
-                        rule: rule.to_owned(),
-                        source,
-                    })?;
-                    if last != Some(&doc) {
-                        upserts.push((key.to_owned(), doc));
-                    }
-                }
-                None => deletes.extend(last.map(|doc| (key.to_owned(), doc.clone()))),
-            }
+            guards.push(self.entry(key).lock_owned().await);
         }
-        let evictions = (saved.evictions != Some(state.evictions)).then_some(state.evictions);
-        if upserts.is_empty() && deletes.is_empty() && evictions.is_none() {
-            return Ok(None);
-        }
-        Ok(Some(Change {
-            rule: rule.to_owned(),
-            upserts,
-            deletes,
-            evictions,
-        }))
+        guards
     }
 
-    /// The keys this change writes or deletes.
-    fn keys(&self) -> impl Iterator<Item = String> + '_ {
-        self.upserts
-            .iter()
-            .chain(&self.deletes)
-            .map(|(key, _)| key.clone())
-    }
-
-    /// Writes the change atomically.
-    async fn write(&self, store: &Store, now: DateTime<Utc>) -> store::Result<()> {
-        let scalars = self
-            .evictions
-            .map(|evictions| json!({ "evictions": evictions }));
-        store
-            .save_rule_keys(&RuleKeysWrite {
-                rule: &self.rule,
-                upserts: &self.upserts,
-                deletes: &self.deletes,
-                scalars: scalars.as_ref(),
-                updated_at: now,
-            })
-            .await
+    /// Locks `key` if nobody in this process holds it.
+    pub(super) fn try_lock(&self, key: &StateKey) -> Option<OwnedMutexGuard<()>> {
+        self.entry(key).try_lock_owned().ok()
     }
 }
 
-/// Loads every rule's saved state: the union of its key rows, oldest first. A key this
-/// version cannot read is reported at ERROR level and starts empty: refusing to start would
-/// stop every other rule too, and the log names the rule and key that lost their window.
-///
-/// A `rule_state` row written by an earlier version (one document holding every key) is
-/// migrated when the rule has no key rows yet: its keys are written as key rows and the row is
-/// reduced to the rule-wide counters, so later saves and other replicas see them per key.
-pub(super) async fn restore(
-    rules: &Arc<RuleSet>,
-    store: &Store,
-) -> Result<(Engine, BTreeMap<String, Saved>), Error> {
+/// A fresh engine holding exactly the state of `rows` (rows of rules no longer loaded are left
+/// out by [`Engine::with_state`]). A document this version cannot read is reported at ERROR
+/// level and the key starts empty: refusing would block every record touching the key, and the
+/// log names the rule and key that lost their window.
+pub(super) fn engine_for(rules: &Arc<RuleSet>, rows: &[KeyRow]) -> Engine {
+    let mut docs: BTreeMap<&str, Vec<(String, serde_json::Value)>> = BTreeMap::new();
+    for row in rows {
+        if let Some(state) = &row.state {
+            docs.entry(&row.key.rule)
+                .or_default()
+                .push((row.key.key.clone(), state.clone()));
+        }
+    }
     let mut state = EngineState::default();
-    let mut saved = BTreeMap::new();
-    for rule in rules.rules() {
-        let name = rule.name.as_str();
-        let loading = || Error::store(format!("loading the state of rule `{name}`"));
-        let mut docs = store.load_rule_keys(name).await.map_err(loading())?;
-        let row = store.load_rule_state(name).await.map_err(loading())?;
-        if docs.is_empty() && row.is_none() {
-            continue;
-        }
-        let row = row.unwrap_or_default();
-        let evictions = row.get("evictions").and_then(Value::as_u64);
-        // A row that still holds `keys` is the earlier format: rewrite it on the next save.
-        let legacy = row.get("keys").is_some();
-        let mut rule_saved = Saved {
-            evictions: evictions.filter(|_| !legacy),
-            ..Saved::default()
-        };
-        if legacy && docs.is_empty() {
-            docs = migrate(store, name, row, &mut rule_saved).await?;
-        }
-        let (rule_state, unreadable) =
-            RuleState::from_keys(docs.iter().cloned(), evictions.unwrap_or(0));
-        let unreadable: HashSet<String> = unreadable
-            .into_iter()
-            .map(|bad| {
-                tracing::error!(
-                    rule = name,
-                    key = %bad.key,
-                    error = %bad.source,
-                    "saved state of a key is unreadable; the key starts with an empty window \
-                     (delete its rule_state_keys row to silence this)"
-                );
-                bad.key
-            })
-            .collect();
-        // What the rows hold is what this process has "saved": an unchanged key is not
-        // rewritten, and a rollback returns to it. Unreadable rows are left alone.
-        rule_saved.apply(Change {
-            rule: name.to_owned(),
-            upserts: docs
-                .into_iter()
-                .filter(|(key, _)| !unreadable.contains(key))
-                .collect(),
-            deletes: Vec::new(),
-            evictions: None,
-        });
-        state.rules.insert(name.to_owned(), rule_state);
-        saved.insert(name.to_owned(), rule_saved);
-    }
-    let engine = Engine::with_state(Arc::clone(rules), state);
-    // Keep the cache in step with what the engine kept (it drops rules that no longer exist).
-    saved.retain(|name, _| engine.state().rules.contains_key(name));
-    Ok((engine, saved))
-}
-
-/// Moves a `rule_state` row of the earlier format into key rows and returns the key documents
-/// (empty, with an ERROR log, if the row cannot be read: the rule then starts empty and its next
-/// save overwrites the row).
-async fn migrate(
-    store: &Store,
-    rule: &str,
-    row: Value,
-    saved: &mut Saved,
-) -> Result<Vec<(String, Value)>, Error> {
-    let legacy = match serde_json::from_value::<RuleState>(row) {
-        Ok(legacy) => legacy,
-        Err(err) => {
+    for (rule, docs) in docs {
+        let (rule_state, unreadable) = RuleState::from_keys(docs, 0);
+        for bad in unreadable {
             tracing::error!(
                 rule,
-                error = %err,
-                "saved rule state is unreadable; the rule starts with empty windows \
-                 (delete its rule_state row to silence this)"
+                key = %bad.key,
+                error = %bad.source,
+                "saved state of a key is unreadable; the key starts with an empty window"
             );
-            return Ok(Vec::new());
         }
-    };
-    let Some(change) = Change::diff(rule, &legacy, legacy.keys(), None)? else {
-        return Ok(Vec::new());
-    };
-    change
-        .write(store, Utc::now())
-        .await
-        .map_err(Error::store(format!(
-            "migrating the state of rule `{rule}`"
-        )))?;
-    tracing::info!(
-        rule,
-        keys = change.upserts.len(),
-        "moved the rule's saved state to per-key rows (rule_state_keys)"
-    );
-    saved.evictions = change.evictions;
-    Ok(change.upserts)
+        state.rules.insert(rule.to_owned(), rule_state);
+    }
+    Engine::with_state(Arc::clone(rules), state)
 }
 
-/// The keys whose state differs from what was last saved, per rule. Only the keys the engine
-/// reports as changed since the last call are serialized and compared: the others cannot have
-/// changed, and serializing every key of a touched rule on every record cost ~0.1 s per record
-/// once a rule held 10,000 keys of 1 KB events (docs/performance.md).
-pub(super) fn changed(inner: &mut Inner) -> Result<Vec<Change>, Error> {
-    let mut dirty = inner.engine.take_dirty();
-    for (rule, keys) in std::mem::take(&mut inner.unsaved) {
-        dirty.entry(rule).or_default().extend(keys);
+/// The keys among `rows` that the record at `offset` of `source` (`topic/partition`) was
+/// already applied to: it is a redelivery for them.
+pub(super) fn already_applied(rows: &[KeyRow], source: &str, offset: i64) -> BTreeSet<StateKey> {
+    rows.iter()
+        .filter(|row| row.applied.get(source).is_some_and(|last| *last >= offset))
+        .map(|row| row.key.clone())
+        .collect()
+}
+
+/// What the decision changed, as writes of the locked `rows`:
+/// - a key the engine changed, or whose event it decided on without changing it
+///   (`decided`: a throttled event), gets its new state and, for a record, the record's offset
+///   in its `applied` map;
+/// - a key left without state keeps a row without state until [`FORGET_AFTER`], remembering
+///   the records applied, unless none were;
+/// - a key nothing touched is left as it is, except an empty placeholder the lock created,
+///   which is removed;
+/// - in the timer sweep (`source` is `None`), a row that held no state is forgotten.
+pub(super) fn writes(
+    engine: &mut Engine,
+    rows: Vec<KeyRow>,
+    decided: &BTreeSet<StateKey>,
+    source: Option<(&str, i64)>,
+    now: DateTime<Utc>,
+) -> Result<Vec<KeyWrite>, Error> {
+    let changed: BTreeSet<StateKey> = engine
+        .take_dirty()
+        .into_iter()
+        .flat_map(|(rule, keys)| {
+            keys.into_iter().map(move |key| StateKey {
+                rule: rule.clone(),
+                key,
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for row in rows {
+        let sweep = source.is_none();
+        if !(sweep || changed.contains(&row.key) || decided.contains(&row.key)) {
+            if !row.existed {
+                out.push(KeyWrite::Delete(row.key));
+            }
+            continue;
+        }
+        let rule_state = engine.state().rules.get(&row.key.rule);
+        let state = match rule_state.and_then(|s| s.export_key(&row.key.key)) {
+            Some(doc) => Some(doc.map_err(|source| Error::State {
+                rule: row.key.rule.clone(),
+                source,
+            })?),
+            None => None,
+        };
+        let mut applied: Applied = row.applied;
+        if let Some((source, offset)) = source {
+            applied.insert(source.to_owned(), offset);
+        }
+        let write = match state {
+            Some(state) => KeyWrite::Put {
+                due: rule_state.and_then(|s| s.deadline_of(&row.key.key)),
+                key: row.key,
+                state: Some(state),
+                applied,
+            },
+            // Nothing to remember, or a row without state whose time has come.
+            None if applied.is_empty() || (sweep && row.state.is_none()) => {
+                KeyWrite::Delete(row.key)
+            }
+            None => KeyWrite::Put {
+                key: row.key,
+                state: None,
+                applied,
+                due: Some(crate::rules::state::later(now, FORGET_AFTER)),
+            },
+        };
+        out.push(write);
     }
-    let mut changed = Vec::new();
-    for (name, keys) in dirty {
-        let Some(rule_state) = inner.engine.state().rules.get(&name) else {
+    Ok(out)
+}
+
+/// Moves `rule_state` rows of the earliest format (one document holding every key of a rule,
+/// `{"keys": [...], "evictions": n}`) into key rows, once: a key that already has a row keeps
+/// it, and the rule's row is reduced to its counters. A document that cannot be read is
+/// reported at ERROR level and reduced the same way: the rule starts with empty windows rather
+/// than not at all.
+pub(super) async fn migrate_legacy(rules: &RuleSet, store: &Store) -> Result<(), Error> {
+    for rule in rules.rules().iter().filter(|r| !r.behaviour.is_stateless()) {
+        let name = rule.name.as_str();
+        let failed = || {
+            Error::store(format!(
+                "moving the saved state of rule `{name}` to key rows"
+            ))
+        };
+        let Some(row) = store.load_rule_state(name).await.map_err(failed())? else {
             continue;
         };
-        // A key may be listed twice (unsaved and changed again); compare it once.
-        let mut seen = HashSet::new();
-        let keys = keys
-            .iter()
-            .map(String::as_str)
-            .filter(|key| seen.insert(*key));
-        changed.extend(Change::diff(
-            &name,
-            rule_state,
-            keys,
-            inner.saved.get(&name),
-        )?);
-    }
-    Ok(changed)
-}
-
-/// Writes `changed` and records it as saved. On failure the keys not written are remembered,
-/// so the next [`changed`] compares them again even if no record touches them meanwhile.
-pub(super) async fn save(
-    store: &Store,
-    inner: &mut Inner,
-    changed: Vec<Change>,
-) -> Result<(), Error> {
-    let now = Utc::now();
-    let mut changed = changed.into_iter();
-    while let Some(change) = changed.next() {
-        if let Err(err) = change.write(store, now).await {
-            let name = change.rule.clone();
-            for change in std::iter::once(change).chain(changed) {
-                // Listed even without keys: the rule's eviction count is compared again too.
-                let keys: BTreeSet<String> = change.keys().collect();
-                inner.unsaved.entry(change.rule).or_default().extend(keys);
-            }
-            return Err(Error::store(format!("saving the state of rule `{name}`"))(
-                err,
-            ));
+        if row.get("keys").is_none() {
+            continue;
         }
-        inner
-            .saved
-            .entry(change.rule.clone())
-            .or_default()
-            .apply(change);
+        let evictions = row.get("evictions").and_then(serde_json::Value::as_u64);
+        match serde_json::from_value::<RuleState>(row) {
+            Ok(legacy) => {
+                let docs = legacy.export_keys().map_err(|source| Error::State {
+                    rule: name.to_owned(),
+                    source,
+                })?;
+                let keys: BTreeSet<StateKey> = docs
+                    .iter()
+                    .map(|(key, _)| StateKey {
+                        rule: name.to_owned(),
+                        key: key.clone(),
+                    })
+                    .collect();
+                let now = Utc::now();
+                let (mut lease, rows) = store.lock_keys(&keys, now).await.map_err(failed())?;
+                let existing: BTreeSet<&StateKey> =
+                    rows.iter().filter(|r| r.existed).map(|r| &r.key).collect();
+                let writes = docs
+                    .into_iter()
+                    .map(|(key, doc)| {
+                        (
+                            StateKey {
+                                rule: name.to_owned(),
+                                key,
+                            },
+                            doc,
+                        )
+                    })
+                    .filter(|(key, _)| !existing.contains(key))
+                    .map(|(key, doc)| KeyWrite::Put {
+                        due: legacy.deadline_of(&key.key),
+                        key,
+                        state: Some(doc),
+                        applied: Applied::new(),
+                    })
+                    .collect::<Vec<_>>();
+                let moved = writes.len();
+                lease.write(writes).await.map_err(failed())?;
+                lease.commit(store).await.map_err(failed())?;
+                tracing::info!(
+                    rule = name,
+                    keys = moved,
+                    "moved the rule's saved state to key rows"
+                );
+            }
+            Err(err) => tracing::error!(
+                rule = name,
+                error = %err,
+                "saved rule state is unreadable; the rule starts with empty windows"
+            ),
+        }
+        let counters = serde_json::json!({ "evictions": evictions.unwrap_or(0) });
+        store
+            .save_rule_state(name, &counters, Utc::now())
+            .await
+            .map_err(failed())?;
     }
     Ok(())
-}
-
-/// Returns the engine to the last saved state, so a retried record is evaluated as if it had
-/// never been seen.
-pub(super) fn rollback(inner: &mut Inner) {
-    let rules = Arc::clone(inner.engine.rules());
-    let mut state = EngineState::default();
-    for (name, saved) in &inner.saved {
-        state.rules.insert(name.clone(), saved.rebuild(name));
-    }
-    inner.engine = Engine::with_state(rules, state);
-    // The engine now holds exactly what was saved.
-    inner.unsaved.clear();
 }

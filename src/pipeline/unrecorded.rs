@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use crate::outcome::store::OutcomeStatus;
+use crate::store::OutcomeStatus;
 
 /// Most entries kept. At most one record per assigned partition is in hand at a time, so the
 /// live entries stay far below this; the bound only keeps entries of records whose partition

@@ -6,10 +6,9 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::action::ActionKind;
+use super::action::{Action, ActionKind};
 use super::condition::Explanation;
 use super::ruleset::{Rule, RuleSet, SelectorMiss};
 use super::state::{Behaviour, Decision, Firing, Limits, MatchInfo, RuleState};
@@ -23,10 +22,10 @@ pub struct PlannedAction {
     pub rule: String,
     /// Position of the action in the rule's `actions:` list.
     pub action_index: usize,
-    /// What kind of action.
-    pub kind: ActionKind,
-    /// Rendered, type-checked parameters.
-    pub params: Value,
+    /// What to do: the kind with its rendered, type-checked parameters (serialized as the
+    /// `kind` and `params` fields).
+    #[serde(flatten)]
+    pub action: Action,
     /// Deterministic key (event id + rule + action index): redelivery of the same event plans the
     /// same key, so downstream code can execute it at most once.
     pub idempotency_key: String,
@@ -36,6 +35,13 @@ pub struct PlannedAction {
     pub dry_run: bool,
     /// The stateful group key, if the rule has one.
     pub group_key: Option<String>,
+}
+
+impl PlannedAction {
+    /// The kind of action.
+    pub fn kind(&self) -> ActionKind {
+        self.action.kind()
+    }
 }
 
 /// Something that went wrong for one rule or action while handling an event. The other rules and
@@ -124,11 +130,24 @@ pub struct EngineState {
     pub rules: BTreeMap<String, RuleState>,
 }
 
+/// One (stateful rule, group key): the unit of rule state that is stored, locked and decided
+/// on its own (see [`Engine::state_keys`]).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct StateKey {
+    /// The rule's name.
+    pub rule: String,
+    /// The rendered group key (`""` for a rule without a key template).
+    pub key: String,
+}
+
 /// A rule set plus its state.
 #[derive(Debug)]
 pub struct Engine {
     rules: Arc<RuleSet>,
     state: EngineState,
+    /// Keys the current record was already applied to (a redelivery): their rules hold the
+    /// event back instead of counting it again (see [`Engine::skip_applied`]).
+    applied: BTreeSet<StateKey>,
     scratch: Vec<u32>,
     /// Rules whose state an event or tick reached since the last [`Engine::take_dirty`]: where
     /// to look for changed keys (each [`RuleState`] records its own) without visiting every
@@ -160,6 +179,7 @@ impl Engine {
         Self {
             rules,
             state,
+            applied: BTreeSet::new(),
             scratch: Vec::new(),
             dirty: BTreeSet::new(),
         }
@@ -192,6 +212,51 @@ impl Engine {
             }
         }
         changed
+    }
+
+    /// Every (rule, group key) whose state handling `events` may read or change: for each
+    /// enabled stateful rule whose selector lets an event through — or turns it away only for
+    /// its alert status, since a resolved alert still cancels what it started — the key the
+    /// event renders to. The condition is not evaluated (an `absence` expects events that fail
+    /// it), so this is a superset: a key listed may end up unchanged. An event whose key
+    /// template fails is left out (the rule records that failure when it runs).
+    ///
+    /// The pipeline locks exactly these keys, loads their state and hands it to a fresh engine
+    /// ([`Engine::with_state`]) for the record: the decision for one key is then made by one
+    /// process at a time, whichever replica consumed the event.
+    pub fn state_keys<'a>(
+        &self,
+        events: impl IntoIterator<Item = &'a Event>,
+    ) -> BTreeSet<StateKey> {
+        let mut keys = BTreeSet::new();
+        for event in events {
+            for rule in self.rules.rules() {
+                if !rule.enabled || rule.behaviour.is_stateless() {
+                    continue;
+                }
+                if !matches!(
+                    rule.selector.check(event),
+                    Ok(()) | Err(SelectorMiss::AlertStatus)
+                ) {
+                    continue;
+                }
+                if let Some(Ok(key)) = rule.behaviour.key_of(event) {
+                    keys.insert(StateKey {
+                        rule: rule.name.clone(),
+                        key,
+                    });
+                }
+            }
+        }
+        keys
+    }
+
+    /// The record being handled was already applied to these keys (their stored state says so:
+    /// it is a redelivery after a crash or a rebalance). Their rules hold the record's events
+    /// back with a verdict saying so, instead of counting them into a window twice. Holds for
+    /// the following calls until replaced.
+    pub fn skip_applied(&mut self, keys: BTreeSet<StateKey>) {
+        self.applied = keys;
     }
 
     /// Swaps in a new rule set, keeping the state of rules that still exist by name.
@@ -358,6 +423,23 @@ impl Engine {
             };
             return (Verdict::Fired(plan(rule, &firing, out)), explanation, true);
         }
+        if !self.applied.is_empty()
+            && let Some(Ok(key)) = rule.behaviour.key_of(event)
+        {
+            let state_key = StateKey {
+                rule: rule.name.clone(),
+                key,
+            };
+            if self.applied.contains(&state_key) {
+                let verdict = Verdict::Held(format!(
+                    "already applied to key `{}`: the record is a redelivery",
+                    state_key.key
+                ));
+                // `matched` as the first time, so `stop` hides the event from later rules
+                // again when this rule's throttle or threshold handled it then.
+                return (verdict, explanation, matched);
+            }
+        }
         let limits = Limits {
             max_keys: rule.max_keys,
             ..Limits::default()
@@ -411,13 +493,12 @@ fn plan(rule: &Rule, firing: &Firing, out: &mut Evaluation) -> usize {
     for (index, action) in rule.actions.iter().enumerate() {
         let key = idempotency_key(event_id, &rule.name, index);
         match action.render(&ctx) {
-            Ok(params) => {
+            Ok(rendered) => {
                 planned += 1;
                 out.planned.push(PlannedAction {
                     rule: rule.name.clone(),
                     action_index: index,
-                    kind: action.kind,
-                    params,
+                    action: rendered,
                     idempotency_key: key,
                     event_id: event_id.clone(),
                     dry_run: rule.dry_run,
@@ -439,6 +520,8 @@ fn plan(rule: &Rule, firing: &Firing, out: &mut Evaluation) -> usize {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::Value;
+
     use super::*;
 
     fn event(payload: Value) -> Event {
@@ -492,5 +575,98 @@ mod tests {
             BTreeMap::from([("throttled".to_owned(), vec!["2".to_owned()])]),
             "a suppressed event changes its own key only"
         );
+    }
+
+    fn load(yaml: &str) -> Engine {
+        let rules =
+            crate::rules::load_sources(&[("r.yaml".into(), yaml.to_owned())]).expect("valid rules");
+        Engine::new(Arc::new(rules))
+    }
+
+    fn key(rule: &str, key: &str) -> StateKey {
+        StateKey {
+            rule: rule.to_owned(),
+            key: key.to_owned(),
+        }
+    }
+
+    #[test]
+    fn state_keys_lists_the_key_of_every_stateful_rule_an_event_may_reach_whatever_its_condition() {
+        let engine = load(
+            r#"rules:
+  - name: stateless
+    actions: [{log: {message: hi}}]
+  - name: throttled
+    when: 'kind == "a"'
+    throttle: {key: "{{ event.app }}", once_within: 1m}
+    actions: [{log: {message: hi}}]
+  - name: absent
+    when: 'kind == "start"'
+    absence: {key: "{{ event.app }}/x", within: 1m, expect: {name: done, when: 'kind == "done"'}}
+    actions: [{log: {message: hi}}]
+  - name: unkeyed
+    threshold: {count: 2, within: 1m}
+    actions: [{log: {message: hi}}]
+  - name: disabled
+    enabled: false
+    throttle: {key: "{{ event.app }}", once_within: 1m}
+    actions: [{log: {message: hi}}]
+"#,
+        );
+        let events = [
+            event(serde_json::json!({"kind": "done", "app": "web"})),
+            event(serde_json::json!({"kind": "a", "app": "db"})),
+        ];
+        let keys = engine.state_keys(&events);
+        assert_eq!(
+            keys,
+            BTreeSet::from([
+                key("absent", "db/x"),
+                key("absent", "web/x"),
+                key("throttled", "db"),
+                key("throttled", "web"),
+                key("unkeyed", ""),
+            ]),
+            "a superset: the condition is not evaluated, disabled and stateless rules hold no key"
+        );
+    }
+
+    #[test]
+    fn a_key_the_record_was_already_applied_to_holds_the_event_back_and_changes_nothing() {
+        let engine_yaml = r#"rules:
+  - name: counted
+    threshold: {key: "{{ event.app }}", count: 2, within: 1m}
+    actions: [{log: {message: hi}}]
+"#;
+        let now = Utc::now();
+        let mut engine = load(engine_yaml);
+        let first = event(serde_json::json!({"app": "web", "n": 1}));
+        assert!(engine.process(&first, now).planned.is_empty(), "one of two");
+        engine.take_dirty();
+        engine.skip_applied(BTreeSet::from([key("counted", "web")]));
+        let again = engine.process_traced(&first, now);
+        assert!(
+            again.planned.is_empty(),
+            "the redelivery is not counted a second time"
+        );
+        assert!(
+            matches!(&again.trace[0].verdict, Verdict::Held(why) if why.contains("redelivery")),
+            "{:?}",
+            again.trace
+        );
+        assert!(
+            engine.take_dirty().is_empty(),
+            "the key's state is untouched"
+        );
+        // Another key of the same rule is not held back.
+        let other = event(serde_json::json!({"app": "db"}));
+        engine.process(&other, now);
+        assert_eq!(
+            engine.take_dirty(),
+            BTreeMap::from([("counted".to_owned(), vec!["db".to_owned()])])
+        );
+        // Without the skip, the same event would have been the second of two.
+        engine.skip_applied(BTreeSet::new());
+        assert_eq!(engine.process(&first, now).planned.len(), 1);
     }
 }

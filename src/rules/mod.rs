@@ -15,7 +15,9 @@ pub mod state;
 pub mod template;
 
 pub use diagnostic::Diagnostic;
-pub use engine::{Engine, EngineState, Evaluation, PlannedAction, RuleFailure, Throttled};
+pub use engine::{
+    Engine, EngineState, Evaluation, PlannedAction, RuleFailure, StateKey, Throttled,
+};
 pub use load::{LoadError, load_dir, load_sources};
 pub use ruleset::{Rule, RuleSet};
 pub mod testing;

@@ -339,8 +339,8 @@ fn compare(case: &TestCase, got: &Evaluation) -> Option<String> {
         .map(|p| {
             serde_json::json!({
                 "rule": p.rule,
-                "kind": p.kind.as_str(),
-                "params": p.params,
+                "kind": p.kind().as_str(),
+                "params": p.action.params_json(),
                 "dry_run": p.dry_run,
                 "group_key": p.group_key,
             })

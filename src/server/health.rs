@@ -18,8 +18,8 @@ use serde::Serialize;
 
 use super::AppState;
 use crate::metrics::Dependency;
-use crate::outcome::store::Store;
 use crate::rules::RuleSet;
+use crate::store::Store;
 
 /// How long one readiness check may take. Kubelet probes time out after 1 s by default and are
 /// usually raised to a few seconds; a check that has not answered in 3 s counts as failed so a

@@ -128,7 +128,7 @@ mod tests {
     use axum::http::StatusCode;
 
     use super::*;
-    use crate::outcome::store::Store;
+    use crate::store::Store;
 
     /// A state whose dependencies point nowhere (no check is run by these requests), with
     /// ingest off and `/v1/rules` behind a token.

@@ -70,7 +70,17 @@ pub(super) async fn list(State(state): State<Arc<AppState>>, headers: HeaderMap)
         .into_response();
     };
     let rules = pipeline.rules();
-    let states = pipeline.state_summary().await;
+    let states = match pipeline.state_summary().await {
+        Ok(states) => states,
+        Err(err) => {
+            return ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("cannot read the rules' state: {err}"),
+                "check the audit store (`/readyz` names the failing dependency) and retry",
+            )
+            .into_response();
+        }
+    };
     let last = pipeline.last_matches();
     let views = rules
         .rules()

@@ -86,16 +86,6 @@ impl Handler for crate::pipeline::Pipeline {
             .await
             .map(drop)
     }
-
-    async fn drained(&self) {
-        if let Err(err) = self.save_state().await {
-            tracing::error!(
-                error = %err,
-                "cannot save the rules' state on shutdown; throttles and windows restart from \
-                 their last saved state"
-            );
-        }
-    }
 }
 
 /// Why the consumer could not start or stopped abnormally.

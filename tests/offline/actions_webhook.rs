@@ -19,7 +19,7 @@ use hmac::{KeyInit, Mac};
 use reflex::actions::webhook::{
     BackoffPolicy, Error, RESPONSE_EXCERPT_BYTES, WebhookConfig, WebhookExecutor,
 };
-use reflex::rules::action::{HmacParams, HttpMethod, SecretRef, StatusRange, WebhookParams};
+use reflex::rules::action::{HmacParams, HttpMethod, SecretRef, StatusRange, WebhookAction};
 use serde_json::json;
 use tokio::time::Instant;
 
@@ -141,8 +141,8 @@ impl Receiver {
 }
 
 /// Parameters as the planner renders them, with the defaults a rule gets.
-fn params(url: String) -> WebhookParams {
-    WebhookParams {
+fn params(url: String) -> WebhookAction {
+    WebhookAction {
         method: HttpMethod::Post,
         url: url.into(),
         headers: BTreeMap::new(),
@@ -155,10 +155,6 @@ fn params(url: String) -> WebhookParams {
         hmac: None,
         idempotent_receiver: false,
     }
-}
-
-fn to_json(params: &WebhookParams) -> serde_json::Value {
-    serde_json::to_value(params).expect("params serialize")
 }
 
 /// Exact delays (no jitter), so paused-time tests can assert them to the millisecond.
@@ -213,7 +209,7 @@ async fn a_json_webhook_arrives_with_its_exact_body_headers_and_idempotency_key(
     p.body = Some(body.clone());
 
     let result = executor(BackoffPolicy::default(), &[])
-        .execute(&to_json(&p), "rule-a/0/evt-1")
+        .execute(&p, "rule-a/0/evt-1")
         .await
         .expect("webhook succeeds");
 
@@ -248,7 +244,7 @@ async fn a_text_body_is_sent_as_utf8_text_and_a_long_answer_is_cut_to_the_excerp
     p.body_text = Some("disk full on node-7 ✓".into());
 
     let result = executor(BackoffPolicy::default(), &[])
-        .execute(&to_json(&p), "k-text")
+        .execute(&p, "k-text")
         .await
         .expect("webhook succeeds");
 
@@ -274,7 +270,7 @@ async fn two_503s_then_200_take_three_attempts_spaced_by_the_doubling_backoff() 
     p.body = Some(json!({"n": 1}));
 
     let result = executor(exact_backoff(100), &[])
-        .execute(&to_json(&p), "k-503")
+        .execute(&p, "k-503")
         .await
         .expect("third attempt succeeds");
 
@@ -307,7 +303,7 @@ async fn jittered_delays_stay_within_their_ceilings_and_exhausted_5xx_is_retryab
     };
 
     let err = executor(backoff, &[])
-        .execute(&to_json(&p), "k-jitter")
+        .execute(&p, "k-jitter")
         .await
         .expect_err("every attempt fails");
 
@@ -338,7 +334,7 @@ async fn retry_after_seconds_on_a_429_replace_the_backoff() {
     let p = params(receiver.url("/limited"));
 
     let result = executor(exact_backoff(100), &[])
-        .execute(&to_json(&p), "k-429")
+        .execute(&p, "k-429")
         .await
         .expect("second attempt succeeds");
 
@@ -363,7 +359,7 @@ async fn a_retry_after_beyond_the_cap_waits_only_the_cap() {
     };
 
     let result = executor(backoff, &[])
-        .execute(&to_json(&params(receiver.url("/busy"))), "k-cap")
+        .execute(&params(receiver.url("/busy")), "k-cap")
         .await
         .expect("second attempt succeeds");
 
@@ -380,7 +376,7 @@ async fn a_400_fails_at_once_without_retry_and_is_permanent() {
     .await;
 
     let err = executor(exact_backoff(1), &[])
-        .execute(&to_json(&params(receiver.url("/strict"))), "k-400")
+        .execute(&params(receiver.url("/strict")), "k-400")
         .await
         .expect_err("400 fails");
 
@@ -408,7 +404,7 @@ async fn a_status_listed_in_success_status_succeeds_even_outside_2xx() {
     ];
 
     let result = executor(exact_backoff(1), &[])
-        .execute(&to_json(&p), "k-409")
+        .execute(&p, "k-409")
         .await
         .expect("409 counts as success");
 
@@ -428,7 +424,7 @@ async fn a_slow_receiver_times_out_on_every_attempt_and_the_attempts_are_counted
     let started = Instant::now();
 
     let err = executor(exact_backoff(100), &[])
-        .execute(&to_json(&p), "k-slow")
+        .execute(&p, "k-slow")
         .await
         .expect_err("every attempt times out");
 
@@ -463,7 +459,7 @@ async fn a_refused_connection_is_retried_and_reported_as_a_connect_error() {
     p.retries = 2;
 
     let err = executor(exact_backoff(50), &[])
-        .execute(&to_json(&p), "k-refused")
+        .execute(&p, "k-refused")
         .await
         .expect_err("nobody listens");
 
@@ -485,7 +481,7 @@ async fn the_hmac_signature_header_verifies_over_the_sent_body_with_the_key_file
     });
 
     executor(BackoffPolicy::default(), &[])
-        .execute(&to_json(&p), "k-hmac")
+        .execute(&p, "k-hmac")
         .await
         .expect("webhook succeeds");
 
@@ -509,7 +505,7 @@ async fn a_host_outside_the_allow_list_is_refused_before_any_request() {
         BackoffPolicy::default(),
         &["hooks.example.com", "*.pagerduty.com"],
     )
-    .execute(&to_json(&p), "k-ssrf")
+    .execute(&p, "k-ssrf")
     .await
     .expect_err("127.0.0.1 is not allowed");
 
@@ -529,7 +525,7 @@ async fn a_host_outside_the_allow_list_is_refused_before_any_request() {
 
     // The same request goes through once the host is listed.
     let result = executor(BackoffPolicy::default(), &["127.0.0.1"])
-        .execute(&to_json(&p), "k-ssrf")
+        .execute(&p, "k-ssrf")
         .await
         .expect("allowed host");
     assert_eq!(result.status, 200);
@@ -599,7 +595,7 @@ async fn a_secret_header_reaches_the_receiver_but_never_results_errors_or_logs()
     let executor = executor(exact_backoff(10), &[]);
 
     let result = executor
-        .execute(&to_json(&p), "k-secret")
+        .execute(&p, "k-secret")
         .await
         .expect("second attempt succeeds");
     let seen = receiver.seen();
@@ -612,7 +608,7 @@ async fn a_secret_header_reaches_the_receiver_but_never_results_errors_or_logs()
     let mut q = p.clone();
     q.url = failing.url("/secure").into();
     let err = executor
-        .execute(&to_json(&q), "k-secret-2")
+        .execute(&q, "k-secret-2")
         .await
         .expect_err("401 fails");
     assert_eq!(failing.seen()[0].headers["authorization"], SECRET);
@@ -628,7 +624,7 @@ async fn a_secret_header_reaches_the_receiver_but_never_results_errors_or_logs()
     }
     for (what, text) in [
         ("params Debug", format!("{p:?}")),
-        ("params JSON", to_json(&p).to_string()),
+        ("params JSON", serde_json::to_string(&p).expect("json")),
         ("result Debug", format!("{result:?}")),
         ("result JSON", serde_json::to_string(&result).expect("json")),
         ("error Display", err.to_string()),
@@ -653,7 +649,7 @@ async fn a_missing_secret_fails_permanently_before_sending() {
     );
 
     let err = executor(BackoffPolicy::default(), &[])
-        .execute(&to_json(&p), "k-missing")
+        .execute(&p, "k-missing")
         .await
         .expect_err("secret missing");
 
@@ -679,7 +675,7 @@ async fn a_redirect_is_reported_not_followed() {
     .await;
 
     let err = executor(exact_backoff(1), &["127.0.0.1"])
-        .execute(&to_json(&params(receiver.url("/moved"))), "k-302")
+        .execute(&params(receiver.url("/moved")), "k-302")
         .await
         .expect_err("302 is not success");
 

@@ -8,7 +8,7 @@ use chrono::{DateTime, Duration, Utc};
 use reflex::event::Event;
 use reflex::event::decode::{Decoding, decode_json};
 use reflex::rules::engine::{Verdict, idempotency_key};
-use reflex::rules::{Engine, EngineState, LoadError, RuleSet, load_sources};
+use reflex::rules::{Engine, EngineState, LoadError, PlannedAction, RuleSet, load_sources};
 use serde_json::{Value, json};
 
 fn rules(yaml: &str) -> Arc<RuleSet> {
@@ -17,6 +17,11 @@ fn rules(yaml: &str) -> Arc<RuleSet> {
         Err(LoadError::Invalid(p)) => panic!("invalid rules: {p:#?}"),
         Err(e) => panic!("{e}"),
     }
+}
+
+/// The `message` parameter of a planned action, as its outcome records it.
+fn message(planned: &PlannedAction) -> Value {
+    planned.action.params_json()["message"].clone()
 }
 
 fn t0() -> DateTime<Utc> {
@@ -66,17 +71,17 @@ rules:
 fn higher_priority_rules_plan_first_and_actions_keep_their_order() {
     let mut engine = Engine::new(rules(TWO_RULES));
     let out = engine.process(&event("t", 1, json!({"kind": "a", "n": 7})), t0());
-    let got: Vec<(&str, usize, &Value)> = out
+    let got: Vec<(&str, usize, Value)> = out
         .planned
         .iter()
-        .map(|p| (p.rule.as_str(), p.action_index, &p.params["message"]))
+        .map(|p| (p.rule.as_str(), p.action_index, message(p)))
         .collect();
     assert_eq!(
         got,
         vec![
-            ("high", 0, &json!("high 7")),
-            ("high", 1, &json!("second")),
-            ("low", 0, &json!("low 7"))
+            ("high", 0, json!("high 7")),
+            ("high", 1, json!("second")),
+            ("low", 0, json!("low 7"))
         ]
     );
 }
@@ -325,15 +330,15 @@ rules:
     let mut engine = Engine::new(rules(yaml));
     let out = engine.process(&event("t", 1, json!({})), t0());
     assert_eq!(out.planned.len(), 1);
-    assert_eq!(out.planned[0].params["message"], "no team");
+    assert_eq!(message(&out.planned[0]), "no team");
     assert_eq!(
         out.failures.len(),
         1,
         "printing the missing field is an error, not an empty string"
     );
     let out = engine.process(&event("t", 2, json!({"team": "sre"})), t0());
-    assert_eq!(out.planned[0].params["message"], "team sre");
-    assert_eq!(out.planned[1].params["message"], "sre");
+    assert_eq!(message(&out.planned[0]), "team sre");
+    assert_eq!(message(&out.planned[1]), "sre");
 }
 
 /// The absence rule's condition describes the arming event; the disarming event does not satisfy
@@ -365,10 +370,10 @@ rules:
         t0() + Duration::minutes(10),
     );
     let fired = engine.tick(t0() + Duration::minutes(31));
-    let messages: Vec<&Value> = fired.planned.iter().map(|p| &p.params["message"]).collect();
+    let messages: Vec<Value> = fired.planned.iter().map(message).collect();
     assert_eq!(
         messages,
-        vec![&json!("run 2 never finished")],
+        vec![json!("run 2 never finished")],
         "run 1 finished, run 2 did not"
     );
 }

@@ -17,7 +17,7 @@ use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::{Headers, Message, OwnedMessage};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use reflex::actions::kafka::{Error, KafkaExecutor, PublishResult};
-use reflex::rules::action::{CloudEventParams, KafkaParams};
+use reflex::rules::action::{CloudEventParams, KafkaAction};
 use serde_json::json;
 
 /// Bound on each Kafka operation here (topic creation, an acknowledgement, reading a record):
@@ -103,7 +103,7 @@ async fn a_cloudevent_is_published_with_key_and_headers_and_read_back_exactly() 
         "replicas": 5,
         "note": "quote \" and unicode é✓",
     });
-    let params = KafkaParams {
+    let params = KafkaAction {
         topic: topic.clone(),
         key: Some("shop/checkout".into()),
         value: value.clone(),
@@ -114,7 +114,6 @@ async fn a_cloudevent_is_published_with_key_and_headers_and_read_back_exactly() 
             subject: Some("deployment/shop/checkout".into()),
         }),
     };
-    let params = serde_json::to_value(&params).expect("params");
     let executor = executor(&bootstrap);
     let before = chrono::Utc::now() - chrono::Duration::seconds(1);
 
@@ -162,10 +161,11 @@ async fn a_plain_record_carries_the_rule_headers_and_the_idempotency_key() {
     let bootstrap = support::require_kafka().await;
     let topic = support::unique_name("actions-kafka-plain");
     create_topic(&bootstrap, &topic).await;
-    let params = json!({
+    let params: KafkaAction = serde_json::from_value(json!({
         "topic": topic, "key": null, "value": [1, "two", {"three": 3}],
         "headers": {"origin": "reflex"}, "cloudevent": null,
-    });
+    }))
+    .expect("parameters");
 
     let result = executor(&bootstrap)
         .execute(&params, "plain/0/evt-1")
@@ -193,10 +193,11 @@ async fn a_plain_record_carries_the_rule_headers_and_the_idempotency_key() {
 async fn a_topic_the_broker_refuses_fails_permanently() {
     let bootstrap = support::require_kafka().await;
     // A legal name, but an internal topic: brokers refuse appends from clients.
-    let params = json!({
+    let params: KafkaAction = serde_json::from_value(json!({
         "topic": "__consumer_offsets", "key": null, "value": {"forged": true},
         "headers": {}, "cloudevent": null,
-    });
+    }))
+    .expect("parameters");
 
     let err = tokio::time::timeout(
         KAFKA_OP_TIMEOUT + Duration::from_secs(10),
@@ -220,9 +221,10 @@ async fn a_topic_the_broker_refuses_fails_permanently() {
 #[tokio::test]
 async fn an_illegal_topic_name_is_refused_before_reaching_the_broker() {
     let bootstrap = support::kafka_bootstrap();
-    let params = json!({
+    let params: KafkaAction = serde_json::from_value(json!({
         "topic": "no spaces/allowed", "key": null, "value": 1, "headers": {}, "cloudevent": null,
-    });
+    }))
+    .expect("parameters");
 
     let err = executor(&bootstrap)
         .execute(&params, "illegal/0/evt-1")
@@ -264,8 +266,8 @@ async fn an_event_chosen_topic_cannot_reach_reflex_own_topics_through_the_pipeli
     use reflex::actions::Executors;
     use reflex::config::{Config, PipelineConfig, TopicsConfig};
     use reflex::event::decode::RawRecord;
-    use reflex::outcome::store::{OutcomeStatus, Store};
     use reflex::pipeline::Pipeline;
+    use reflex::store::{OutcomeStatus, Store};
 
     let bootstrap = support::require_kafka().await;
     let name = support::unique_name("loop");
@@ -333,7 +335,7 @@ async fn an_event_chosen_topic_cannot_reach_reflex_own_topics_through_the_pipeli
     }
 
     let history = store
-        .history(&reflex::outcome::history::HistoryFilter {
+        .history(&reflex::store::history::HistoryFilter {
             rule: Some("forward".into()),
             limit: 10,
             ..Default::default()

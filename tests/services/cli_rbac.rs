@@ -14,8 +14,8 @@ use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::api::{Api, DeleteParams as KubeDeleteParams, PostParams};
 use reflex::actions::kubernetes::{Error, KubeExecutor};
 use reflex::rules::action::{
-    ActionKind, CreateParams, DeleteParams, NodeParams, RestartParams, ScaleParams, SetImageParams,
-    TargetParams,
+    Action, ActionKind, CreateAction, DeleteAction, NodeAction, RestartAction, ScaleAction,
+    SetImageAction, TargetParams,
 };
 use serde_json::{Value, json};
 
@@ -186,7 +186,10 @@ async fn run<P: serde::Serialize>(
     params: &P,
 ) -> Result<reflex::actions::kubernetes::Change, Error> {
     let json = serde_json::to_value(params).expect("parameters encode");
-    executor.execute(kind, &json).await
+    let Action::Kubernetes(action) = Action::from_parts(kind, json).expect("parameters fit") else {
+        panic!("`{}` is not a Kubernetes action", kind.as_str());
+    };
+    executor.execute(&action).await
 }
 
 #[tokio::test]
@@ -268,10 +271,10 @@ async fn the_generated_cluster_role_is_enough_for_the_shipped_rules_and_no_more(
 
         let executor = KubeExecutor::new(impersonating(&user).await);
         let web = target("Deployment", "apps/v1", Some(&ns), "web");
-        run(&executor, ActionKind::Restart, &RestartParams { target: web.clone() })
+        run(&executor, ActionKind::Restart, &RestartAction { target: web.clone() })
             .await
             .expect("restart is granted");
-        let scale = ScaleParams {
+        let scale = ScaleAction {
             target: web.clone(),
             replicas: Some(3),
             change: None,
@@ -279,7 +282,7 @@ async fn the_generated_cluster_role_is_enough_for_the_shipped_rules_and_no_more(
             max: Some(20),
         };
         run(&executor, ActionKind::Scale, &scale).await.expect("scale is granted");
-        let image = SetImageParams {
+        let image = SetImageAction {
             target: web.clone(),
             container: Some("app".into()),
             image: "registry.invalid/web:2".into(),
@@ -287,9 +290,9 @@ async fn the_generated_cluster_role_is_enough_for_the_shipped_rules_and_no_more(
             timeout_ms: 30_000,
         };
         run(&executor, ActionKind::SetImage, &image).await.expect("set_image is granted");
-        let cordon = NodeParams { node: user.clone() };
+        let cordon = NodeAction { node: user.clone() };
         run(&executor, ActionKind::Cordon, &cordon).await.expect("cordon is granted");
-        let delete = DeleteParams {
+        let delete = DeleteAction {
             target: target("Pod", "v1", Some(&ns), "shell"),
             allow_bare_pods: false,
             grace_period_seconds: None,
@@ -298,7 +301,7 @@ async fn the_generated_cluster_role_is_enough_for_the_shipped_rules_and_no_more(
         run(&executor, ActionKind::Delete, &delete).await.expect("delete is granted");
 
         // Nothing in the shipped rules creates objects: that stays forbidden.
-        let create = CreateParams {
+        let create = CreateAction {
             api_version: "v1".into(),
             kind: "ConfigMap".into(),
             namespace: Some(ns.clone()),

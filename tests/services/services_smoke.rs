@@ -18,7 +18,7 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use reflex::outcome::store::{Backend, NewOutcome, OutcomeStatus, Store};
+use reflex::store::{Backend, NewOutcome, OutcomeStatus, Store};
 use serde_json::json;
 use sqlx::Connection;
 
@@ -482,7 +482,7 @@ fn with_database(url: &str, database: &str) -> String {
 #[tokio::test]
 async fn the_store_migrates_and_records_outcomes_on_postgres() {
     let url = support::database_url();
-    let shown = reflex::outcome::store::redact_url(&url);
+    let shown = reflex::store::redact_url(&url);
     let mut admin =
         tokio::time::timeout(support::PRECHECK_TIMEOUT, sqlx::PgConnection::connect(&url))
             .await

@@ -197,6 +197,24 @@ pub fn committed_and_ends(
     topic: &str,
     partitions: i32,
 ) -> Vec<(i64, i64)> {
+    committed_offsets(bootstrap, group, topic, partitions)
+        .into_iter()
+        .enumerate()
+        .map(|(partition, (committed, end))| match committed {
+            Some(offset) => (offset, end),
+            None => panic!("{topic}/{partition}: no committed offset"),
+        })
+        .collect()
+}
+
+/// The committed offset of `group` (`None` where it committed none) and the high watermark of
+/// each partition of `topic`.
+pub fn committed_offsets(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+) -> Vec<(Option<i64>, i64)> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
     let consumer: BaseConsumer = rdkafka::ClientConfig::new()
@@ -218,8 +236,8 @@ pub fn committed_and_ends(
                 .find_partition(topic, partition)
                 .map(|e| e.offset())
             {
-                Some(Offset::Offset(offset)) => offset,
-                other => panic!("{topic}/{partition}: no committed offset ({other:?})"),
+                Some(Offset::Offset(offset)) => Some(offset),
+                _ => None,
             };
             let (_, high) = consumer
                 .fetch_watermarks(topic, partition, super::PRECHECK_TIMEOUT)

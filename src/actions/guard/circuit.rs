@@ -15,10 +15,10 @@ use sha2::{Digest, Sha256};
 
 use crate::config::CircuitConfig;
 use crate::metrics::{self, RuleLabels};
-use crate::outcome::circuit::{Announcement, CircuitRow};
-use crate::outcome::store::{self, Store};
 use crate::outcome::topic::{self, Publisher};
 use crate::rules::ruleset::RuleGuard;
+use crate::store::circuit::{Announcement, CircuitRow};
+use crate::store::{self, Store};
 
 /// Why a circuit check could not be made (the caller retries the record).
 #[derive(Debug, thiserror::Error)]

@@ -1,13 +1,12 @@
 //! Guardrails around executing actions: the policies on where an action may act (the
 //! [`namespace`] policy, the cluster-[`scope`]d kinds, the Kafka [`topic`]s), global dry run,
-//! the [`circuit`] breaker, per-target mutual exclusion ([`lock`]), a bound on concurrent
+//! the [`circuit`] breaker, per-target mutual exclusion ([`crate::store::locks`]), a bound on concurrent
 //! executions and a per-action timeout. Settings are in [`crate::config::ActionsConfig`] (its
 //! guardrail types re-exported in [`config`]); the pipeline calls them in that order between
 //! claiming an action and recording its outcome.
 
 pub mod circuit;
 pub mod config;
-pub mod lock;
 pub mod namespace;
 pub mod scope;
 pub mod topic;
@@ -21,10 +20,11 @@ use tokio::time::Instant;
 
 use super::Execution;
 use crate::config::{CircuitConfig, Config};
-use crate::outcome::store::Store;
 use crate::rules::PlannedAction;
-use crate::rules::action::ActionKind;
+use crate::rules::action::{Action, ActionKind};
 use crate::rules::ruleset::RuleGuard;
+use crate::store::Store;
+use crate::store::locks as lock;
 
 /// Environment variable giving Reflex's own namespace when `actions.own_namespace` is unset
 /// (set it from the downward API: `fieldRef: metadata.namespace`).
@@ -115,7 +115,13 @@ impl Guard {
     pub fn check(&self, action: &PlannedAction, rule: &RuleGuard) -> Result<(), Refusal> {
         let refuse = |policy| move |message| Refusal { policy, message };
         let name = action.rule.as_str();
-        match scope::action_scope(action) {
+        if let Action::Kafka(kafka) = &action.action {
+            return self
+                .topics
+                .check(&kafka.topic, name)
+                .map_err(refuse(Policy::KafkaTopic));
+        }
+        match scope::action_scope(&action.action) {
             Some(scope::Scope::Namespaced(ns)) => self
                 .namespaces
                 .check(ns, name, rule)
@@ -131,16 +137,6 @@ impl Guard {
                         .map_err(refuse(Policy::Namespace)),
                     None => Ok(()),
                 }
-            }
-            None if action.kind == ActionKind::Kafka => {
-                let topic = action
-                    .params
-                    .get("topic")
-                    .and_then(serde_json::Value::as_str)
-                    .unwrap_or_default();
-                self.topics
-                    .check(topic, name)
-                    .map_err(refuse(Policy::KafkaTopic))
             }
             None => Ok(()),
         }
@@ -252,8 +248,7 @@ fn planned(kind: ActionKind, params: serde_json::Value) -> PlannedAction {
     PlannedAction {
         rule: "r".into(),
         action_index: 0,
-        kind,
-        params,
+        action: Action::from_parts(kind, params).expect("parameters fit the kind"),
         idempotency_key: "k".into(),
         event_id: "e".into(),
         dry_run: false,
@@ -402,7 +397,8 @@ mod tests {
         let delete = |name: &str| {
             planned(
                 ActionKind::Delete,
-                json!({"target": {"api_version": "v1", "kind": "Namespace", "name": name}}),
+                json!({"target": {"api_version": "v1", "kind": "Namespace", "name": name},
+                       "allow_bare_pods": false}),
             )
         };
         let none = RuleGuard::default();
@@ -460,13 +456,18 @@ mod tests {
     async fn a_kafka_action_aimed_at_the_outcomes_topic_is_refused() {
         let (guard, _dir) = guard(ActionsConfig::default()).await;
         let none = RuleGuard::default();
-        let publish = |topic: &str| planned(ActionKind::Kafka, json!({ "topic": topic }));
+        let publish = |topic: &str| {
+            planned(
+                ActionKind::Kafka,
+                json!({ "topic": topic, "value": null, "headers": {} }),
+            )
+        };
         let refused = guard
             .check(&publish("reflex.outcomes"), &none)
             .expect_err("own topic");
         assert_eq!(refused.policy, Policy::KafkaTopic);
         assert_eq!(guard.check(&publish("notify.sre"), &none), Ok(()));
-        let log = planned(ActionKind::Log, json!({ "message": "m" }));
+        let log = planned(ActionKind::Log, json!({ "message": "m", "level": "info" }));
         assert_eq!(guard.check(&log, &none), Ok(()));
     }
 

@@ -11,8 +11,7 @@
 
 use serde_json::Value;
 
-use crate::rules::PlannedAction;
-use crate::rules::action::ActionKind;
+use crate::rules::action::{Action, ObjectRef};
 
 /// Where a Kubernetes action acts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,50 +50,38 @@ impl ClusterObject<'_> {
     }
 }
 
-/// Where `action` acts; `None` for kinds that are not Kubernetes actions.
-pub fn action_scope(action: &PlannedAction) -> Option<Scope<'_>> {
-    if !action.kind.is_kubernetes() {
+/// Where `action` acts; `None` for actions that are not Kubernetes actions.
+pub fn action_scope(action: &Action) -> Option<Scope<'_>> {
+    let Action::Kubernetes(action) = action else {
         return None;
-    }
-    let params = &action.params;
-    let (api_version, kind, namespace, name) = match action.kind {
-        ActionKind::Cordon | ActionKind::Uncordon => {
-            (Some("v1"), Some("Node"), None, text(params.get("node")))
-        }
-        ActionKind::Create => {
-            let meta = params.pointer("/manifest/metadata");
-            let field = |f: &str| text(meta.and_then(|m| m.get(f)));
+    };
+    let (api_version, kind, namespace, name) = match action.object() {
+        ObjectRef::Existing(t) => (
+            t.api_version.as_str(),
+            t.kind.as_str(),
+            t.namespace.as_deref(),
+            Some(t.name.as_str()),
+        ),
+        ObjectRef::Node(node) => ("v1", "Node", None, Some(node)),
+        ObjectRef::Created(p) => {
+            let meta = p.manifest.get("metadata");
+            let field = |f: &str| meta.and_then(|m| m.get(f)).and_then(Value::as_str);
             (
-                text(params.get("api_version")),
-                text(params.get("kind")),
-                text(params.get("namespace")).or_else(|| field("namespace")),
+                p.api_version.as_str(),
+                p.kind.as_str(),
+                p.namespace.as_deref().or_else(|| field("namespace")),
                 field("name").or_else(|| field("generateName")),
-            )
-        }
-        _ => {
-            let target = params.get("target");
-            let field = |f: &str| text(target.and_then(|t| t.get(f)));
-            (
-                field("api_version"),
-                field("kind"),
-                field("namespace"),
-                field("name"),
             )
         }
     };
     Some(match namespace {
         Some(namespace) => Scope::Namespaced(namespace),
         None => Scope::Cluster(ClusterObject {
-            // Parameters always carry both; an empty kind matches no allow entry.
-            api_version: api_version.unwrap_or_default(),
-            kind: kind.unwrap_or_default(),
+            api_version,
+            kind,
             name,
         }),
     })
-}
-
-fn text(value: Option<&Value>) -> Option<&str> {
-    value.and_then(Value::as_str)
 }
 
 /// `actions.cluster_scoped.allow`, compiled: `Kind` (in any API group) or `group/Kind`.
@@ -141,13 +128,17 @@ impl ClusterScopedPolicy {
 mod tests {
     use serde_json::json;
 
-    use super::super::planned;
     use super::*;
+    use crate::rules::action::ActionKind;
+
+    fn planned(kind: ActionKind, params: Value) -> Action {
+        Action::from_parts(kind, params).expect("parameters fit the kind")
+    }
 
     fn target(api_version: &str, kind: &str, namespace: Option<&str>, name: &str) -> Value {
         json!({"target": {
             "api_version": api_version, "kind": kind, "namespace": namespace, "name": name
-        }})
+        }, "allow_bare_pods": false})
     }
 
     #[test]
@@ -186,7 +177,11 @@ mod tests {
             panic!("cluster-scoped");
         };
         assert_eq!(object.namespace_object(), Some("team-"));
-        let webhook = planned(ActionKind::Webhook, json!({"url": "http://x"}));
+        let webhook = planned(
+            ActionKind::Webhook,
+            json!({"method": "POST", "url": "http://x", "headers": {}, "secret_headers": {},
+                   "timeout_ms": 1000, "retries": 0, "success_status": []}),
+        );
         assert_eq!(action_scope(&webhook), None);
     }
 

@@ -14,11 +14,11 @@ impl KubeExecutor {
     pub(super) async fn set_metadata(
         &self,
         kind: ActionKind,
-        target: TargetParams,
+        target: &TargetParams,
         field: &'static str,
-        entries: BTreeMap<String, Option<String>>,
+        entries: &BTreeMap<String, Option<String>>,
     ) -> Result<Change> {
-        let (res, api, what) = self.target(kind, &target).await?;
+        let (res, api, what) = self.target(kind, target).await?;
         let ns = target.namespace.as_deref();
         let name = target.name.as_str();
         let get = Op::new("get", &res.resource, None, &what).in_namespace(ns);
@@ -33,7 +33,7 @@ impl KubeExecutor {
             let mut set = BTreeMap::new();
             let mut removed = Vec::new();
             let mut body = Map::new();
-            for (key, value) in &entries {
+            for (key, value) in entries {
                 match value {
                     Some(v) if current.get(key) != Some(v) => {
                         set.insert(key.clone(), v.clone());

@@ -1,5 +1,5 @@
-//! The Kubernetes executor: carries out a planned Kubernetes action (its rendered parameters)
-//! against the API server through kube's dynamic API and discovery, and records what changed.
+//! The Kubernetes executor: carries out a planned [`KubernetesAction`] against the API server
+//! through kube's dynamic API and discovery, and records what changed.
 //!
 //! Layout: [`change`] (what an action changed), [`scale`] (through the `scale` subresource), [`workload`] (restart, set_image),
 //! [`rollback`] (ReplicaSet and ControllerRevision history), [`object`] (patch, delete,
@@ -22,13 +22,12 @@ use kube::Client;
 use kube::api::{Api, DynamicObject};
 use kube::core::GroupVersionKind;
 use kube::discovery::{ApiCapabilities, ApiResource, Scope};
-use serde::de::DeserializeOwned;
 use tokio::sync::RwLock;
 
 pub use change::{Change, ChangeDetail};
 pub use error::{Error, Result};
 
-use crate::rules::action::{ActionKind, TargetParams};
+use crate::rules::action::{ActionKind, KubernetesAction, TargetParams};
 
 /// The field manager of every write Reflex makes (visible in `managedFields`).
 pub const FIELD_MANAGER: &str = "reflex";
@@ -171,14 +170,6 @@ fn describe_target(t: &TargetParams) -> String {
     describe(&t.api_version, &t.kind, t.namespace.as_deref(), &t.name)
 }
 
-/// Deserializes the planned parameters of `kind`.
-fn parse<T: DeserializeOwned>(kind: ActionKind, params: &serde_json::Value) -> Result<T> {
-    T::deserialize(params).map_err(|e| Error::InvalidParams {
-        action: kind.as_str(),
-        reason: e.to_string(),
-    })
-}
-
 /// Re-checks a name that goes into an API path. The planner already validated it; this keeps
 /// a hand-built parameter object from addressing another path.
 fn check_name(action: ActionKind, field: &str, name: &str) -> Result<()> {
@@ -272,34 +263,31 @@ impl KubeExecutor {
         &self.client
     }
 
-    /// Carries out one planned action: `params` is the JSON the rule engine rendered for
-    /// `kind` (the kind's `*Params` type). Conflicts are retried inside; the error says whether
-    /// the caller should retry ([`Error::retryable`]).
-    pub async fn execute(&self, kind: ActionKind, params: &serde_json::Value) -> Result<Change> {
-        match kind {
-            ActionKind::Scale => self.scale(parse(kind, params)?).await,
-            ActionKind::Restart => self.restart(parse(kind, params)?).await,
-            ActionKind::SetImage => self.set_image(parse(kind, params)?).await,
-            ActionKind::Rollback => self.rollback(parse(kind, params)?).await,
-            ActionKind::Patch => self.patch(parse(kind, params)?).await,
-            ActionKind::Delete => self.delete(parse(kind, params)?).await,
-            ActionKind::Create => self.create(parse(kind, params)?).await,
-            ActionKind::Cordon => self.set_unschedulable(parse(kind, params)?, true).await,
-            ActionKind::Uncordon => self.set_unschedulable(parse(kind, params)?, false).await,
-            ActionKind::Label => {
-                let p: crate::rules::action::LabelParams = parse(kind, params)?;
-                self.set_metadata(kind, p.target, "labels", p.labels).await
-            }
-            ActionKind::Annotate => {
-                let p: crate::rules::action::AnnotateParams = parse(kind, params)?;
-                self.set_metadata(kind, p.target, "annotations", p.annotations)
+    /// Carries out one planned Kubernetes action. Conflicts are retried inside; the error says
+    /// whether the caller should retry ([`Error::retryable`]).
+    pub async fn execute(&self, action: &KubernetesAction) -> Result<Change> {
+        match action {
+            KubernetesAction::Scale(p) => self.scale(p).await,
+            KubernetesAction::Restart(p) => self.restart(p).await,
+            KubernetesAction::SetImage(p) => self.set_image(p).await,
+            KubernetesAction::Rollback(p) => self.rollback(p).await,
+            KubernetesAction::Patch(p) => self.patch(p).await,
+            KubernetesAction::Delete(p) => self.delete(p).await,
+            KubernetesAction::Create(p) => self.create(p).await,
+            KubernetesAction::Cordon(p) => self.set_unschedulable(p, true).await,
+            KubernetesAction::Uncordon(p) => self.set_unschedulable(p, false).await,
+            KubernetesAction::Label(p) => {
+                self.set_metadata(ActionKind::Label, &p.target, "labels", &p.labels)
                     .await
             }
-            ActionKind::Webhook | ActionKind::Kafka | ActionKind::Log => {
-                Err(Error::InvalidParams {
-                    action: kind.as_str(),
-                    reason: "not a Kubernetes action".into(),
-                })
+            KubernetesAction::Annotate(p) => {
+                self.set_metadata(
+                    ActionKind::Annotate,
+                    &p.target,
+                    "annotations",
+                    &p.annotations,
+                )
+                .await
             }
         }
     }

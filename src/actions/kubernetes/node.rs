@@ -4,10 +4,10 @@ use kube::api::Patch;
 use serde_json::json;
 
 use super::{Change, ChangeDetail, KubeExecutor, Op, Result, check_name, describe, patch_params};
-use crate::rules::action::{ActionKind, NodeParams};
+use crate::rules::action::{ActionKind, NodeAction};
 
 impl KubeExecutor {
-    pub(super) async fn set_unschedulable(&self, p: NodeParams, cordon: bool) -> Result<Change> {
+    pub(super) async fn set_unschedulable(&self, p: &NodeAction, cordon: bool) -> Result<Change> {
         let kind = if cordon {
             ActionKind::Cordon
         } else {

@@ -8,7 +8,7 @@ use super::{
     Change, ChangeDetail, Error, FIELD_MANAGER, KubeExecutor, Op, Result, check_name, describe,
     patch_params,
 };
-use crate::rules::action::{ActionKind, CreateParams, DeleteParams, PatchParams, PatchType};
+use crate::rules::action::{ActionKind, CreateAction, DeleteAction, PatchAction, PatchType};
 
 fn to_kube_policy(p: crate::rules::action::PropagationPolicy) -> kube::api::PropagationPolicy {
     use crate::rules::action::PropagationPolicy as P;
@@ -20,7 +20,7 @@ fn to_kube_policy(p: crate::rules::action::PropagationPolicy) -> kube::api::Prop
 }
 
 impl KubeExecutor {
-    pub(super) async fn patch(&self, p: PatchParams) -> Result<Change> {
+    pub(super) async fn patch(&self, p: &PatchAction) -> Result<Change> {
         let kind = ActionKind::Patch;
         let (res, api, what) = self.target(kind, &p.target).await?;
         let ns = p.target.namespace.as_deref();
@@ -87,7 +87,7 @@ impl KubeExecutor {
         })
     }
 
-    pub(super) async fn delete(&self, p: DeleteParams) -> Result<Change> {
+    pub(super) async fn delete(&self, p: &DeleteAction) -> Result<Change> {
         let kind = ActionKind::Delete;
         let (res, api, what) = self.target(kind, &p.target).await?;
         let ns = p.target.namespace.as_deref();
@@ -146,7 +146,7 @@ impl KubeExecutor {
         })
     }
 
-    pub(super) async fn create(&self, p: CreateParams) -> Result<Change> {
+    pub(super) async fn create(&self, p: &CreateAction) -> Result<Change> {
         let kind = ActionKind::Create;
         let res = self.resolve(&p.api_version, &p.kind).await?;
         let api = self.api(kind, &res, p.namespace.as_deref())?;

@@ -10,7 +10,7 @@ use kube::discovery::ApiResource;
 use serde_json::{Value, json};
 
 use super::{Change, ChangeDetail, Error, KubeExecutor, Op, Result, describe, patch_params};
-use crate::rules::action::{ActionKind, RollbackParams};
+use crate::rules::action::{ActionKind, RollbackAction};
 
 /// The annotation the Deployment controller numbers revisions with (on the Deployment and on
 /// each of its ReplicaSets).
@@ -30,7 +30,7 @@ struct Revision {
 }
 
 impl KubeExecutor {
-    pub(super) async fn rollback(&self, p: RollbackParams) -> Result<Change> {
+    pub(super) async fn rollback(&self, p: &RollbackAction) -> Result<Change> {
         let kind = ActionKind::Rollback;
         if p.target.api_version != "apps/v1" || !ROLLBACK_KINDS.contains(&p.target.kind.as_str()) {
             return Err(Error::Unsupported {

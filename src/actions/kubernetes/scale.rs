@@ -7,10 +7,10 @@ use kube::api::Patch;
 use serde_json::json;
 
 use super::{Change, ChangeDetail, Error, KubeExecutor, Op, Result, patch_params};
-use crate::rules::action::{ActionKind, ScaleParams};
+use crate::rules::action::{ActionKind, ScaleAction};
 
 impl KubeExecutor {
-    pub(super) async fn scale(&self, p: ScaleParams) -> Result<Change> {
+    pub(super) async fn scale(&self, p: &ScaleAction) -> Result<Change> {
         let kind = ActionKind::Scale;
         let (res, api, what) = self.target(kind, &p.target).await?;
         if !res.has_subresource("scale") {

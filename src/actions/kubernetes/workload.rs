@@ -8,7 +8,7 @@ use kube::api::{Api, DynamicObject, Patch};
 use serde_json::{Value, json};
 
 use super::{Change, ChangeDetail, Error, KubeExecutor, Op, Result, patch_params};
-use crate::rules::action::{ActionKind, RestartParams, SetImageParams};
+use crate::rules::action::{ActionKind, RestartAction, SetImageAction};
 
 /// The pod-template annotation `kubectl rollout restart` sets; changing it rolls every pod.
 pub const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
@@ -33,7 +33,7 @@ fn observed_generation(obj: &DynamicObject) -> Option<i64> {
 }
 
 impl KubeExecutor {
-    pub(super) async fn restart(&self, p: RestartParams) -> Result<Change> {
+    pub(super) async fn restart(&self, p: &RestartAction) -> Result<Change> {
         let kind = ActionKind::Restart;
         let (res, api, what) = self.target(kind, &p.target).await?;
         let ns = p.target.namespace.as_deref();
@@ -72,7 +72,7 @@ impl KubeExecutor {
         })
     }
 
-    pub(super) async fn set_image(&self, p: SetImageParams) -> Result<Change> {
+    pub(super) async fn set_image(&self, p: &SetImageAction) -> Result<Change> {
         let kind = ActionKind::SetImage;
         let (res, api, what) = self.target(kind, &p.target).await?;
         let ns = p.target.namespace.as_deref();

@@ -20,7 +20,7 @@ use reqwest::header::RETRY_AFTER;
 use serde::{Deserialize, Serialize};
 
 use super::secrets::Secret;
-use crate::rules::action::WebhookParams;
+use crate::rules::action::WebhookAction;
 use error::retryable_status;
 use prepare::Prepared;
 
@@ -150,25 +150,23 @@ impl WebhookExecutor {
         })
     }
 
-    /// Sends the webhook described by `params` (a planned action's rendered [`WebhookParams`]),
+    /// Sends the webhook described by `params` (a planned action's rendered parameters),
     /// retrying transient failures, and returns what the receiver answered.
     ///
     /// `idempotency_key` is sent as `Idempotency-Key` (unless the rule sets that header itself),
     /// so a receiver can recognise the repeat a redelivered event causes.
     pub async fn execute(
         &self,
-        params: &serde_json::Value,
+        params: &WebhookAction,
         idempotency_key: &str,
     ) -> Result<WebhookResult, Error> {
-        let params =
-            WebhookParams::deserialize(params).map_err(|e| Error::InvalidParams(e.to_string()))?;
-        let prepared = prepare::prepare(&self.allow, &params, idempotency_key)?;
+        let prepared = prepare::prepare(&self.allow, params, idempotency_key)?;
 
         let attempts = AtomicU32::new(0);
         let started = tokio::time::Instant::now();
         let send = || async {
             let attempt = attempts.fetch_add(1, Ordering::Relaxed) + 1;
-            self.attempt(&prepared, &params, attempt).await
+            self.attempt(&prepared, params, attempt).await
         };
         let outcome = send
             .retry(self.backoff.schedule(params.retries.min(MAX_RETRIES)))
@@ -252,7 +250,7 @@ impl WebhookExecutor {
     async fn attempt(
         &self,
         request: &Prepared,
-        params: &WebhookParams,
+        params: &WebhookAction,
         attempt: u32,
     ) -> Result<(u16, String), AttemptError> {
         let mut builder = self
@@ -352,7 +350,11 @@ mod tests {
     fn the_execute_future_can_be_spawned() {
         fn assert_send<T: Send>(_: &T) {}
         let executor = WebhookExecutor::new(WebhookConfig::default()).expect("executor");
-        let params = serde_json::json!({});
+        let params: WebhookAction = serde_json::from_value(serde_json::json!({
+            "method": "POST", "url": "http://x", "headers": {}, "secret_headers": {},
+            "timeout_ms": 1000, "retries": 0, "success_status": [],
+        }))
+        .expect("params");
         assert_send(&executor.execute(&params, "k"));
     }
 

@@ -9,7 +9,7 @@ use reqwest::{Method, Url};
 
 use super::{Error, HostAllowList, IDEMPOTENCY_HEADER, MAX_TIMEOUT, sign};
 use crate::actions::secrets::{self, Secret};
-use crate::rules::action::{HttpMethod, WebhookParams, WebhookUrl};
+use crate::rules::action::{HttpMethod, WebhookAction, WebhookUrl};
 
 /// A request ready to be sent (possibly several times).
 pub(super) struct Prepared {
@@ -29,7 +29,7 @@ pub(super) struct Prepared {
 /// Checks the destination, resolves secrets and builds headers and body once.
 pub(super) fn prepare(
     allow: &HostAllowList,
-    params: &WebhookParams,
+    params: &WebhookAction,
     idempotency_key: &str,
 ) -> Result<Prepared, Error> {
     let mut secrets = Vec::new();

@@ -39,8 +39,8 @@ use serde::Serialize;
 use self::measure::{Clock, Memory, Percentiles};
 use self::workload::Workload;
 use crate::config::Config;
-use crate::outcome::store::{Backend, Store};
 use crate::rules::RuleSet;
+use crate::store::{Backend, Store};
 
 /// How long a phase may take to consume what was produced before the bench gives up: far more
 /// than any healthy run needs (200,000 records at even 2,000/s take 100 s), bounded so a stuck
@@ -73,9 +73,14 @@ pub struct BenchArgs {
     /// Records pre-produced for each throughput run.
     #[arg(long, default_value_t = 200_000)]
     pub events: u64,
-    /// Rules generated (a mix over five formats; every tenth is a throttle).
+    /// Rules generated (a mix over five formats).
     #[arg(long, default_value_t = 100)]
     pub rules: usize,
+    /// One rule in this many is stateful: a `threshold` of one keyed per rule, so a rule's
+    /// events share one group key across every partition (3: a third of the firing rules;
+    /// 0: none).
+    #[arg(long, default_value_t = workload::STATEFUL_EVERY, value_name = "N")]
+    pub stateful_every: usize,
     /// Fractions of the events that fire a rule (one `log` action each); one throughput run
     /// per value, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "0,0.01,0.1")]
@@ -120,6 +125,8 @@ pub struct Report {
     pub cpus: usize,
     /// Generated rules.
     pub rules: usize,
+    /// One rule in this many is stateful (`--stateful-every`; 0: none).
+    pub stateful_every: usize,
     /// Partitions per events topic.
     pub partitions: i32,
     /// `sqlite` or `postgres`.
@@ -281,7 +288,7 @@ async fn prepare(args: &BenchArgs, prefix: String, dir: PathBuf) -> anyhow::Resu
         .bootstrap_servers
         .clone_from(&args.bootstrap_servers);
     let admin = crate::app::connect_kafka(&config).await?;
-    let workload = Workload::new(args.rules)?;
+    let workload = Workload::new(args.rules, args.stateful_every)?;
     config.rules.dir = dir.join("rules");
     std::fs::create_dir_all(&config.rules.dir)?;
     std::fs::write(config.rules.dir.join("bench.yaml"), workload.rules_yaml())?;
@@ -327,6 +334,7 @@ impl Bench {
         let mut report = Report {
             cpus: std::thread::available_parallelism().map_or(1, usize::from),
             rules: self.args.rules,
+            stateful_every: self.args.stateful_every,
             partitions: self.args.partitions,
             store: match self.store.backend() {
                 Backend::Sqlite => "sqlite",

@@ -148,8 +148,15 @@ pub(super) fn render(report: &Report) -> String {
     // Writing into a String cannot fail.
     let _ = writeln!(
         out,
-        "reflex bench: {} rules, {} partitions per topic, {} store, {} CPUs",
-        report.rules, report.partitions, report.store, report.cpus
+        "reflex bench: {} rules ({}), {} partitions per topic, {} store, {} CPUs",
+        report.rules,
+        match report.stateful_every {
+            0 => "none stateful".to_owned(),
+            n => format!("1 in {n} stateful"),
+        },
+        report.partitions,
+        report.store,
+        report.cpus
     );
     let _ = writeln!(out, "memory at rest: RSS {:.1} MiB", report.at_rest.rss_mib);
     if let Some(run) = &report.latency {

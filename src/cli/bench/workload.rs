@@ -19,14 +19,15 @@ const SAMPLES: [&str; 5] = [
 /// The formats of the mix, as written in rule names and decoded by auto-detection.
 const FORMATS: [&str; 5] = ["alertmanager", "kubernetes", "falco", "cloudevents", "json"];
 
-/// Every this-many rules, one is stateful (a throttle), as in a real rule set where a few
-/// remediations are rate-limited and most notifications are not.
-const STATEFUL_EVERY: usize = 10;
+/// Default of `--stateful-every`: one rule in ten is stateful, as in a real rule set where a
+/// few remediations are rate-limited and most notifications are not.
+pub const STATEFUL_EVERY: usize = 10;
 
-/// `max_keys` of the stateful rules. Their key is the event id (so the throttle never holds a
-/// firing back and the expected count stays exact); the bound keeps their state — serialized
-/// and saved whenever it changes — at a realistic size instead of growing with the run.
-const STATEFUL_MAX_KEYS: usize = 100;
+/// The stateful block of a stateful rule: a `threshold` of one per rule, so every firing event
+/// still fires exactly once (the expected counts stay exact), while all of a rule's events
+/// share ONE group key whatever partition they come from — the case where replicas and
+/// partitions contend for a key's lock, as a per-deployment throttle's events do.
+const STATEFUL_BLOCK: &str = "    threshold: {key: \"{{ rule.name }}\", count: 1, within: 10m}";
 
 /// Parts per million: fractions are handled as integers so the firing events are spread
 /// exactly and evenly.
@@ -37,17 +38,22 @@ const PPM: u64 = 1_000_000;
 pub struct Workload {
     samples: Vec<Value>,
     rules: usize,
+    stateful_every: usize,
 }
 
 impl Workload {
-    /// A workload of `rules` rules.
-    pub fn new(rules: usize) -> anyhow::Result<Self> {
+    /// A workload of `rules` rules, one in `stateful_every` of them stateful (0: none).
+    pub fn new(rules: usize, stateful_every: usize) -> anyhow::Result<Self> {
         let samples = SAMPLES
             .iter()
             .map(|text| serde_json::from_str(text))
             .collect::<Result<Vec<Value>, _>>()
             .context("a built-in sample payload is not JSON")?;
-        Ok(Self { samples, rules })
+        Ok(Self {
+            samples,
+            rules,
+            stateful_every,
+        })
     }
 
     /// The rule file (YAML) of the whole rule set.
@@ -71,11 +77,8 @@ impl Workload {
                     "    condition: {{all: [{{path: {type_path}, equals: \"{name}\"}}, {second}]}}"
                 );
             }
-            if rule % STATEFUL_EVERY == STATEFUL_EVERY - 1 {
-                let _ = writeln!(
-                    yaml,
-                    "    max_keys: {STATEFUL_MAX_KEYS}\n    throttle: {{key: \"{{{{ meta.id }}}}\", once_within: 10m}}"
-                );
+            if self.stateful_every > 0 && rule % self.stateful_every == self.stateful_every - 1 {
+                let _ = writeln!(yaml, "{STATEFUL_BLOCK}");
             }
             let _ = writeln!(
                 yaml,
@@ -192,7 +195,7 @@ mod tests {
 
     #[test]
     fn the_firing_fraction_is_exact_and_evenly_spread() {
-        let workload = Workload::new(100).expect("samples parse");
+        let workload = Workload::new(100, STATEFUL_EVERY).expect("samples parse");
         assert_eq!(workload.expected_firings(10_000, 10_000), 100);
         assert_eq!(workload.expected_firings(10_000, 0), 0);
         assert_eq!(workload.expected_firings(1_000, PPM), 1_000);
@@ -200,7 +203,7 @@ mod tests {
 
     #[test]
     fn every_rule_takes_its_turn_to_fire_at_any_fraction() {
-        let workload = Workload::new(100).expect("samples parse");
+        let workload = Workload::new(100, STATEFUL_EVERY).expect("samples parse");
         for fire_ppm in [PPM / 100, PPM / 10, PPM] {
             let fired: std::collections::BTreeSet<usize> = (0..100 * PPM / fire_ppm)
                 .filter_map(|i| workload.fires(i, fire_ppm))
@@ -212,7 +215,7 @@ mod tests {
     #[test]
     fn the_generated_rules_compile_and_fire_as_the_generator_predicts() {
         use crate::event::decode::{self, DecodeLimits, Decoding, RawRecord};
-        let workload = Workload::new(20).expect("samples parse");
+        let workload = Workload::new(20, STATEFUL_EVERY).expect("samples parse");
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("bench.yaml"), workload.rules_yaml()).expect("write");
         let rules = crate::rules::load_dir(dir.path()).expect("generated rules are valid");

@@ -87,7 +87,7 @@ pub struct CloudEventParams {
 
 /// Rendered parameters of `kafka`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct KafkaParams {
+pub struct KafkaAction {
     /// Topic.
     pub topic: String,
     /// Record key.
@@ -210,7 +210,7 @@ impl KafkaSpec {
 }
 
 impl Kafka {
-    pub(crate) fn render(&self, ctx: &RenderContext) -> Result<KafkaParams, RenderError> {
+    pub(crate) fn render(&self, ctx: &RenderContext) -> Result<KafkaAction, RenderError> {
         let mut headers = BTreeMap::new();
         for (name, value) in &self.headers {
             headers.insert(name.clone(), value.render(ctx)?);
@@ -226,7 +226,7 @@ impl Kafka {
                 },
             }),
         };
-        Ok(KafkaParams {
+        Ok(KafkaAction {
             topic: self.topic.render_checked(ctx, check_topic)?,
             key: match &self.key {
                 Some(k) => Some(k.render(ctx)?),

@@ -45,7 +45,7 @@ pub struct Log {
 
 /// Rendered parameters of `log`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LogParams {
+pub struct LogAction {
     /// The message.
     pub message: String,
     /// Severity.
@@ -70,8 +70,8 @@ impl LogSpec {
 }
 
 impl Log {
-    pub(crate) fn render(&self, ctx: &RenderContext) -> Result<LogParams, RenderError> {
-        Ok(LogParams {
+    pub(crate) fn render(&self, ctx: &RenderContext) -> Result<LogAction, RenderError> {
+        Ok(LogAction {
             message: self.message.render(ctx)?,
             level: self.level,
             fields: match &self.fields {

@@ -3,18 +3,20 @@
 //!
 //! Each kind has a `*Spec` (what the rule file says: `deny_unknown_fields`, templates as located
 //! strings), a compiled form (templates parsed once, constants validated at load) and a
-//! `*Params` type: the rendered, validated parameters an executor receives as JSON
-//! ([`CompiledAction::render`]) and can deserialize back into that type.
+//! `*Action` type: the rendered, validated parameters, which [`CompiledAction::render`] hands
+//! to executors inside an [`Action`] (one variant per kind).
 //!
 //! Layout: [`kubernetes`] (scale, restart, set_image, rollback, patch, delete, create, cordon,
-//! uncordon, label, annotate), [`webhook`], [`kafka`], [`log`], and [`freeform`] for YAML values
-//! whose string leaves are templates.
+//! uncordon, label, annotate), [`webhook`], [`kafka`], [`log`], [`rendered`] (the [`Action`]
+//! enum, its serialized shape, idempotency and target), and [`freeform`] for YAML values whose
+//! string leaves are templates.
 
 pub mod access;
 pub mod freeform;
 pub mod kafka;
 pub mod kubernetes;
 pub mod log;
+pub mod rendered;
 pub mod webhook;
 
 #[cfg(test)]
@@ -29,16 +31,17 @@ use super::model::SpannedString;
 use super::template::{RenderContext, RenderError, Scope, Template};
 
 pub use kafka::CloudEventParams;
-pub use kafka::{KafkaParams, KafkaSpec};
+pub use kafka::{KafkaAction, KafkaSpec};
 pub use kubernetes::{
-    AnnotateParams, AnnotateSpec, CordonSpec, CreateParams, CreateSpec, DeleteParams, DeleteSpec,
-    LabelParams, LabelSpec, NodeParams, PatchParams, PatchSpec, PatchType, PropagationPolicy,
-    RestartParams, RestartSpec, RollbackParams, RollbackSpec, ScaleChange, ScaleParams, ScaleSpec,
-    SetImageParams, SetImageSpec, TargetParams, TargetSpec, UncordonSpec,
+    AnnotateAction, AnnotateSpec, CordonSpec, CreateAction, CreateSpec, DeleteAction, DeleteSpec,
+    LabelAction, LabelSpec, NodeAction, PatchAction, PatchSpec, PatchType, PropagationPolicy,
+    RestartAction, RestartSpec, RollbackAction, RollbackSpec, ScaleAction, ScaleChange, ScaleSpec,
+    SetImageAction, SetImageSpec, TargetParams, TargetSpec, UncordonSpec,
 };
-pub use log::{LogLevel, LogParams, LogSpec};
+pub use log::{LogAction, LogLevel, LogSpec};
+pub use rendered::{Action, KubernetesAction, ObjectRef};
 pub use webhook::{
-    HmacParams, HttpMethod, SecretRef, StatusRange, UrlSpec, WebhookParams, WebhookSpec, WebhookUrl,
+    HmacParams, HttpMethod, SecretRef, StatusRange, UrlSpec, WebhookAction, WebhookSpec, WebhookUrl,
 };
 
 /// One entry of a rule's `actions:` list: a one-key map naming the kind, e.g.
@@ -197,8 +200,8 @@ enum Compiled {
     Patch(kubernetes::Patch),
     Delete(kubernetes::Delete),
     Create(kubernetes::Create),
-    Cordon(kubernetes::NodeAction),
-    Uncordon(kubernetes::NodeAction),
+    Cordon(kubernetes::Node),
+    Uncordon(kubernetes::Node),
     Label(kubernetes::Metadata),
     Annotate(kubernetes::Metadata),
     Webhook(webhook::Webhook),
@@ -217,11 +220,9 @@ impl CompiledAction {
             ActionSpec::Patch(s) => Compiled::Patch(s.compile(diags)?),
             ActionSpec::Delete(s) => Compiled::Delete(s.compile(diags)?),
             ActionSpec::Create(s) => Compiled::Create(s.compile(diags)?),
-            ActionSpec::Cordon(s) => {
-                Compiled::Cordon(kubernetes::NodeAction::compile(&s.node, diags)?)
-            }
+            ActionSpec::Cordon(s) => Compiled::Cordon(kubernetes::Node::compile(&s.node, diags)?),
             ActionSpec::Uncordon(s) => {
-                Compiled::Uncordon(kubernetes::NodeAction::compile(&s.node, diags)?)
+                Compiled::Uncordon(kubernetes::Node::compile(&s.node, diags)?)
             }
             ActionSpec::Label(s) => Compiled::Label(s.compile(diags)?),
             ActionSpec::Annotate(s) => Compiled::Annotate(s.compile(diags)?),
@@ -235,23 +236,25 @@ impl CompiledAction {
         })
     }
 
-    /// Renders every templated parameter and returns the typed, validated parameters as JSON
-    /// (the `*Params` type of the kind, serialized). Errors name the parameter.
-    pub fn render(&self, ctx: &RenderContext) -> Result<serde_json::Value, RenderError> {
-        match &self.params {
-            Compiled::Scale(a) => to_json(a.render(ctx)?),
-            Compiled::Restart(a) => to_json(a.render(ctx)?),
-            Compiled::SetImage(a) => to_json(a.render(ctx)?),
-            Compiled::Rollback(a) => to_json(a.render(ctx)?),
-            Compiled::Patch(a) => to_json(a.render(ctx)?),
-            Compiled::Delete(a) => to_json(a.render(ctx)?),
-            Compiled::Create(a) => to_json(a.render(ctx)?),
-            Compiled::Cordon(a) | Compiled::Uncordon(a) => to_json(a.render(ctx)?),
-            Compiled::Label(a) | Compiled::Annotate(a) => to_json(a.render(ctx)?),
-            Compiled::Webhook(a) => to_json(a.render(ctx)?),
-            Compiled::Kafka(a) => to_json(a.render(ctx)?),
-            Compiled::Log(a) => to_json(a.render(ctx)?),
-        }
+    /// Renders every templated parameter and returns the typed, validated action. Errors name
+    /// the parameter.
+    pub fn render(&self, ctx: &RenderContext) -> Result<Action, RenderError> {
+        use KubernetesAction as K;
+        Ok(match &self.params {
+            Compiled::Scale(a) => K::Scale(a.render(ctx)?).into(),
+            Compiled::Restart(a) => K::Restart(a.render(ctx)?).into(),
+            Compiled::SetImage(a) => K::SetImage(a.render(ctx)?).into(),
+            Compiled::Rollback(a) => K::Rollback(a.render(ctx)?).into(),
+            Compiled::Patch(a) => K::Patch(a.render(ctx)?).into(),
+            Compiled::Delete(a) => K::Delete(a.render(ctx)?).into(),
+            Compiled::Create(a) => K::Create(a.render(ctx)?).into(),
+            Compiled::Cordon(a) => K::Cordon(a.render(ctx)?).into(),
+            Compiled::Uncordon(a) => K::Uncordon(a.render(ctx)?).into(),
+            Compiled::Label(a) | Compiled::Annotate(a) => a.render(ctx)?.into(),
+            Compiled::Webhook(a) => Action::Webhook(a.render(ctx)?),
+            Compiled::Kafka(a) => Action::Kafka(a.render(ctx)?),
+            Compiled::Log(a) => Action::Log(a.render(ctx)?),
+        })
     }
 
     /// The Kubernetes resource (`api_version`, `kind`) this action touches, for RBAC derivation;
@@ -270,13 +273,6 @@ impl CompiledAction {
             Compiled::Webhook(_) | Compiled::Kafka(_) | Compiled::Log(_) => None,
         }
     }
-}
-
-fn to_json<T: Serialize>(params: T) -> Result<serde_json::Value, RenderError> {
-    serde_json::to_value(params).map_err(|e| RenderError::Invalid {
-        param: "(parameters)".to_owned(),
-        reason: format!("cannot encode the rendered parameters as JSON: {e}"),
-    })
 }
 
 // ---- helpers shared by the kinds ----

@@ -26,7 +26,7 @@ use crate::rules::model;
 /// Compiled `absence` block.
 #[derive(Debug, Clone)]
 pub struct Absence {
-    keying: Keying,
+    pub(super) keying: Keying,
     expect: Step,
     within: Duration,
 }

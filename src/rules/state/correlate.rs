@@ -26,7 +26,7 @@ pub const MAX_STEPS: usize = 16;
 /// Compiled `correlate` block.
 #[derive(Debug, Clone)]
 pub struct Correlate {
-    keying: Keying,
+    pub(super) keying: Keying,
     steps: Vec<Step>,
     within: Duration,
 }

@@ -243,6 +243,12 @@ impl RuleState {
         self.keys.keys()
     }
 
+    /// The next deadline of `key` (when a burst or absence fires or its window expires), if
+    /// the key holds state that has one.
+    pub fn deadline_of(&self, key: &str) -> Option<DateTime<Utc>> {
+        self.keys.entry(key).and_then(|(deadline, _)| deadline)
+    }
+
     /// The keys whose state changed (set, updated, removed, expired, fired or evicted) since
     /// the last call, forgetting them: keys holding state least recently updated first, then
     /// keys removed. A key not listed has exactly the state it had at the previous call.
@@ -403,6 +409,20 @@ impl Behaviour {
             Behaviour::Correlate(_) => "correlate",
             Behaviour::Absence(_) => "absence",
         }
+    }
+
+    /// The group key `event` falls in, for a rule with state (`None` for a stateless rule, or
+    /// the error the key template gives). The pipeline locks this key before the event is
+    /// handed to [`Behaviour::on_event`], so one key is decided by one process at a time.
+    pub fn key_of(&self, event: &Event) -> Option<Result<String, StateError>> {
+        let keying = match self {
+            Behaviour::Stateless => return None,
+            Behaviour::Throttle(t) => &t.keying,
+            Behaviour::Threshold(t) => &t.keying,
+            Behaviour::Correlate(c) => &c.keying,
+            Behaviour::Absence(a) => &a.keying,
+        };
+        Some(keying.render(event))
     }
 
     /// The event passed the rule's selector; `main_matched` says whether the rule's own condition

@@ -21,7 +21,7 @@ pub const MAX_COUNT: u32 = 1000;
 /// Compiled `threshold` block.
 #[derive(Debug, Clone)]
 pub struct Threshold {
-    keying: Keying,
+    pub(super) keying: Keying,
     count: u32,
     within: Duration,
 }

@@ -18,7 +18,7 @@ use crate::rules::model;
 /// Compiled `throttle` block.
 #[derive(Debug, Clone)]
 pub struct Throttle {
-    keying: Keying,
+    pub(super) keying: Keying,
     mode: Mode,
 }
 

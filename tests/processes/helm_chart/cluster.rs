@@ -11,7 +11,8 @@ use kube::api::{GroupVersionKind, PostParams};
 use kube::discovery::Scope;
 use reflex::actions::kubernetes::{Error, KubeExecutor};
 use reflex::rules::action::{
-    ActionKind, DeleteParams, NodeParams, RestartParams, ScaleParams, SetImageParams, TargetParams,
+    Action, ActionKind, DeleteAction, NodeAction, RestartAction, ScaleAction, SetImageAction,
+    TargetParams,
 };
 use serde_json::{Value, json};
 
@@ -151,7 +152,10 @@ async fn run<P: serde::Serialize>(
     params: &P,
 ) -> Result<(), Error> {
     let json = serde_json::to_value(params).expect("parameters encode");
-    executor.execute(kind, &json).await.map(drop)
+    let Action::Kubernetes(action) = Action::from_parts(kind, json).expect("parameters fit") else {
+        panic!("`{}` is not a Kubernetes action", kind.as_str());
+    };
+    executor.execute(&action).await.map(drop)
 }
 
 fn web_deployment() -> Deployment {
@@ -217,13 +221,13 @@ async fn act_as_service_account(executor: KubeExecutor, ns: String, other: Strin
     run(
         &executor,
         ActionKind::Restart,
-        &RestartParams {
+        &RestartAction {
             target: web.clone(),
         },
     )
     .await
     .expect("restart (restart-crashlooping-deployment) is permitted");
-    let scale = ScaleParams {
+    let scale = ScaleAction {
         target: web.clone(),
         replicas: Some(3),
         change: None,
@@ -233,7 +237,7 @@ async fn act_as_service_account(executor: KubeExecutor, ns: String, other: Strin
     run(&executor, ActionKind::Scale, &scale)
         .await
         .expect("scale (scale-worker-on-queue-depth) is permitted");
-    let image = SetImageParams {
+    let image = SetImageAction {
         target: web.clone(),
         container: Some("app".into()),
         image: "registry.invalid/web:2".into(),
@@ -243,10 +247,10 @@ async fn act_as_service_account(executor: KubeExecutor, ns: String, other: Strin
     run(&executor, ActionKind::SetImage, &image)
         .await
         .expect("set_image (rollout-image-on-successful-build) is permitted");
-    run(&executor, ActionKind::Cordon, &NodeParams { node })
+    run(&executor, ActionKind::Cordon, &NodeAction { node })
         .await
         .expect("cordon (cordon-node-notready-with-evictions) is permitted");
-    let delete_pod = DeleteParams {
+    let delete_pod = DeleteAction {
         target: target("Pod", "v1", &ns, "shell"),
         allow_bare_pods: false,
         grace_period_seconds: None,
@@ -256,7 +260,7 @@ async fn act_as_service_account(executor: KubeExecutor, ns: String, other: Strin
         .await
         .expect("delete Pod (delete-pod-with-terminal-shell) is permitted");
 
-    let delete_secret = DeleteParams {
+    let delete_secret = DeleteAction {
         target: target("Secret", "v1", &ns, "db"),
         ..delete_pod
     };
@@ -264,7 +268,7 @@ async fn act_as_service_account(executor: KubeExecutor, ns: String, other: Strin
         .await
         .expect_err("no rule deletes Secrets");
     assert_forbidden(&err, "delete", "secrets", &ns);
-    let elsewhere = RestartParams {
+    let elsewhere = RestartAction {
         target: target("Deployment", "apps/v1", &other, "web"),
     };
     let err = run(&executor, ActionKind::Restart, &elsewhere)

@@ -19,9 +19,9 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, DeleteParams as KubeDeleteParams, DynamicObject, ListParams, PostParams};
 use reflex::actions::kubernetes::{Change, ChangeDetail, Error, KubeExecutor};
 use reflex::rules::action::{
-    ActionKind, AnnotateParams, CreateParams, DeleteParams, LabelParams, NodeParams, PatchParams,
-    PatchType, RestartParams, RollbackParams, ScaleChange, ScaleParams, SetImageParams,
-    TargetParams,
+    Action, ActionKind, AnnotateAction, CreateAction, DeleteAction, LabelAction, NodeAction,
+    PatchAction, PatchType, RestartAction, RollbackAction, ScaleAction, ScaleChange,
+    SetImageAction, TargetParams,
 };
 use serde_json::{Value, json};
 
@@ -70,15 +70,18 @@ fn deployment_target(namespace: &str, name: &str) -> TargetParams {
     target("apps/v1", "Deployment", Some(namespace), name)
 }
 
-/// The planner hands the executor JSON; tests build the typed parameters and encode them the
-/// same way.
+/// Tests build the typed parameters and go through the kind and JSON parameters an outcome
+/// records, so a kind always meets the parameters it was written with.
 async fn run<P: serde::Serialize>(
     executor: &KubeExecutor,
     kind: ActionKind,
     params: &P,
 ) -> Result<Change, Error> {
     let json = serde_json::to_value(params).expect("parameters encode");
-    executor.execute(kind, &json).await
+    let Action::Kubernetes(action) = Action::from_parts(kind, json).expect("parameters fit") else {
+        panic!("`{}` is not a Kubernetes action", kind.as_str());
+    };
+    executor.execute(&action).await
 }
 
 async fn create_deployment(client: &kube::Client, namespace: &str, name: &str, image: &str) {
@@ -133,8 +136,8 @@ fn scale(
     name: &str,
     replicas: Option<u32>,
     change: Option<ScaleChange>,
-) -> ScaleParams {
-    ScaleParams {
+) -> ScaleAction {
+    ScaleAction {
         target: deployment_target(namespace, name),
         replicas,
         change,

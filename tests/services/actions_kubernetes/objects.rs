@@ -24,7 +24,7 @@ async fn custom_resources_are_created_patched_every_way_and_scaled_through_disco
         let group = group_for_test;
         let api_version = format!("{group}/v1");
         let executor = KubeExecutor::new(client.clone());
-        let create = CreateParams {
+        let create = CreateAction {
             api_version: api_version.clone(),
             kind: "Widget".into(),
             namespace: Some(ns.clone()),
@@ -40,7 +40,7 @@ async fn custom_resources_are_created_patched_every_way_and_scaled_through_disco
         assert!(matches!(&created.detail, ChangeDetail::Create { name, .. } if name == "w1"));
 
         let widget = target(&api_version, "Widget", Some(&ns), "w1");
-        let merge = PatchParams {
+        let merge = PatchAction {
             target: widget.clone(),
             patch_type: PatchType::Merge,
             patch: json!({ "spec": { "color": "blue" } }),
@@ -55,7 +55,7 @@ async fn custom_resources_are_created_patched_every_way_and_scaled_through_disco
                 generation: Some(2)
             }
         );
-        let json_patch = PatchParams {
+        let json_patch = PatchAction {
             target: widget.clone(),
             patch_type: PatchType::Json,
             patch: json!([{ "op": "add", "path": "/spec/sizes/-", "value": "m" }]),
@@ -63,7 +63,7 @@ async fn custom_resources_are_created_patched_every_way_and_scaled_through_disco
         run(&executor, ActionKind::Patch, &json_patch)
             .await
             .expect("json patch");
-        let apply = PatchParams {
+        let apply = PatchAction {
             target: widget.clone(),
             patch_type: PatchType::Apply,
             patch: json!({ "spec": { "color": "green" } }),
@@ -72,7 +72,7 @@ async fn custom_resources_are_created_patched_every_way_and_scaled_through_disco
             .await
             .expect("server-side apply");
 
-        let scale = ScaleParams {
+        let scale = ScaleAction {
             target: widget.clone(),
             replicas: None,
             change: Some(ScaleChange::Add(2)),
@@ -105,7 +105,7 @@ async fn custom_resources_are_created_patched_every_way_and_scaled_through_disco
             .collect();
         assert!(managers.iter().all(|m| m == "reflex"), "{managers:?}");
 
-        let strategic = PatchParams {
+        let strategic = PatchAction {
             patch_type: PatchType::Strategic,
             ..merge
         };
@@ -149,7 +149,7 @@ async fn delete_refuses_a_bare_pod_unless_allowed_and_deletes_owned_ones() {
         let executor = KubeExecutor::new(client.clone());
         let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
         create_pod(&client, &ns, "bare", None).await;
-        let delete = DeleteParams {
+        let delete = DeleteAction {
             target: target("v1", "Pod", Some(&ns), "bare"),
             allow_bare_pods: false,
             grace_period_seconds: Some(0),
@@ -165,7 +165,7 @@ async fn delete_refuses_a_bare_pod_unless_allowed_and_deletes_owned_ones() {
             .await
             .expect("the refused pod is still there");
 
-        let allowed = DeleteParams {
+        let allowed = DeleteAction {
             allow_bare_pods: true,
             ..delete.clone()
         };
@@ -200,7 +200,7 @@ async fn delete_refuses_a_bare_pod_unless_allowed_and_deletes_owned_ones() {
             .await
             .expect("create owner");
         create_pod(&client, &ns, "owned", Some(&owner)).await;
-        let owned = DeleteParams {
+        let owned = DeleteAction {
             target: target("v1", "Pod", Some(&ns), "owned"),
             propagation_policy: Some(reflex::rules::action::PropagationPolicy::Background),
             ..delete
@@ -221,7 +221,7 @@ async fn delete_refuses_a_bare_pod_unless_allowed_and_deletes_owned_ones() {
 async fn create_makes_a_config_map_and_a_job_from_manifests() {
     in_namespace("act-create", |client, ns| async move {
         let executor = KubeExecutor::new(client.clone());
-        let cm = CreateParams {
+        let cm = CreateAction {
             api_version: "v1".into(),
             kind: "ConfigMap".into(),
             namespace: Some(ns.clone()),
@@ -249,7 +249,7 @@ async fn create_makes_a_config_map_and_a_job_from_manifests() {
             .expect_err("exists");
         assert!(matches!(err, Error::AlreadyExists { .. }), "{err:?}");
 
-        let job = CreateParams {
+        let job = CreateAction {
             api_version: "batch/v1".into(),
             kind: "Job".into(),
             namespace: Some(ns.clone()),
@@ -297,7 +297,7 @@ async fn label_and_annotate_set_and_remove_keys_and_skip_what_is_already_there()
             .expect("create ConfigMap");
         let executor = KubeExecutor::new(client.clone());
         let cm = target("v1", "ConfigMap", Some(&ns), "cm");
-        let label = LabelParams {
+        let label = LabelAction {
             target: cm.clone(),
             labels: BTreeMap::from([
                 ("keep".to_owned(), Some("yes".to_owned())),
@@ -320,7 +320,7 @@ async fn label_and_annotate_set_and_remove_keys_and_skip_what_is_already_there()
             .expect("label again");
         assert!(!again.changed, "{again:?}");
 
-        let annotate = AnnotateParams {
+        let annotate = AnnotateAction {
             target: cm,
             annotations: BTreeMap::from([(
                 "note".to_owned(),

@@ -8,7 +8,7 @@ async fn scale_goes_through_the_scale_subresource_and_clamps_to_min_and_max() {
         create_deployment(&client, &ns, "web", "registry.invalid/web:1").await;
         let executor = KubeExecutor::new(client.clone());
 
-        let up = ScaleParams {
+        let up = ScaleAction {
             max: Some(4),
             ..scale(&ns, "web", None, Some(ScaleChange::Add(5)))
         };
@@ -26,7 +26,7 @@ async fn scale_goes_through_the_scale_subresource_and_clamps_to_min_and_max() {
         let fetched = get_deployment(&client, &ns, "web").await;
         assert_eq!(fetched.spec.replicas, Some(4));
 
-        let down = ScaleParams {
+        let down = ScaleAction {
             min: Some(3),
             ..scale(&ns, "web", None, Some(ScaleChange::Multiply(0.25)))
         };
@@ -124,7 +124,7 @@ async fn restart_stamps_the_pod_template_and_concurrent_restarts_both_succeed() 
     in_namespace("act-restart", |client, ns| async move {
         create_deployment(&client, &ns, "web", "registry.invalid/web:1").await;
         let executor = KubeExecutor::new(client.clone());
-        let params = RestartParams {
+        let params = RestartAction {
             target: deployment_target(&ns, "web"),
         };
         let change = run(&executor, ActionKind::Restart, &params)
@@ -171,7 +171,7 @@ async fn set_image_changes_one_container_and_waits_until_the_controller_observed
     in_namespace("act-image", |client, ns| async move {
         create_deployment(&client, &ns, "web", "registry.invalid/web:1").await;
         let executor = KubeExecutor::new(client.clone());
-        let params = SetImageParams {
+        let params = SetImageAction {
             target: deployment_target(&ns, "web"),
             container: None,
             image: "registry.invalid/web:2".into(),
@@ -208,7 +208,7 @@ async fn set_image_changes_one_container_and_waits_until_the_controller_observed
             .expect("same image");
         assert!(!again.changed, "{again:?}");
 
-        let wrong = SetImageParams {
+        let wrong = SetImageAction {
             container: Some("sidecar".into()),
             wait: false,
             ..params.clone()
@@ -260,7 +260,7 @@ async fn rollback_restores_the_pod_template_of_the_previous_replica_set_revision
         create_deployment(&client, &ns, "web", "registry.invalid/web:1").await;
         wait_for_revision(&client, &ns, "web", "1").await;
         let executor = KubeExecutor::new(client.clone());
-        let rollback = RollbackParams {
+        let rollback = RollbackAction {
             target: deployment_target(&ns, "web"),
             to_revision: None,
         };
@@ -272,7 +272,7 @@ async fn rollback_restores_the_pod_template_of_the_previous_replica_set_revision
             "{err}"
         );
 
-        let image = SetImageParams {
+        let image = SetImageAction {
             target: deployment_target(&ns, "web"),
             container: Some("app".into()),
             image: "registry.invalid/web:2".into(),
@@ -308,7 +308,7 @@ async fn rollback_restores_the_pod_template_of_the_previous_replica_set_revision
         // The controller re-labels revision 1's ReplicaSet as revision 3.
         wait_for_revision(&client, &ns, "web", "3").await;
 
-        let to_two = RollbackParams {
+        let to_two = RollbackAction {
             to_revision: Some(2),
             ..rollback.clone()
         };
@@ -319,7 +319,7 @@ async fn rollback_restores_the_pod_template_of_the_previous_replica_set_revision
         let fetched = get_deployment(&client, &ns, "web").await;
         assert_eq!(template_image(&fetched), "registry.invalid/web:2");
 
-        let missing = RollbackParams {
+        let missing = RollbackAction {
             to_revision: Some(9),
             ..rollback
         };
@@ -377,7 +377,7 @@ async fn rollback_of_a_stateful_set_restores_the_previous_controller_revision() 
         wait_for_controller_revisions(&revisions, 1).await;
         let executor = KubeExecutor::new(client.clone());
         let db = target("apps/v1", "StatefulSet", Some(&ns), "db");
-        let image = SetImageParams {
+        let image = SetImageAction {
             target: db.clone(),
             container: None,
             image: "registry.invalid/db:2".into(),
@@ -389,7 +389,7 @@ async fn rollback_of_a_stateful_set_restores_the_previous_controller_revision() 
             .expect("set image");
         wait_for_controller_revisions(&revisions, 2).await;
 
-        let rollback = RollbackParams {
+        let rollback = RollbackAction {
             target: db,
             to_revision: None,
         };

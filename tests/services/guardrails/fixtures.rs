@@ -16,9 +16,9 @@ use reflex::actions::Executors;
 use reflex::actions::kubernetes::KubeExecutor;
 use reflex::actions::webhook::{WebhookConfig, WebhookExecutor};
 use reflex::config::{ActionsConfig, Config, KafkaConfig, PipelineConfig};
-use reflex::outcome::store::Store;
 use reflex::pipeline::Pipeline;
 use reflex::rules::RuleSet;
+use reflex::store::Store;
 use serde_json::json;
 
 use super::harness::{Kafka, pipeline};

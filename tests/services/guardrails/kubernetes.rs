@@ -2,8 +2,8 @@
 
 use reflex::actions::guard::config::NamespaceLists;
 use reflex::config::ActionsConfig;
-use reflex::outcome::store::{OutcomeStatus, Store};
 use reflex::pipeline::Pipeline;
+use reflex::store::{OutcomeStatus, Store};
 
 use super::fixtures::{Workload, executors, guarded};
 use super::harness::*;
@@ -38,11 +38,7 @@ async fn restarter(
 }
 
 /// The error of the one row of `rule` with `status`.
-async fn only_error(
-    store: &reflex::outcome::store::Store,
-    rule: &str,
-    status: OutcomeStatus,
-) -> String {
+async fn only_error(store: &reflex::store::Store, rule: &str, status: OutcomeStatus) -> String {
     let found = rows(store, rule, Some(status)).await;
     assert_eq!(found.len(), 1, "{found:?}");
     found[0].error.clone().unwrap_or_default()
@@ -198,8 +194,7 @@ async fn a_restart_waits_for_the_deployment_lock_another_replica_holds_in_postgr
 
     // Another session (as another replica's executing action would) holds the Deployment's lock.
     let mut replica = pg_admin(db.url()).await;
-    let key =
-        reflex::actions::guard::lock::lock_key(&format!("deployment/{}/web", workload.namespace));
+    let key = reflex::store::locks::lock_key(&format!("deployment/{}/web", workload.namespace));
     sqlx::query("SELECT pg_advisory_lock($1)")
         .bind(key)
         .execute(&mut replica)

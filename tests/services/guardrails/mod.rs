@@ -24,8 +24,8 @@ use rdkafka::message::Message;
 use reflex::actions::guard::config::CircuitConfig;
 use reflex::config::{ActionsConfig, PipelineConfig};
 use reflex::metrics::RuleLabels;
-use reflex::outcome::store::OutcomeStatus;
 use reflex::outcome::topic;
+use reflex::store::OutcomeStatus;
 use serde_json::Value;
 
 use fixtures::{Receiver, executors, guarded};

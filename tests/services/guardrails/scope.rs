@@ -14,8 +14,8 @@ use kube::api::{DeleteParams, DynamicObject, ListParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use reflex::actions::guard::config::{ClusterScopedLists, NamespaceLists};
 use reflex::config::ActionsConfig;
-use reflex::outcome::store::{OutcomeStatus, Store};
 use reflex::pipeline::Pipeline;
+use reflex::store::{OutcomeStatus, Store};
 use serde_json::{Value, json};
 
 use super::fixtures::{Workload, executors, guarded};
@@ -66,12 +66,7 @@ impl Driver {
 
     /// Handles one event `{"do": kind, ...fields}` and returns the outcome row it produced for
     /// the rule `<prefix>-<kind>`.
-    async fn fire(
-        &self,
-        prefix: &str,
-        kind: &str,
-        fields: Value,
-    ) -> reflex::outcome::store::OutcomeRecord {
+    async fn fire(&self, prefix: &str, kind: &str, fields: Value) -> reflex::store::OutcomeRecord {
         let mut event = json!({ "do": kind });
         event
             .as_object_mut()
@@ -90,12 +85,12 @@ impl Driver {
 }
 
 /// Asserts `row` succeeded.
-fn succeeded(kind: &str, row: &reflex::outcome::store::OutcomeRecord) {
+fn succeeded(kind: &str, row: &reflex::store::OutcomeRecord) {
     assert_eq!(row.status, OutcomeStatus::Succeeded, "{kind}: {row:?}");
 }
 
 /// Asserts `row` was refused by `policy`, with an error containing `needle`.
-fn refused(kind: &str, row: &reflex::outcome::store::OutcomeRecord, policy: &str, needle: &str) {
+fn refused(kind: &str, row: &reflex::store::OutcomeRecord, policy: &str, needle: &str) {
     assert_eq!(
         row.status,
         OutcomeStatus::SuppressedByGuard,

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use reflex::config::PipelineConfig;
 use reflex::event::decode::RawRecord;
-use reflex::outcome::store::OutcomeStatus;
 use reflex::pipeline::{Error, Handled, Pipeline};
+use reflex::store::OutcomeStatus;
 
 use super::harness::*;
 use crate::support;
@@ -168,7 +168,7 @@ fn the_pipeline_can_be_shared_across_tasks(pipeline: Arc<Pipeline>, record: RawR
 /// publication fails (after a short delivery timeout), like during a Kafka outage.
 async fn pipeline_without_kafka(
     rules: &Arc<reflex::rules::RuleSet>,
-    store: &reflex::outcome::store::Store,
+    store: &reflex::store::Store,
     kafka: &Kafka,
 ) -> Pipeline {
     let dead = rdkafka::ClientConfig::new()

@@ -15,10 +15,10 @@ use rdkafka::producer::FutureProducer;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use reflex::config::{PipelineConfig, TopicsConfig};
 use reflex::event::decode::RawRecord;
-use reflex::outcome::history::HistoryFilter;
-use reflex::outcome::store::{OutcomeRecord, OutcomeStatus, Store};
 use reflex::pipeline::{Error, Handled, Pipeline};
 use reflex::rules::RuleSet;
+use reflex::store::history::HistoryFilter;
+use reflex::store::{OutcomeRecord, OutcomeStatus, Store};
 use serde_json::Value;
 use sqlx::Connection;
 use tracing_subscriber::layer::SubscriberExt;
@@ -181,7 +181,7 @@ impl Db {
 }
 
 pub(crate) async fn pg_admin(url: &str) -> sqlx::PgConnection {
-    let shown = reflex::outcome::store::redact_url(url);
+    let shown = reflex::store::redact_url(url);
     tokio::time::timeout(
         crate::support::PRECHECK_TIMEOUT,
         sqlx::PgConnection::connect(url),
@@ -433,7 +433,7 @@ pub(crate) async fn leave_claim(
 ) -> String {
     let event_id = format!("{}/0/{}", record.topic, record.offset);
     let key = reflex::rules::engine::idempotency_key(&event_id, rule, index);
-    let claim = reflex::outcome::store::NewOutcome {
+    let claim = reflex::store::NewOutcome {
         event_id: &event_id,
         rule,
         action_kind: kind,

@@ -2,9 +2,9 @@
 
 use chrono::Utc;
 use reflex::config::PipelineConfig;
-use reflex::outcome::history::HistoryFilter;
-use reflex::outcome::store::{NewOutcome, OutcomeStatus};
 use reflex::pipeline::Handled;
+use reflex::store::history::HistoryFilter;
+use reflex::store::{NewOutcome, OutcomeStatus};
 use serde_json::{Value, json};
 
 use super::harness::*;

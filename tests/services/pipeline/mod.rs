@@ -14,6 +14,7 @@ mod receiver;
 mod remediation;
 mod secrets;
 mod state;
+mod store;
 mod takeover;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -21,9 +22,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use rdkafka::message::Message;
 use reflex::config::PipelineConfig;
 use reflex::event::decode::Decoding;
-use reflex::outcome::history::HistoryFilter;
-use reflex::outcome::store::OutcomeStatus;
 use reflex::pipeline::Handled;
+use reflex::store::OutcomeStatus;
+use reflex::store::history::HistoryFilter;
 use serde_json::json;
 
 use harness::*;

@@ -8,8 +8,8 @@ use kube::api::{DeleteParams, PostParams};
 use reflex::actions::Executors;
 use reflex::actions::kubernetes::KubeExecutor;
 use reflex::config::PipelineConfig;
-use reflex::outcome::store::OutcomeStatus;
 use reflex::pipeline::Handled;
+use reflex::store::OutcomeStatus;
 use serde_json::json;
 
 use super::harness::*;

@@ -7,7 +7,7 @@ use rdkafka::message::Message;
 use reflex::actions::Executors;
 use reflex::actions::webhook::{WebhookConfig, WebhookExecutor};
 use reflex::config::{Config, PipelineConfig};
-use reflex::outcome::store::OutcomeStatus;
+use reflex::store::OutcomeStatus;
 
 use super::harness::*;
 use super::receiver::Receiver;

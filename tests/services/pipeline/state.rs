@@ -1,9 +1,9 @@
-//! Rule state across restarts and failures: throttles, bursts, rollback.
+//! Rule state across restarts, replicas and failures: throttles, bursts, rollback, redelivery.
 
 use chrono::Utc;
 use reflex::config::{PipelineConfig, TopicsConfig};
-use reflex::outcome::store::OutcomeStatus;
 use reflex::pipeline::{Error, Handled};
+use reflex::store::OutcomeStatus;
 
 use super::harness::*;
 use crate::support;
@@ -48,11 +48,7 @@ async fn throttle_state_survives_a_pipeline_restart() {
     assert_eq!(executions(&format!("{token} checkout")), 1);
     let keys = store.load_rule_keys(&rule).await.expect("load keys");
     let names: Vec<&str> = keys.iter().map(|(key, _)| key.as_str()).collect();
-    assert_eq!(
-        names,
-        ["payments", "checkout"],
-        "one row per key, oldest first"
-    );
+    assert_eq!(names, ["checkout", "payments"], "one row per key");
     store.close().await;
     db.cleanup().await;
 }
@@ -105,7 +101,6 @@ async fn a_burst_opened_before_a_restart_fires_on_tick_after_it() {
         done[0].details["source"].is_null(),
         "a timer firing has no source record"
     );
-    second.save_state().await.expect("save_state");
     let published = kafka.read_all(&kafka.topics.outcomes, 1).await;
     assert_eq!(
         json_of(&published[0])["type"],
@@ -227,8 +222,8 @@ struct Replicas {
     rule: String,
     rules: std::sync::Arc<reflex::rules::RuleSet>,
     config: PipelineConfig,
-    store_a: reflex::outcome::store::Store,
-    store_b: reflex::outcome::store::Store,
+    store_a: reflex::store::Store,
+    store_b: reflex::store::Store,
     a: reflex::pipeline::Pipeline,
     b: reflex::pipeline::Pipeline,
 }
@@ -259,16 +254,17 @@ impl Replicas {
 }
 
 /// Closes the stores, then drops the database.
-async fn close(db: Db, stores: impl IntoIterator<Item = reflex::outcome::store::Store>) {
+async fn close(db: Db, stores: impl IntoIterator<Item = reflex::store::Store>) {
     for store in stores {
         store.close().await;
     }
     db.cleanup().await;
 }
 
-/// Two replicas share one database and throttle different keys of one rule; a third process
-/// started afterwards restores every key and re-fires none inside its window.
-async fn replicas_keep_each_others_keys(db: Db) {
+/// Two replicas share one database: a key fired by one is throttled on the other at once (the
+/// state is read from the store for every decision, not restored at start), and a third process
+/// started afterwards re-fires none inside its window.
+async fn replicas_decide_each_key_once(db: Db) {
     let Replicas {
         kafka,
         token,
@@ -280,21 +276,23 @@ async fn replicas_keep_each_others_keys(db: Db) {
         a,
         b,
     } = Replicas::start(&db, "replicated").await;
-    let sent = [(&a, "payments"), (&b, "checkout"), (&a, "orders")];
-    for (offset, (replica, deployment)) in (0..).zip(sent) {
+    let sent = [
+        (&a, "payments", 1),
+        (&b, "payments", 0),
+        (&b, "checkout", 1),
+        (&a, "checkout", 0),
+        (&a, "orders", 1),
+    ];
+    for (offset, (replica, deployment, outcomes)) in (0..).zip(sent) {
         let record = Record::json(&kafka.source, offset, &for_deployment(deployment));
         assert_eq!(
-            handle(replica, &record)
-                .await
-                .expect("first event of a key"),
-            Handled::Outcomes(1),
-            "{deployment} fires on the replica that sees it"
+            handle(replica, &record).await.expect("handled"),
+            Handled::Outcomes(outcomes),
+            "{deployment}: fires once, on whichever replica sees it first"
         );
     }
-    // A's last save came after B's: with one row per rule it erased `checkout`.
     let keys = store_a.load_rule_keys(&rule).await.expect("load keys");
-    let mut names: Vec<&str> = keys.iter().map(|(key, _)| key.as_str()).collect();
-    names.sort_unstable();
+    let names: Vec<&str> = keys.iter().map(|(key, _)| key.as_str()).collect();
     assert_eq!(names, ["checkout", "orders", "payments"]);
     drop((a, b));
 
@@ -307,7 +305,7 @@ async fn replicas_keep_each_others_keys(db: Db) {
                 .await
                 .expect("inside the window"),
             Handled::Outcomes(0),
-            "{deployment} is throttled after the restart, whichever replica saved it"
+            "{deployment} is throttled after the restart, whichever replica fired it"
         );
         assert_eq!(executions(&format!("{token} {deployment}")), 1);
     }
@@ -317,18 +315,18 @@ async fn replicas_keep_each_others_keys(db: Db) {
 }
 
 #[tokio::test]
-async fn replicas_on_postgres_keep_each_others_keys_and_a_restart_restores_the_union() {
-    replicas_keep_each_others_keys(Db::postgres().await).await;
+async fn replicas_on_postgres_decide_each_key_once_across_replicas_and_restarts() {
+    replicas_decide_each_key_once(Db::postgres().await).await;
 }
 
 #[tokio::test]
-async fn replicas_on_sqlite_keep_each_others_keys_and_a_restart_restores_the_union() {
-    replicas_keep_each_others_keys(Db::sqlite().await).await;
+async fn replicas_on_sqlite_decide_each_key_once_across_pipelines_and_restarts() {
+    replicas_decide_each_key_once(Db::sqlite().await).await;
 }
 
-/// Two replicas fire the same key; when their windows end, each deletes the row only while it
-/// holds that replica's own window.
-async fn expired_keys_are_deleted_only_while_unchanged(db: Db) {
+/// A window that ended is swept by whichever replica ticks first; the key then holds no state.
+/// A record redelivered to the other replica is not counted into the key again.
+async fn ended_windows_and_redeliveries(db: Db) {
     let Replicas {
         kafka,
         rule,
@@ -338,49 +336,81 @@ async fn expired_keys_are_deleted_only_while_unchanged(db: Db) {
         b,
         ..
     } = Replicas::start(&db, "expiring").await;
-    // Both replicas see `payments` (different partitions, say): each fires and saves its own
-    // window; B's write replaces A's row.
-    for (offset, replica) in [(0, &a), (1, &b)] {
-        let record = Record::json(&kafka.source, offset, &for_deployment("payments"));
-        assert_eq!(
-            handle(replica, &record).await.expect("fires"),
-            Handled::Outcomes(1)
-        );
-    }
-    let written_by_b = store_a.load_rule_keys(&rule).await.expect("load");
-    assert_eq!(written_by_b.len(), 1);
-
+    let record = Record::json(&kafka.source, 0, &for_deployment("payments"));
+    assert_eq!(
+        handle(&a, &record).await.expect("fires"),
+        Handled::Outcomes(1)
+    );
+    assert_eq!(
+        handle(&b, &record).await.expect("redelivered to B"),
+        Handled::Outcomes(0),
+        "the redelivered record is recognised, not throttled a second time nor re-fired"
+    );
+    assert_eq!(store_a.load_rule_keys(&rule).await.expect("load").len(), 1);
     let later = Utc::now() + chrono::Duration::hours(2);
     assert_eq!(
-        a.tick(later).await.expect("tick a"),
+        b.tick(later).await.expect("tick b"),
         0,
         "an ended suppression fires nothing"
     );
-    assert_eq!(
-        store_a.load_rule_keys(&rule).await.expect("load"),
-        written_by_b,
-        "A's window ended, but the row holds B's window, which A must not delete"
-    );
-    assert_eq!(b.tick(later).await.expect("tick b"), 0);
     assert!(
         store_a
             .load_rule_keys(&rule)
             .await
             .expect("load")
             .is_empty(),
-        "B's window ended too and the row still held it: deleted"
+        "the window ended: the key holds no state"
+    );
+    assert_eq!(
+        a.tick(later).await.expect("tick a"),
+        0,
+        "nothing left to do"
     );
     close(db, [store_a, store_b]).await;
 }
 
 #[tokio::test]
-async fn an_expired_key_on_postgres_is_deleted_unless_another_replica_rewrote_it() {
-    expired_keys_are_deleted_only_while_unchanged(Db::postgres().await).await;
+async fn an_ended_window_on_postgres_is_swept_once_and_a_redelivery_is_not_counted() {
+    ended_windows_and_redeliveries(Db::postgres().await).await;
 }
 
 #[tokio::test]
-async fn an_expired_key_on_sqlite_is_deleted_unless_another_process_rewrote_it() {
-    expired_keys_are_deleted_only_while_unchanged(Db::sqlite().await).await;
+async fn an_ended_window_on_sqlite_is_swept_once_and_a_redelivery_is_not_counted() {
+    ended_windows_and_redeliveries(Db::sqlite().await).await;
+}
+
+/// A threshold of three fed the same record three times (redeliveries) counts it once; two new
+/// records then complete it.
+#[tokio::test]
+async fn a_redelivered_record_counts_once_in_a_threshold_window() {
+    let kafka = Kafka::new().await;
+    let db = Db::postgres().await;
+    let store = db.store().await;
+    let token = support::unique_name("threshold");
+    let rule = format!("threshold-{token}");
+    let rules = rules(&format!(
+        "rules:\n  - name: {rule}\n    threshold:\n      key: \"{{{{ event.service.deployment }}}}\"\n      count: 3\n      within: 1h\n    actions:\n      - log:\n          message: \"{token} count={{{{ match.count }}}}\"\n"
+    ));
+    let config = counting();
+    let replica = pipeline(&rules, &store, &kafka, &config).await;
+    let payments = for_deployment("payments");
+    for _ in 0..3 {
+        let record = Record::json(&kafka.source, 5, &payments);
+        assert_eq!(
+            handle(&replica, &record).await.expect("counted"),
+            Handled::Outcomes(0)
+        );
+    }
+    for offset in [6, 7] {
+        let record = Record::json(&kafka.source, offset, &payments);
+        handle(&replica, &record).await.expect("counted");
+    }
+    assert_eq!(
+        executions(&format!("{token} count=3")),
+        1,
+        "fired once, at the third record"
+    );
+    close(db, [store]).await;
 }
 
 #[tokio::test]
@@ -471,16 +501,19 @@ async fn unreadable_saved_state_costs_only_that_key_or_rule_and_never_the_start(
         "checkout".to_owned(),
         serde_json::json!({"value": {"kind": "from_the_future"}}),
     )];
-    store
-        .save_rule_keys(&reflex::outcome::rule_keys::RuleKeysWrite {
-            rule: &keyed,
-            upserts: &bad,
-            deletes: &[],
-            scalars: None,
-            updated_at: Utc::now(),
-        })
-        .await
-        .expect("write an unreadable key row");
+    let reflex::store::Store::Sqlite { pool, .. } = &store else {
+        panic!("a SQLite store")
+    };
+    sqlx::query(
+        "INSERT INTO rule_state_keys (rule, key, state, updated_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(&keyed)
+    .bind(&bad[0].0)
+    .bind(sqlx::types::Json(&bad[0].1))
+    .bind(Utc::now())
+    .execute(pool)
+    .await
+    .expect("write an unreadable key row");
     let garbage = serde_json::json!({"keys": "not a list", "evictions": 2});
     store
         .save_rule_state(&whole, &garbage, Utc::now())

@@ -8,8 +8,8 @@ use reflex::actions::Executors;
 use reflex::actions::kafka::{DEFAULT_ACK_TIMEOUT, KafkaExecutor};
 use reflex::actions::webhook::{WebhookConfig, WebhookExecutor};
 use reflex::config::PipelineConfig;
-use reflex::outcome::store::OutcomeStatus;
 use reflex::pipeline::Handled;
+use reflex::store::OutcomeStatus;
 
 use super::harness::*;
 use super::receiver::Receiver;

@@ -6,7 +6,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{KindRule, Target, TargetParams, TargetSpec, is_dns_subdomain};
-use crate::rules::action::{Param, all, no_control_chars, reject};
+use crate::rules::action::{KubernetesAction, Param, all, no_control_chars, reject};
 use crate::rules::diagnostic::Diagnostics;
 use crate::rules::model::SpannedString;
 use crate::rules::template::{RenderContext, RenderError};
@@ -35,7 +35,7 @@ pub struct AnnotateSpec {
 
 /// Rendered parameters of `label`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LabelParams {
+pub struct LabelAction {
     /// The object.
     pub target: TargetParams,
     /// Key → value; `None` removes.
@@ -44,7 +44,7 @@ pub struct LabelParams {
 
 /// Rendered parameters of `annotate`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AnnotateParams {
+pub struct AnnotateAction {
     /// The object.
     pub target: TargetParams,
     /// Key → value; `None` removes.
@@ -207,23 +207,19 @@ impl Metadata {
         Ok(out)
     }
 
-    /// Renders as [`LabelParams`] or [`AnnotateParams`] (serialized).
-    pub(crate) fn render(&self, ctx: &RenderContext) -> Result<serde_json::Value, RenderError> {
+    /// Renders as a [`LabelAction`] or an [`AnnotateAction`].
+    pub(crate) fn render(&self, ctx: &RenderContext) -> Result<KubernetesAction, RenderError> {
         let target = self.target.render(ctx)?;
         let entries = self.render_entries(ctx)?;
-        let encoded = match self.which {
-            Which::Labels => serde_json::to_value(LabelParams {
+        Ok(match self.which {
+            Which::Labels => KubernetesAction::Label(LabelAction {
                 target,
                 labels: entries,
             }),
-            Which::Annotations => serde_json::to_value(AnnotateParams {
+            Which::Annotations => KubernetesAction::Annotate(AnnotateAction {
                 target,
                 annotations: entries,
             }),
-        };
-        encoded.map_err(|e| RenderError::Invalid {
-            param: "(parameters)".into(),
-            reason: e.to_string(),
         })
     }
 }

@@ -18,14 +18,14 @@ use crate::rules::diagnostic::{Diagnostics, closest};
 use crate::rules::model::SpannedString;
 use crate::rules::template::{RenderContext, RenderError};
 
-pub use metadata::{AnnotateParams, AnnotateSpec, LabelParams, LabelSpec, Metadata};
+pub use metadata::{AnnotateAction, AnnotateSpec, LabelAction, LabelSpec, Metadata};
 pub use object::{
-    Create, CreateParams, CreateSpec, Delete, DeleteParams, DeleteSpec, PropagationPolicy,
+    Create, CreateAction, CreateSpec, Delete, DeleteAction, DeleteSpec, PropagationPolicy,
 };
-pub use patch::{Patch, PatchParams, PatchSpec, PatchType};
+pub use patch::{Patch, PatchAction, PatchSpec, PatchType};
 pub use workload::{
-    MAX_REPLICAS, Restart, RestartParams, RestartSpec, Rollback, RollbackParams, RollbackSpec,
-    Scale, ScaleChange, ScaleParams, ScaleSpec, SetImage, SetImageParams, SetImageSpec,
+    MAX_REPLICAS, Restart, RestartAction, RestartSpec, Rollback, RollbackAction, RollbackSpec,
+    Scale, ScaleAction, ScaleChange, ScaleSpec, SetImage, SetImageAction, SetImageSpec,
 };
 
 /// Built-in kinds Reflex knows: API version and whether objects live in a namespace. Used to
@@ -390,26 +390,26 @@ pub struct UncordonSpec {
 
 /// A compiled cordon or uncordon.
 #[derive(Debug, Clone)]
-pub struct NodeAction {
+pub struct Node {
     node: Param,
 }
 
 /// Rendered parameters of `cordon` and `uncordon`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NodeParams {
+pub struct NodeAction {
     /// Node name.
     pub node: String,
 }
 
-impl NodeAction {
-    pub(crate) fn compile(node: &SpannedString, diags: &mut Diagnostics) -> Option<NodeAction> {
-        Some(NodeAction {
+impl Node {
+    pub(crate) fn compile(node: &SpannedString, diags: &mut Diagnostics) -> Option<Node> {
+        Some(Node {
             node: param_checked("node", node, check_object_name, diags)?,
         })
     }
 
-    pub(crate) fn render(&self, ctx: &RenderContext) -> Result<NodeParams, RenderError> {
-        Ok(NodeParams {
+    pub(crate) fn render(&self, ctx: &RenderContext) -> Result<NodeAction, RenderError> {
+        Ok(NodeAction {
             node: self.node.render_checked(ctx, check_object_name)?,
         })
     }

@@ -57,7 +57,7 @@ pub struct Delete {
 
 /// Rendered parameters of `delete`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeleteParams {
+pub struct DeleteAction {
     /// The object.
     pub target: TargetParams,
     /// Whether deleting an unowned Pod is allowed.
@@ -118,8 +118,8 @@ impl DeleteSpec {
 }
 
 impl Delete {
-    pub(crate) fn render(&self, ctx: &RenderContext) -> Result<DeleteParams, RenderError> {
-        Ok(DeleteParams {
+    pub(crate) fn render(&self, ctx: &RenderContext) -> Result<DeleteAction, RenderError> {
+        Ok(DeleteAction {
             target: self.target.render(ctx)?,
             allow_bare_pods: self.allow_bare_pods,
             grace_period_seconds: self.grace_period_seconds,
@@ -158,7 +158,7 @@ pub struct Create {
 
 /// Rendered parameters of `create`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CreateParams {
+pub struct CreateAction {
     /// The manifest's `apiVersion`.
     pub api_version: String,
     /// The manifest's `kind`.
@@ -297,7 +297,7 @@ impl CreateSpec {
 }
 
 impl Create {
-    pub(crate) fn render(&self, ctx: &RenderContext) -> Result<CreateParams, RenderError> {
+    pub(crate) fn render(&self, ctx: &RenderContext) -> Result<CreateAction, RenderError> {
         let mut manifest = self.manifest.render(ctx)?;
         let namespace = match &self.namespace {
             Some(ns) => Some(ns.render_checked(ctx, check_namespace)?),
@@ -349,7 +349,7 @@ impl Create {
                 reason: format!("must be a string of 1 to {GENERATE_NAME_MAX} characters"),
             });
         }
-        Ok(CreateParams {
+        Ok(CreateAction {
             api_version: self.api_version.clone(),
             kind: self.kind.clone(),
             namespace,

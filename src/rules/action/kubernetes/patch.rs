@@ -59,7 +59,7 @@ pub struct Patch {
 
 /// Rendered parameters of `patch`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PatchParams {
+pub struct PatchAction {
     /// The object.
     pub target: TargetParams,
     /// How to apply `patch`.
@@ -221,8 +221,8 @@ impl PatchSpec {
 }
 
 impl Patch {
-    pub(crate) fn render(&self, ctx: &RenderContext) -> Result<PatchParams, RenderError> {
-        Ok(PatchParams {
+    pub(crate) fn render(&self, ctx: &RenderContext) -> Result<PatchAction, RenderError> {
+        Ok(PatchAction {
             target: self.target.render(ctx)?,
             patch_type: self.patch_type,
             patch: self.patch.render(ctx)?,

@@ -76,6 +76,6 @@ fn log_records_the_rendered_message_and_fields() {
         out,
         json!({"message": "Down fired 3 times", "level": "warn", "fields": {"ns": "shop", "fixed": 1}})
     );
-    let params: LogParams = serde_json::from_value(out).unwrap();
+    let params: LogAction = serde_json::from_value(out).unwrap();
     assert_eq!(params.level, LogLevel::Warn);
 }

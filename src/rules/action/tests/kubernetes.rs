@@ -56,11 +56,11 @@ fn scale_change_renders_and_desired_applies_it_within_the_clamps() {
     .unwrap();
     assert_eq!(out["change"], json!({"multiply": 1.5}));
     assert_eq!(out["target"]["kind"], json!("StatefulSet"));
-    let params: ScaleParams = serde_json::from_value(out).unwrap();
+    let params: ScaleAction = serde_json::from_value(out).unwrap();
     assert_eq!(params.desired(3), 5, "3 x 1.5 rounds up");
     assert_eq!(params.desired(0), 2, "clamped to min");
     assert_eq!(params.desired(7), 8, "clamped to max");
-    let minus = ScaleParams {
+    let minus = ScaleAction {
         change: Some(ScaleChange::Add(-5)),
         min: None,
         max: None,

@@ -45,11 +45,17 @@ fn compile(yaml: &str) -> Result<CompiledAction, Vec<Diagnostic>> {
     }
 }
 
-/// Compiles (which must succeed) and renders for `payload`.
+/// Compiles (which must succeed) and renders for `payload`; returns the parameters as JSON.
 fn render(yaml: &str, payload: serde_json::Value) -> Result<serde_json::Value, RenderError> {
     let action = compile(yaml).unwrap_or_else(|d| panic!("should compile: {d:#?}"));
     let ctx = RenderContext::new(&event(payload), "test-rule", Some(&match_info()));
-    action.render(&ctx)
+    let rendered = action.render(&ctx)?;
+    assert_eq!(
+        rendered.kind(),
+        action.kind,
+        "the rendered action has the compiled kind"
+    );
+    Ok(rendered.params_json())
 }
 
 /// The diagnostics of a YAML action that must fail to compile.

@@ -162,7 +162,7 @@ pub struct HmacParams {
 
 /// Rendered parameters of `webhook`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct WebhookParams {
+pub struct WebhookAction {
     /// HTTP method.
     pub method: HttpMethod,
     /// Rendered URL, or the secret holding it.
@@ -344,13 +344,13 @@ impl WebhookSpec {
 }
 
 impl Webhook {
-    pub(crate) fn render(&self, ctx: &RenderContext) -> Result<WebhookParams, RenderError> {
+    pub(crate) fn render(&self, ctx: &RenderContext) -> Result<WebhookAction, RenderError> {
         let url = self.url.render(ctx)?;
         let mut headers = BTreeMap::new();
         for (name, value) in &self.headers {
             headers.insert(name.clone(), value.render_checked(ctx, check_header_value)?);
         }
-        Ok(WebhookParams {
+        Ok(WebhookAction {
             method: self.method,
             url,
             headers,

@@ -2,7 +2,7 @@
 //! user information (`postgres://user:secret@host/db`) and sensitive query parameters
 //! (`?password=secret`, which the PostgreSQL driver accepts too, `sslpassword`...) — with
 //! `***`. Every log line, error and HTTP response naming the store goes through it, so the
-//! store's errors ([`super::store::Error`]) and `/readyz` only ever carry the redacted form.
+//! store's errors ([`super::Error`]) and `/readyz` only ever carry the redacted form.
 //!
 //! [`postgres_options`] parses the URL for the driver, first removing secret parameters the
 //! driver does not know: it would log them, value included, as "unrecognized".

@@ -3,7 +3,9 @@
 use chrono::{DateTime, Utc};
 use sqlx::{Database, QueryBuilder};
 
-use super::store::{Error, OUTCOME_COLUMNS, OutcomeRecord, OutcomeStatus, Result, Store};
+use super::dispatch::dispatch;
+use super::outcomes::{OUTCOME_COLUMNS, OutcomeRow};
+use super::{Backend, OutcomeRecord, OutcomeStatus, Result, Store};
 
 /// Largest number of rows one history query returns. The CLI prints every row it gets, and a
 /// busy controller records millions; a page of 10,000 is already more than anyone reads, and
@@ -27,31 +29,7 @@ pub struct HistoryFilter {
     pub limit: u32,
 }
 
-/// How one dialect spells the parts of the query that differ.
-struct Dialect {
-    /// Column expression for time comparisons: SQLite keeps RFC 3339 text, which `julianday`
-    /// compares as instants whatever the fractional digits; PostgreSQL has real timestamps.
-    time_column: &'static str,
-    /// Bound-time expression wrapper, opening part (closed with `)` when non-empty).
-    time_open: &'static str,
-    /// Substring test: `instr` (SQLite) / `strpos` (PostgreSQL) take the text literally, where
-    /// `LIKE` would read `%` and `_` in the user's text as wildcards.
-    contains: &'static str,
-}
-
-const SQLITE: Dialect = Dialect {
-    time_column: "julianday(started_at)",
-    time_open: "julianday(",
-    contains: "instr",
-};
-
-const POSTGRES: Dialect = Dialect {
-    time_column: "started_at",
-    time_open: "",
-    contains: "strpos",
-};
-
-fn build<DB>(filter: &HistoryFilter, dialect: &Dialect) -> QueryBuilder<DB>
+fn build<DB>(filter: &HistoryFilter, backend: Backend) -> QueryBuilder<DB>
 where
     DB: Database,
     for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
@@ -68,31 +46,33 @@ where
             .push_bind(status.as_str().to_owned());
     }
     if let Some(target) = &filter.target_contains {
+        // A substring test that takes the text literally, where `LIKE` would read `%` and `_`
+        // in the user's text as wildcards: `instr` on SQLite, `strpos` on PostgreSQL (neither
+        // has the other's).
+        let contains = match backend {
+            Backend::Sqlite => "instr",
+            Backend::Postgres => "strpos",
+        };
         query
-            .push(format!(" AND {}(target, ", dialect.contains))
+            .push(format!(" AND {contains}(target, "))
             .push_bind(target.clone())
             .push(") > 0");
     }
-    let close = if dialect.time_open.is_empty() {
-        ""
-    } else {
-        ")"
+    // The bound time goes inside the backend's time expression: `julianday(?)` on SQLite.
+    let (open, close) = match backend {
+        Backend::Sqlite => ("julianday(", ")"),
+        Backend::Postgres => ("", ""),
     };
+    let started_at = backend.time("started_at");
     if let Some(since) = filter.since {
         query
-            .push(format!(
-                " AND {} >= {}",
-                dialect.time_column, dialect.time_open
-            ))
+            .push(format!(" AND {started_at} >= {open}"))
             .push_bind(since)
             .push(close);
     }
     if let Some(until) = filter.until {
         query
-            .push(format!(
-                " AND {} < {}",
-                dialect.time_column, dialect.time_open
-            ))
+            .push(format!(" AND {started_at} < {open}"))
             .push_bind(until)
             .push(close);
     }
@@ -105,22 +85,12 @@ where
 impl Store {
     /// Outcomes matching `filter`, newest first.
     pub async fn history(&self, filter: &HistoryFilter) -> Result<Vec<OutcomeRecord>> {
-        let query_err = |source| Error::Query {
-            operation: "history",
-            url: self.url().to_owned(),
-            source,
-        };
-        match self {
-            Store::Sqlite { pool, .. } => {
-                let mut query = build::<sqlx::Sqlite>(filter, &SQLITE);
-                let rows = query.build().fetch_all(pool).await.map_err(query_err)?;
-                rows.iter().map(|row| self.outcome_from_row(row)).collect()
-            }
-            Store::Postgres { pool, .. } => {
-                let mut query = build::<sqlx::Postgres>(filter, &POSTGRES);
-                let rows = query.build().fetch_all(pool).await.map_err(query_err)?;
-                rows.iter().map(|row| self.outcome_from_row(row)).collect()
-            }
-        }
+        let backend = self.backend();
+        let rows: Vec<OutcomeRow> = dispatch!(self, "history", |db| {
+            build(filter, backend).build_query_as().fetch_all(db).await
+        })?;
+        rows.into_iter()
+            .map(|row| row.into_record(self.url()))
+            .collect()
     }
 }

@@ -1,11 +1,11 @@
-//! Workload actions: scale, restart, set_image, rollback. `target.kind` defaults to `Deployment`.
+//! `scale`: set or change a workload's replica count, clamped.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_saphyr::Spanned;
 
-use super::{KindRule, Target, TargetParams, TargetSpec, opt_checked};
-use crate::rules::action::{Param, all, duration, millis, no_control_chars, param_checked, reject};
+use crate::rules::action::kubernetes::{KindRule, Target, TargetParams, TargetSpec};
+use crate::rules::action::{Param, all, param_checked, reject};
 use crate::rules::diagnostic::Diagnostics;
 use crate::rules::model::SpannedString;
 use crate::rules::template::{RenderContext, RenderError};
@@ -18,9 +18,6 @@ pub const MAX_REPLICAS: u32 = 10_000;
 /// Largest multiplication factor of `change: x<factor>`: anything larger is a typo (`x20`
 /// instead of `+20`) that would multiply a fleet.
 const MAX_FACTOR: f64 = 100.0;
-
-/// Kinds a rolling restart, image change or rollback works on (pod-template workloads).
-const POD_TEMPLATE_KINDS: &[&str] = &["Deployment", "StatefulSet", "DaemonSet"];
 
 // ---- scale ----
 
@@ -123,7 +120,7 @@ enum Amount {
 
 /// Rendered parameters of `scale`. Exactly one of `replicas` and `change` is set.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ScaleParams {
+pub struct ScaleAction {
     /// The workload.
     pub target: TargetParams,
     /// Absolute replica count.
@@ -136,7 +133,7 @@ pub struct ScaleParams {
     pub max: Option<u32>,
 }
 
-impl ScaleParams {
+impl ScaleAction {
     /// The replica count to set, given the `current` one: the absolute count or the change
     /// applied to `current`, then clamped to `min`/`max` and to `0..=MAX_REPLICAS`.
     pub fn desired(&self, current: u32) -> u32 {
@@ -239,7 +236,7 @@ impl ScaleSpec {
 }
 
 impl Scale {
-    pub(crate) fn render(&self, ctx: &RenderContext) -> Result<ScaleParams, RenderError> {
+    pub(crate) fn render(&self, ctx: &RenderContext) -> Result<ScaleAction, RenderError> {
         let target = self.target.render(ctx)?;
         let (replicas, change) = match &self.amount {
             Amount::Replicas(p) => {
@@ -253,258 +250,12 @@ impl Scale {
                 (None, Some(c))
             }
         };
-        Ok(ScaleParams {
+        Ok(ScaleAction {
             target,
             replicas,
             change,
             min: self.min,
             max: self.max,
-        })
-    }
-}
-
-// ---- restart ----
-
-/// `restart`: rolling restart (like `kubectl rollout restart`: stamps the pod template with a
-/// `restartedAt` annotation).
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RestartSpec {
-    /// The workload: Deployment (default), StatefulSet or DaemonSet.
-    pub target: TargetSpec,
-}
-
-/// A compiled restart.
-#[derive(Debug, Clone)]
-pub struct Restart {
-    pub(crate) target: Target,
-}
-
-/// Rendered parameters of `restart`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RestartParams {
-    /// The workload.
-    pub target: TargetParams,
-}
-
-impl RestartSpec {
-    pub(crate) fn compile(&self, diags: &mut Diagnostics) -> Option<Restart> {
-        let target = self.target.compile(
-            &KindRule {
-                action: "restart",
-                default: Some("Deployment"),
-                allowed: Some(POD_TEMPLATE_KINDS),
-            },
-            diags,
-        )?;
-        Some(Restart { target })
-    }
-}
-
-impl Restart {
-    pub(crate) fn render(&self, ctx: &RenderContext) -> Result<RestartParams, RenderError> {
-        Ok(RestartParams {
-            target: self.target.render(ctx)?,
-        })
-    }
-}
-
-// ---- set_image ----
-
-/// Default wait for a rollout after `set_image` with `wait: true`.
-const DEFAULT_ROLLOUT_TIMEOUT: chrono::Duration = chrono::Duration::minutes(5);
-
-/// Longest rollout wait: an executor slot is held while waiting, so waits are bounded; a rollout
-/// slower than an hour should be watched by its own rule, not by a blocked action.
-const MAX_ROLLOUT_TIMEOUT: chrono::Duration = chrono::Duration::hours(1);
-
-/// Longest accepted image reference (registry host + path + tag + digest fit easily).
-const MAX_IMAGE_LEN: usize = 1024;
-
-/// `set_image`: change the image of one container of a workload.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SetImageSpec {
-    /// The workload: Deployment (default), StatefulSet or DaemonSet.
-    pub target: TargetSpec,
-    /// Container name (template). May be omitted when the pod template has exactly one container.
-    #[schemars(with = "Option<String>")]
-    pub container: Option<SpannedString>,
-    /// New image reference (template), e.g. `"registry.example.com/shop/web:{{ event.version }}"`.
-    #[schemars(with = "String")]
-    pub image: SpannedString,
-    /// Wait for the rollout to complete before reporting success.
-    #[serde(default)]
-    pub wait: bool,
-    /// How long to wait for the rollout (with `wait: true`). Default `5m`, at most `1h`.
-    #[schemars(with = "Option<String>")]
-    pub timeout: Option<SpannedString>,
-}
-
-/// A compiled set_image.
-#[derive(Debug, Clone)]
-pub struct SetImage {
-    pub(crate) target: Target,
-    container: Option<Param>,
-    image: Param,
-    wait: bool,
-    timeout: chrono::Duration,
-}
-
-/// Rendered parameters of `set_image`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SetImageParams {
-    /// The workload.
-    pub target: TargetParams,
-    /// Container name; `None`: the only container.
-    pub container: Option<String>,
-    /// New image reference.
-    pub image: String,
-    /// Wait for the rollout.
-    pub wait: bool,
-    /// Rollout wait bound, in milliseconds (meaningful with `wait`).
-    pub timeout_ms: u64,
-}
-
-/// An image reference: non-empty, no whitespace or control characters, bounded.
-fn check_image(s: &str) -> Result<(), String> {
-    if s.is_empty() || s.len() > MAX_IMAGE_LEN {
-        return Err(format!(
-            "is not an image reference (1 to {MAX_IMAGE_LEN} characters)"
-        ));
-    }
-    if s.starts_with('-') || s.chars().any(char::is_whitespace) {
-        return Err("is not an image reference (no spaces, must not start with `-`)".into());
-    }
-    no_control_chars(s)
-}
-
-/// Container names are DNS labels.
-fn check_container(s: &str) -> Result<(), String> {
-    if super::is_dns_label(s) {
-        Ok(())
-    } else {
-        Err("is not a container name (lowercase letters, digits and `-`, at most 63)".into())
-    }
-}
-
-impl SetImageSpec {
-    pub(crate) fn compile(&self, diags: &mut Diagnostics) -> Option<SetImage> {
-        let target = self.target.compile(
-            &KindRule {
-                action: "set_image",
-                default: Some("Deployment"),
-                allowed: Some(POD_TEMPLATE_KINDS),
-            },
-            diags,
-        );
-        let container = opt_checked("container", self.container.as_ref(), check_container, diags);
-        let image = param_checked("image", &self.image, check_image, diags);
-        let mut ok = true;
-        if let (false, Some(t)) = (self.wait, &self.timeout) {
-            ok = reject(
-                diags,
-                t.referenced,
-                "`timeout` only applies with `wait: true`".into(),
-                Some("add `wait: true` or remove `timeout`".into()),
-            );
-        }
-        let timeout = duration(
-            "timeout",
-            self.timeout.as_ref(),
-            DEFAULT_ROLLOUT_TIMEOUT,
-            MAX_ROLLOUT_TIMEOUT,
-            diags,
-        );
-        all(&[ok])?;
-        Some(SetImage {
-            target: target?,
-            container: container?,
-            image: image?,
-            wait: self.wait,
-            timeout: timeout?,
-        })
-    }
-}
-
-impl SetImage {
-    pub(crate) fn render(&self, ctx: &RenderContext) -> Result<SetImageParams, RenderError> {
-        Ok(SetImageParams {
-            target: self.target.render(ctx)?,
-            container: match &self.container {
-                Some(c) => Some(c.render_checked(ctx, check_container)?),
-                None => None,
-            },
-            image: self.image.render_checked(ctx, check_image)?,
-            wait: self.wait,
-            timeout_ms: millis(self.timeout),
-        })
-    }
-}
-
-// ---- rollback ----
-
-/// `rollback`: return a workload to its previous revision (like `kubectl rollout undo`).
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RollbackSpec {
-    /// The workload: Deployment (default), StatefulSet or DaemonSet.
-    pub target: TargetSpec,
-    /// Revision to return to (as in `kubectl rollout history`); default: the previous one.
-    #[schemars(with = "Option<u64>")]
-    pub to_revision: Option<Spanned<u64>>,
-}
-
-/// A compiled rollback.
-#[derive(Debug, Clone)]
-pub struct Rollback {
-    pub(crate) target: Target,
-    to_revision: Option<u64>,
-}
-
-/// Rendered parameters of `rollback`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RollbackParams {
-    /// The workload.
-    pub target: TargetParams,
-    /// Revision to return to; `None`: the previous one.
-    pub to_revision: Option<u64>,
-}
-
-impl RollbackSpec {
-    pub(crate) fn compile(&self, diags: &mut Diagnostics) -> Option<Rollback> {
-        let target = self.target.compile(
-            &KindRule {
-                action: "rollback",
-                default: Some("Deployment"),
-                allowed: Some(POD_TEMPLATE_KINDS),
-            },
-            diags,
-        );
-        let mut ok = true;
-        if let Some(rev) = &self.to_revision
-            && rev.value == 0
-        {
-            ok = reject(
-                diags,
-                rev.referenced,
-                "`to_revision` starts at 1".into(),
-                Some("omit `to_revision` to return to the previous revision".into()),
-            );
-        }
-        all(&[ok])?;
-        Some(Rollback {
-            target: target?,
-            to_revision: self.to_revision.as_ref().map(|r| r.value),
-        })
-    }
-}
-
-impl Rollback {
-    pub(crate) fn render(&self, ctx: &RenderContext) -> Result<RollbackParams, RenderError> {
-        Ok(RollbackParams {
-            target: self.target.render(ctx)?,
-            to_revision: self.to_revision,
         })
     }
 }

@@ -5,7 +5,8 @@
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 
-use super::store::{Error, NewOutcome, OutcomeStatus, Result, Store};
+use super::dispatch::dispatch;
+use super::{Error, NewOutcome, OutcomeStatus, Result, Store};
 
 /// What a redelivery does to an existing `duplicate` row: take the latest sighting's times and
 /// details and wait to be published again. Guarded on the status so that it can never touch
@@ -51,34 +52,24 @@ impl Store {
     /// may have taken effect. Matches the caller's attempt count; returns whether it was
     /// removed.
     pub async fn release_claim(&self, idempotency_key: &str, attempts: i32) -> Result<bool> {
-        match self {
-            Store::Sqlite { pool, .. } => sqlx::query(
-                "DELETE FROM outcomes WHERE idempotency_key = ? AND status = 'started' \
-                 AND attempts = ?",
-            )
-            .bind(idempotency_key)
-            .bind(attempts)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected()),
-            Store::Postgres { pool, .. } => sqlx::query(
+        let removed = dispatch!(self, "release claim", |db| {
+            sqlx::query(
                 "DELETE FROM outcomes WHERE idempotency_key = $1 AND status = 'started' \
                  AND attempts = $2",
             )
             .bind(idempotency_key)
             .bind(attempts)
-            .execute(pool)
+            .execute(db)
             .await
-            .map(|r| r.rows_affected()),
-        }
-        .map(|rows| rows == 1)
-        .map_err(self.query_err("release claim"))
+            .map(|r| r.rows_affected())
+        })?;
+        Ok(removed == 1)
     }
 
     /// Takes over a `started` row left by an attempt that did not finish (a crash, or a
-    /// replica that lost its partition), writing the new attempt's start time and details. The update is a compare-and-set on the attempt count
-    /// the caller read, so of several processes racing for the same row exactly one wins;
-    /// returns whether this caller did.
+    /// replica that lost its partition), writing the new attempt's start time and details.
+    /// The update is a compare-and-set on the attempt count the caller read, so of several
+    /// processes racing for the same row exactly one wins; returns whether this caller did.
     pub async fn take_over(
         &self,
         idempotency_key: &str,
@@ -86,19 +77,8 @@ impl Store {
         started_at: DateTime<Utc>,
         details: &serde_json::Value,
     ) -> Result<bool> {
-        let affected = match self {
-            Store::Sqlite { pool, .. } => sqlx::query(
-                "UPDATE outcomes SET attempts = attempts + 1, started_at = ?, details = ? \
-                 WHERE idempotency_key = ? AND status = 'started' AND attempts = ?",
-            )
-            .bind(started_at)
-            .bind(Json(details))
-            .bind(idempotency_key)
-            .bind(seen_attempts)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected()),
-            Store::Postgres { pool, .. } => sqlx::query(
+        let affected = dispatch!(self, "take over outcome", |db| {
+            sqlx::query(
                 "UPDATE outcomes SET attempts = attempts + 1, started_at = $1, details = $2 \
                  WHERE idempotency_key = $3 AND status = 'started' AND attempts = $4",
             )
@@ -106,34 +86,17 @@ impl Store {
             .bind(Json(details))
             .bind(idempotency_key)
             .bind(seen_attempts)
-            .execute(pool)
+            .execute(db)
             .await
-            .map(|r| r.rows_affected()),
-        }
-        .map_err(self.query_err("take over outcome"))?;
+            .map(|r| r.rows_affected())
+        })?;
         Ok(affected == 1)
     }
 
     /// Writes the final status of a claimed action over its `started` row.
     pub async fn finish_outcome(&self, finish: &Finish<'_>) -> Result<()> {
-        let details = Json(finish.details);
-        let affected = match self {
-            Store::Sqlite { pool, .. } => sqlx::query(
-                "UPDATE outcomes SET status = ?, attempts = ?, started_at = ?, finished_at = ?, \
-                 target = ?, error = ?, details = ? WHERE idempotency_key = ?",
-            )
-            .bind(finish.status.as_str())
-            .bind(finish.attempts)
-            .bind(finish.started_at)
-            .bind(finish.finished_at)
-            .bind(finish.target)
-            .bind(finish.error)
-            .bind(details)
-            .bind(finish.idempotency_key)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected()),
-            Store::Postgres { pool, .. } => sqlx::query(
+        let affected = dispatch!(self, "finish outcome", |db| {
+            sqlx::query(
                 "UPDATE outcomes SET status = $1, attempts = $2, started_at = $3, \
                  finished_at = $4, target = $5, error = $6, details = $7 \
                  WHERE idempotency_key = $8",
@@ -144,13 +107,12 @@ impl Store {
             .bind(finish.finished_at)
             .bind(finish.target)
             .bind(finish.error)
-            .bind(details)
+            .bind(Json(finish.details))
             .bind(finish.idempotency_key)
-            .execute(pool)
+            .execute(db)
             .await
-            .map(|r| r.rows_affected()),
-        }
-        .map_err(self.query_err("finish outcome"))?;
+            .map(|r| r.rows_affected())
+        })?;
         if affected == 1 {
             Ok(())
         } else {
@@ -166,24 +128,13 @@ impl Store {
 
     /// Notes that an outcome's record reached the outcomes topic.
     pub async fn mark_published(&self, idempotency_key: &str, at: DateTime<Utc>) -> Result<()> {
-        match self {
-            Store::Sqlite { pool, .. } => {
-                sqlx::query("UPDATE outcomes SET published_at = ? WHERE idempotency_key = ?")
-                    .bind(at)
-                    .bind(idempotency_key)
-                    .execute(pool)
-                    .await
-                    .map(drop)
-            }
-            Store::Postgres { pool, .. } => {
-                sqlx::query("UPDATE outcomes SET published_at = $1 WHERE idempotency_key = $2")
-                    .bind(at)
-                    .bind(idempotency_key)
-                    .execute(pool)
-                    .await
-                    .map(drop)
-            }
-        }
-        .map_err(self.query_err("mark outcome published"))
+        dispatch!(self, "mark outcome published", |db| {
+            sqlx::query("UPDATE outcomes SET published_at = $1 WHERE idempotency_key = $2")
+                .bind(at)
+                .bind(idempotency_key)
+                .execute(db)
+                .await
+                .map(drop)
+        })
     }
 }

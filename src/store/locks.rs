@@ -20,7 +20,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use tokio::time::Instant;
 
-use crate::outcome::store::Store;
+use super::Store;
 
 /// How long to wait for a lock connection. The pool has one connection per execution slot,
 /// so a wait means the database is slow to accept connections; the action's own deadline

@@ -1,0 +1,148 @@
+//! Claiming, executing and recording one planned action (`act.rs`); recording rule failures,
+//! duplicates, `throttled` and `no_match` outcomes and publishing final rows (`record.rs`). The
+//! protocol is described in the module docs of [`super`].
+
+mod act;
+mod record;
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+use serde::Serialize;
+
+use super::{Error, Pipeline};
+use crate::rules::engine::{Verdict, idempotency_key};
+use crate::rules::{Evaluation, PlannedAction, RuleFailure, Throttled};
+
+/// `action_kind` of outcomes that concern no action (`no_match`, rule-level failures).
+const NO_KIND: &str = "none";
+
+/// Where the record behind an outcome sits in Kafka (absent for timer firings).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub(super) struct Source {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// One outcome to produce.
+#[derive(Debug)]
+pub(super) enum Work {
+    Action {
+        // Boxed: its typed parameters make an action several times larger than the other
+        // variants.
+        action: Box<PlannedAction>,
+        source: Option<Source>,
+    },
+    Failure {
+        failure: RuleFailure,
+        source: Option<Source>,
+    },
+    NoMatch {
+        event_id: String,
+        source: Source,
+    },
+    Throttled {
+        throttled: Throttled,
+        source: Option<Source>,
+    },
+}
+
+/// Appends the outcomes an evaluation calls for: planned actions, then failures.
+pub(super) fn collect(work: &mut Vec<Work>, evaluation: Evaluation, source: Option<&Source>) {
+    for action in evaluation.planned {
+        work.push(Work::Action {
+            action: Box::new(action),
+            source: source.cloned(),
+        });
+    }
+    for failure in evaluation.failures {
+        work.push(Work::Failure {
+            failure,
+            source: source.cloned(),
+        });
+    }
+    for throttled in evaluation.throttled {
+        work.push(Work::Throttled {
+            throttled,
+            source: source.cloned(),
+        });
+    }
+}
+
+/// True when no rule fired, held, or failed for the event (a traced evaluation).
+pub(super) fn matched_nothing(evaluation: &Evaluation) -> bool {
+    evaluation.planned.is_empty()
+        && evaluation.failures.is_empty()
+        && evaluation.trace.iter().all(|t| {
+            matches!(
+                t.verdict,
+                Verdict::Disabled
+                    | Verdict::Stopped { .. }
+                    | Verdict::NotSelected(_)
+                    | Verdict::ConditionFalse
+            )
+        })
+}
+
+/// A key for an outcome that is not an action's, derived from the event like action keys (so
+/// a redelivery derives the same one) and unable to collide with them (action keys hash a rule
+/// name, which cannot contain a NUL byte, where these hash the tag after one).
+fn derived_key(event_id: &str, tag: &str) -> String {
+    idempotency_key(event_id, &format!("\0{tag}"), 0)
+}
+
+/// Keys this process is executing right now; a `started` row of this instance whose key is
+/// not here was left by a failed attempt and may be taken over at once.
+#[derive(Debug, Default)]
+pub(super) struct InFlight(Mutex<HashSet<String>>);
+
+/// Removes its key from the in-flight set when dropped.
+struct InFlightGuard<'a> {
+    set: &'a InFlight,
+    key: String,
+}
+
+impl InFlight {
+    /// Registers `key`; `None` if it is already in flight here.
+    fn enter(&self, key: &str) -> Option<InFlightGuard<'_>> {
+        let mut set = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        set.insert(key.to_owned()).then(|| InFlightGuard {
+            set: self,
+            key: key.to_owned(),
+        })
+    }
+}
+
+impl Drop for InFlightGuard<'_> {
+    fn drop(&mut self) {
+        let mut set = self.set.0.lock().unwrap_or_else(|p| p.into_inner());
+        set.remove(&self.key);
+    }
+}
+
+impl Pipeline {
+    /// Produces every outcome of `work`, in order; returns how many were recorded.
+    pub(super) async fn run(&self, work: Vec<Work>) -> Result<usize, Error> {
+        let mut count = 0;
+        for item in work {
+            count += match item {
+                Work::Action { action, source } => self.act(&action, source.as_ref()).await?,
+                Work::Failure { failure, source } => {
+                    self.record_failure(&failure, source.as_ref()).await?
+                }
+                Work::NoMatch { event_id, source } => {
+                    self.record_no_match(&event_id, &source).await?
+                }
+                Work::Throttled { throttled, source } if self.record_throttled => {
+                    self.record_throttled(&throttled, source.as_ref()).await?
+                }
+                Work::Throttled { .. } => 0,
+            };
+        }
+        Ok(count)
+    }
+}
