@@ -35,7 +35,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     app::spawn_signal_handler(shutdown.clone())?;
     let config = load_config(&args)?;
     match App::build(&config, &shutdown).await? {
-        Some(app) => app.run(shutdown).await,
+        Some(app) => Ok(app.run(shutdown).await?),
         None => Ok(()),
     }
 }

@@ -151,24 +151,22 @@ fn binary(
 }
 
 /// Decodes `%XX` escapes (the HTTP binding's encoding of header values) into UTF-8 text.
+/// `percent-encoding` passes a malformed escape through as it is; the binding says a `%`
+/// starts an escape, so one without two hex digits after it is refused here instead.
 fn percent_decode(raw: &[u8]) -> Result<String, String> {
-    let mut bytes = Vec::with_capacity(raw.len());
-    let mut rest = raw;
-    while let Some((&byte, tail)) = rest.split_first() {
-        if byte == b'%' {
-            let hex = tail
-                .get(..2)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or("a `%` is not followed by two hex digits")?;
-            bytes.push(hex);
-            rest = &tail[2..];
-        } else {
-            bytes.push(byte);
-            rest = tail;
-        }
+    let malformed = raw.iter().enumerate().any(|(at, &byte)| {
+        byte == b'%'
+            && !raw
+                .get(at + 1..at + 3)
+                .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+    });
+    if malformed {
+        return Err("a `%` is not followed by two hex digits".to_owned());
     }
-    String::from_utf8(bytes).map_err(|_| "the decoded value is not UTF-8".to_owned())
+    percent_encoding::percent_decode(raw)
+        .decode_utf8()
+        .map(|text| text.into_owned())
+        .map_err(|_| "the decoded value is not UTF-8".to_owned())
 }
 
 #[cfg(test)]

@@ -14,7 +14,6 @@ use serde::Serialize;
 use super::AppState;
 use super::problem::ApiError;
 use crate::pipeline::reload::StateSummary;
-use crate::rules::state::Behaviour;
 
 /// One rule in the listing.
 #[derive(Debug, Clone, Serialize)]
@@ -53,16 +52,6 @@ pub struct RulesView {
     pub rules: Vec<RuleView>,
     /// Reloads so far and the last refused one.
     pub reload: crate::reload::StatusInner,
-}
-
-fn behaviour_name(behaviour: &Behaviour) -> &'static str {
-    match behaviour {
-        Behaviour::Stateless => "stateless",
-        Behaviour::Throttle(_) => "throttle",
-        Behaviour::Threshold(_) => "threshold",
-        Behaviour::Correlate(_) => "correlate",
-        Behaviour::Absence(_) => "absence",
-    }
 }
 
 /// `GET /v1/rules`.
@@ -110,7 +99,7 @@ pub(super) async fn list(State(state): State<Arc<AppState>>, headers: HeaderMap)
                 .map(|t| t.as_str().to_owned())
                 .collect(),
             actions: rule.actions.iter().map(|a| a.kind.as_str()).collect(),
-            behaviour: behaviour_name(&rule.behaviour),
+            behaviour: rule.behaviour.kind(),
             state: states.get(&rule.name).copied(),
             last_match: last.get(&rule.name).copied(),
         })

@@ -5,8 +5,9 @@
 //! variable or an unreachable service FAILS the test (never skips it), naming what was tried
 //! and how to start the services; every wait is bounded so a stopped service cannot hang a run.
 
-// Each integration-test crate compiles this module and uses only part of it.
-#![allow(dead_code)]
+// Each tier's root declares this module `pub` (`pub mod support;`): the tiers use different
+// parts of it, and rustc checks a test binary's private items only, so a helper one tier leaves
+// unused is no warning there. A helper no tier uses is deleted.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -18,6 +19,7 @@ use rdkafka::client::DefaultClientContext;
 pub mod kafka_broker;
 pub mod private_postgres;
 pub mod reflex_process;
+pub mod running;
 
 /// What to run when a service is missing.
 pub const HINT: &str = "start the services and load their addresses: \

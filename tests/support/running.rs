@@ -1,9 +1,6 @@
-//! For the HTTP-facing tests (tests/ingest.rs, tests/reload.rs): a config on unique topics with
-//! a SQLite store in a temp dir, a `reflex run` process (see [`super::support::reflex_process`])
-//! with an HTTP client, and reading a topic from its start.
-
-// Each test crate including this file uses part of it.
-#![allow(dead_code)]
+//! For the HTTP-facing tests (`processes` tier: ingest, reload): a config on unique topics with
+//! a SQLite store in a temp dir, a `reflex run` process (see [`super::reflex_process`]) with an
+//! HTTP client, and reading a topic from its start.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -11,8 +8,8 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::StreamConsumer;
 use rdkafka::message::BorrowedMessage;
 
-use super::support;
-use super::support::reflex_process::Reflex as Process;
+use crate::support;
+use crate::support::reflex_process::Reflex as Process;
 
 /// How long the binary may take to become ready: start-up connects to three services, each
 /// bounded at 15 s by `reflex run` itself, then the consumer joins its group.

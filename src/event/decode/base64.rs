@@ -1,57 +1,35 @@
-//! Standard base64 (RFC 4648 §4), the encoding of CloudEvents `data_base64`. Small enough to
-//! keep here rather than add a dependency to the pure engine.
+//! Standard base64 (RFC 4648 §4), the encoding of CloudEvents `data_base64`, through the
+//! `base64` crate with the leniency producers need: padding is optional when decoding and
+//! non-zero trailing bits are accepted.
 
-const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+use ::base64::Engine as _;
+use ::base64::alphabet;
+use ::base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+
+/// Encodes with padding; decodes text whose padding was already stripped.
+const ENGINE: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new()
+        .with_encode_padding(true)
+        .with_decode_padding_mode(DecodePaddingMode::RequireNone)
+        .with_decode_allow_trailing_bits(true),
+);
 
 /// Encodes bytes with padding.
 pub(super) fn encode(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let byte = |i: usize| u32::from(chunk.get(i).copied().unwrap_or(0));
-        let group = (byte(0) << 16) | (byte(1) << 8) | byte(2);
-        for i in 0..4 {
-            // A chunk of n bytes fills n + 1 characters; the rest is padding.
-            if i <= chunk.len() {
-                let index = (group >> (18 - 6 * i)) & 0x3f;
-                out.push(char::from(ALPHABET[index as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    ENGINE.encode(bytes)
 }
 
 /// Decodes padded or unpadded base64; `None` for any character outside the alphabet or an
 /// impossible length.
 pub(super) fn decode(text: &str) -> Option<Vec<u8>> {
+    // Up to two `=` of padding, whether or not their number matches the length (producers
+    // differ); the crate then decodes the rest as unpadded.
     let body = text.trim_end_matches('=');
-    if text.len() - body.len() > 2 || body.len() % 4 == 1 {
+    if text.len() - body.len() > 2 {
         return None;
     }
-    let mut out = Vec::with_capacity(body.len() / 4 * 3 + 2);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for c in body.bytes() {
-        acc = (acc << 6) | u32::from(sextet(c)?);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    Some(out)
-}
-
-fn sextet(c: u8) -> Option<u8> {
-    match c {
-        b'A'..=b'Z' => Some(c - b'A'),
-        b'a'..=b'z' => Some(c - b'a' + 26),
-        b'0'..=b'9' => Some(c - b'0' + 52),
-        b'+' => Some(62),
-        b'/' => Some(63),
-        _ => None,
-    }
+    ENGINE.decode(body).ok()
 }
 
 #[cfg(test)]

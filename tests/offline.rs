@@ -1,0 +1,14 @@
+//! Offline tier: tests that need nothing running. A plain `cargo test` runs them (with the unit
+//! and property tests in src/): the rule commands as a user runs them, the rule engine on data
+//! fixtures, and the webhook executor against real HTTP servers it starts itself.
+//!
+//! Run: `cargo test --test offline`
+
+/// Shared fixtures (tests/support/), `pub` because each tier uses a different part of them.
+pub mod support;
+
+mod offline {
+    mod actions_webhook;
+    mod cli_rules;
+    mod rules_engine;
+}
