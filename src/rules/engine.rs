@@ -227,12 +227,15 @@ impl Engine {
     /// ([`Engine::with_state`]) for the record: the decision for one key is then made by one
     /// process at a time, whichever replica consumed the event. A record reaching no stateful
     /// rule (most records) lists nothing and locks nothing.
-    pub fn state_keys<'a>(&self, events: impl IntoIterator<Item = &'a Event>) -> BTreeSet<StateKey> {
+    pub fn state_keys<'a>(
+        &self,
+        events: impl IntoIterator<Item = &'a Event>,
+    ) -> BTreeSet<StateKey> {
         let mut keys = BTreeSet::new();
         let mut scratch = Vec::new();
         for event in events {
-            let resolved = event.alert_fingerprint().is_some()
-                && event.alert_status() == Some("resolved");
+            let resolved =
+                event.alert_fingerprint().is_some() && event.alert_status() == Some("resolved");
             if resolved {
                 scratch.clear();
                 scratch.extend(0..self.rules.len() as u32);

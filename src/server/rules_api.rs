@@ -52,7 +52,15 @@ pub struct RulesView {
     pub rules: Vec<RuleView>,
     /// Reloads so far and the last refused one.
     pub reload: crate::reload::StatusInner,
+    /// Why the rules' `state` is missing: the store could not be read within
+    /// [`STATE_READ_TIMEOUT`] (the rules themselves are still listed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_error: Option<String>,
 }
+
+/// How long `GET /v1/rules` waits for the store's count of each rule's keys: the listing is an
+/// operator's view and must answer while the store is down (readiness says why).
+pub const STATE_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// `GET /v1/rules`.
 pub(super) async fn list(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
@@ -70,17 +78,23 @@ pub(super) async fn list(State(state): State<Arc<AppState>>, headers: HeaderMap)
         .into_response();
     };
     let rules = pipeline.rules();
-    let states = match pipeline.state_summary().await {
-        Ok(states) => states,
-        Err(err) => {
-            return ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("cannot read the rules' state: {err}"),
-                "check the audit store (`/readyz` names the failing dependency) and retry",
-            )
-            .into_response();
-        }
-    };
+    let (states, state_error) =
+        match tokio::time::timeout(STATE_READ_TIMEOUT, pipeline.state_summary()).await {
+            Ok(Ok(states)) => (states, None),
+            Ok(Err(err)) => (
+                Default::default(),
+                Some(format!(
+                    "cannot read the rules' state from the store: {err}"
+                )),
+            ),
+            Err(_) => (
+                Default::default(),
+                Some(format!(
+                    "the store did not answer within {STATE_READ_TIMEOUT:?}; `/readyz` names \
+                     the failing dependency"
+                )),
+            ),
+        };
     let last = pipeline.last_matches();
     let views = rules
         .rules()
@@ -108,6 +122,7 @@ pub(super) async fn list(State(state): State<Arc<AppState>>, headers: HeaderMap)
         count: views.len(),
         rules: views,
         reload: state.reload.snapshot(),
+        state_error,
     })
     .into_response()
 }
