@@ -108,7 +108,7 @@ const POSTGRES: Dialect = Dialect {
     due: "SELECT rule, key, state, applied, due_ms FROM rule_state_keys WHERE due_ms <= $1 \
           ORDER BY due_ms LIMIT $2 FOR UPDATE SKIP LOCKED",
     evict: "DELETE FROM rule_state_keys WHERE rule = $1 AND key IN (SELECT key \
-            FROM rule_state_keys WHERE rule = $1 AND state <> 'null' ORDER BY due_ms \
+            FROM rule_state_keys WHERE rule = $1 AND state <> 'null' ORDER BY due_ms, key \
             LIMIT $2 FOR UPDATE SKIP LOCKED)",
 };
 
@@ -120,7 +120,7 @@ const SQLITE: Dialect = Dialect {
     due: "SELECT rule, key, state, applied, due_ms FROM rule_state_keys WHERE due_ms <= $1 \
           ORDER BY due_ms LIMIT $2",
     evict: "DELETE FROM rule_state_keys WHERE rule = $1 AND key IN (SELECT key \
-            FROM rule_state_keys WHERE rule = $1 AND state <> 'null' ORDER BY due_ms \
+            FROM rule_state_keys WHERE rule = $1 AND state <> 'null' ORDER BY due_ms, key \
             LIMIT $2)",
 };
 
