@@ -190,6 +190,12 @@ pub struct Metrics {
     pub store_errors: Family<StoreLabels, Counter>,
     /// `reflex_ingest_requests_total{endpoint,code}`: HTTP ingest requests answered.
     pub ingest_requests: Family<IngestLabels, Counter>,
+    /// `reflex_state_lock_wait_seconds`: how long a record waited for the stateful keys it
+    /// reaches (this process's lock, then the store's), i.e. behind other decisions on them.
+    pub state_lock_wait: Histogram,
+    /// `reflex_state_keys_evicted_total{rule}`: keys evicted because the rule held more than
+    /// its `max_keys`.
+    pub state_keys_evicted: Family<RuleLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -294,6 +300,19 @@ impl Default for Metrics {
             "HTTP ingest requests answered, by endpoint and status code",
             ingest_requests.clone(),
         );
+        let state_lock_wait = latency_histogram();
+        registry.register_with_unit(
+            "state_lock_wait",
+            "Time a record waited for the stateful keys it reaches",
+            prometheus_client::registry::Unit::Seconds,
+            state_lock_wait.clone(),
+        );
+        let state_keys_evicted = Family::<RuleLabels, Counter>::default();
+        registry.register(
+            "state_keys_evicted",
+            "Keys evicted because the rule held more than its max_keys",
+            state_keys_evicted.clone(),
+        );
         Self {
             registry,
             ready,
@@ -312,6 +331,8 @@ impl Default for Metrics {
             rules_loaded,
             store_errors,
             ingest_requests,
+            state_lock_wait,
+            state_keys_evicted,
         }
     }
 }

@@ -252,6 +252,7 @@ impl Pipeline {
             }
             return self.run(work).await.map(Handled::Outcomes);
         }
+        let waiting = std::time::Instant::now();
         let _slot = self.deciding.acquire().await.expect("never closed");
         let _held = self.key_locks.lock_all(&keys).await;
         let (mut lease, rows) = self
@@ -262,6 +263,9 @@ impl Pipeline {
                 "locking the rule state of record {}/{}/{}",
                 record.topic, record.partition, record.offset
             )))?;
+        crate::metrics::global()
+            .state_lock_wait
+            .observe(waiting.elapsed().as_secs_f64());
         let partition = format!("{}/{}", record.topic, record.partition);
         let mut engine = state::engine_for(&rules, &rows);
         engine.skip_applied(state::already_applied(&rows, &partition, record.offset));
@@ -410,6 +414,10 @@ impl Pipeline {
                 .evict_keys(&name, keys - bound)
                 .await
                 .map_err(Error::store(format!("evicting keys of rule `{name}`")))?;
+            crate::metrics::global()
+                .state_keys_evicted
+                .get_or_create(&crate::metrics::RuleLabels { rule: name.clone() })
+                .inc_by(gone);
             tracing::warn!(
                 rule = %name,
                 keys,

@@ -576,6 +576,17 @@ async fn a_rule_over_max_keys_loses_the_keys_due_first(db: Db) {
     let summary = replica.state_summary().await.expect("summary");
     assert_eq!(summary[&rule].keys, 2);
     assert_eq!(summary[&rule].evictions, 2);
+    let metrics = reflex::metrics::global().encode();
+    assert!(
+        metrics.contains(&format!(
+            "reflex_state_keys_evicted_total{{rule=\"{rule}\"}} 2"
+        )),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("reflex_state_lock_wait_seconds_count"),
+        "{metrics}"
+    );
     assert_eq!(
         replica.bound_keys().await.expect("bound"),
         0,
