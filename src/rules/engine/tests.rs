@@ -1,4 +1,5 @@
 //! The engine's own unit tests: dirty keys, the keys a record reaches, redeliveries.
+
 use serde_json::Value;
 
 use super::*;
@@ -26,13 +27,13 @@ fn event(payload: Value) -> Event {
 fn only_the_keys_an_event_changed_are_reported_dirty_and_only_once() {
     let yaml = r#"rules:
   - name: throttled
-when: 'kind == "a"'
-throttle: {key: "{{ event.id }}", once_within: 1m}
-actions: [{log: {message: hi}}]
+    when: 'kind == "a"'
+    throttle: {key: "{{ event.id }}", once_within: 1m}
+    actions: [{log: {message: hi}}]
   - name: other
-when: 'kind == "b"'
-throttle: {key: "{{ event.id }}", once_within: 1m}
-actions: [{log: {message: hi}}]
+    when: 'kind == "b"'
+    throttle: {key: "{{ event.id }}", once_within: 1m}
+    actions: [{log: {message: hi}}]
 "#;
     let rules =
         crate::rules::load_sources(&[("r.yaml".into(), yaml.to_owned())]).expect("valid rules");
@@ -70,26 +71,26 @@ fn key(rule: &str, key: &str) -> StateKey {
 }
 
 #[test]
-fn state_keys_lists_the_key_of_every_stateful_rule_an_event_may_reach_whatever_its_condition() {
+fn state_keys_lists_the_key_of_every_stateful_rule_an_event_reaches() {
     let engine = load(
         r#"rules:
   - name: stateless
-actions: [{log: {message: hi}}]
+    actions: [{log: {message: hi}}]
   - name: throttled
-when: 'kind == "a"'
-throttle: {key: "{{ event.app }}", once_within: 1m}
-actions: [{log: {message: hi}}]
+    when: 'kind == "a"'
+    throttle: {key: "{{ event.app }}", once_within: 1m}
+    actions: [{log: {message: hi}}]
   - name: absent
-when: 'kind == "start"'
-absence: {key: "{{ event.app }}/x", within: 1m, expect: {name: done, when: 'kind == "done"'}}
-actions: [{log: {message: hi}}]
+    when: 'kind == "start"'
+    absence: {key: "{{ event.app }}/x", within: 1m, expect: {name: done, when: 'kind == "done"'}}
+    actions: [{log: {message: hi}}]
   - name: unkeyed
-threshold: {count: 2, within: 1m}
-actions: [{log: {message: hi}}]
+    threshold: {count: 2, within: 1m}
+    actions: [{log: {message: hi}}]
   - name: disabled
-enabled: false
-throttle: {key: "{{ event.app }}", once_within: 1m}
-actions: [{log: {message: hi}}]
+    enabled: false
+    throttle: {key: "{{ event.app }}", once_within: 1m}
+    actions: [{log: {message: hi}}]
 "#,
     );
     let events = [
@@ -115,8 +116,8 @@ actions: [{log: {message: hi}}]
 fn a_key_the_record_was_already_applied_to_holds_the_event_back_and_changes_nothing() {
     let engine_yaml = r#"rules:
   - name: counted
-threshold: {key: "{{ event.app }}", count: 2, within: 1m}
-actions: [{log: {message: hi}}]
+    threshold: {key: "{{ event.app }}", count: 2, within: 1m}
+    actions: [{log: {message: hi}}]
 "#;
     let now = Utc::now();
     let mut engine = load(engine_yaml);
