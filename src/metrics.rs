@@ -131,7 +131,7 @@ pub struct ReloadLabels {
 /// `{operation}` of a failed store call.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct StoreLabels {
-    /// What was attempted (`claim`, `finish`, `save_state`, ...; a closed set in the callers).
+    /// What was attempted (`claim`, `finish`, ...; a closed set in the callers).
     pub operation: String,
 }
 

@@ -228,7 +228,8 @@ fn rules_api_token(config: &Config) -> Result<Option<Token>> {
     token.map(Some).ok_or(Error::RulesApiTokenMissing)
 }
 
-/// Creates the outcome producer and the pipeline (which restores the rules' state).
+/// Creates the outcome producer and the pipeline (which moves rule state of the earliest format
+/// to key rows).
 pub async fn build_pipeline(
     config: &Config,
     rules: Arc<RuleSet>,

@@ -134,7 +134,8 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Builds the pipeline and restores the rules' persisted state from `store`.
+    /// Builds the pipeline on `store`, moving rule state of the earliest format to key rows
+    /// (nothing else is loaded: a record reads the keys it reaches).
     ///
     /// `producer` publishes outcome records and dead letters (configure it with
     /// `enable.idempotence=true`); `topics` gives `outcomes` and `dead_letters`; `config` the

@@ -1,6 +1,5 @@
-//! A rule's state as one JSON document per group key, so the pipeline can persist each key on
-//! its own row: replicas that touch different keys of one rule then never overwrite each
-//! other's keys, and a restart restores the union. Pure conversion, no I/O.
+//! A rule's state as one JSON document per group key, so the pipeline can keep each key on its
+//! own row and load, for a record, exactly the keys it reaches. Pure conversion, no I/O.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -55,9 +54,8 @@ impl RuleState {
     }
 
     /// Rebuilds a rule's state from documents made by [`RuleState::export_keys`], given least
-    /// recently updated first (that order becomes the eviction order). Restoring never evicts:
-    /// the union of several replicas' keys may exceed the key bound until new keys push the
-    /// oldest out. A repeated key keeps its last document. Unreadable documents are skipped and
+    /// recently updated first (that order becomes the eviction order). Rebuilding never evicts.
+    /// A repeated key keeps its last document. Unreadable documents are skipped and
     /// returned, so one bad row costs one key, not the rule; so are documents keeping an event
     /// above [`MAX_STORED_EVENT_BYTES`] (saved by a version without the bound). The rebuilt
     /// state records no changed key.
