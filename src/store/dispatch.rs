@@ -18,7 +18,8 @@ use super::{Backend, Error, Result, Store};
 /// expanded once per backend with `$db` bound to `&mut SqliteConnection` or `&mut
 /// PgConnection`. `$body` evaluates to `Result<T, sqlx::Error>` with the same `T` on both
 /// backends (so map driver-specific results, e.g. `.map(|r| r.rows_affected())`); a failure,
-/// including taking a pooled connection, becomes [`Error::Query`] named `$operation`.
+/// including taking a pooled connection, becomes [`Error::Query`] named `$operation` and is
+/// counted in `reflex_store_errors_total{operation}`.
 ///
 /// ```ignore
 /// let removed = dispatch!(self, "release claim", |db| {
@@ -54,10 +55,13 @@ macro_rules! dispatch {
                 )
             }
         };
-        result.map_err(|source| $crate::store::Error::Query {
-            operation: $operation,
-            url: url.to_owned(),
-            source,
+        result.map_err(|source| {
+            $crate::metrics::global().store_error($operation);
+            $crate::store::Error::Query {
+                operation: $operation,
+                url: url.to_owned(),
+                source,
+            }
         })
     }};
 }
@@ -147,10 +151,13 @@ pub enum Tx {
 
 /// The error of a transaction step (`begin`, `commit`, `rollback`) on the store at `url`.
 fn tx_err<'a>(url: &'a str, operation: &'static str) -> impl FnOnce(sqlx::Error) -> Error + 'a {
-    move |source| Error::Query {
-        operation,
-        url: url.to_owned(),
-        source,
+    move |source| {
+        crate::metrics::global().store_error(operation);
+        Error::Query {
+            operation,
+            url: url.to_owned(),
+            source,
+        }
     }
 }
 
@@ -224,5 +231,38 @@ impl Tx {
             Tx::Sqlite { tx, url } => tx.rollback().await.map_err(tx_err(&url, "rollback")),
             Tx::Postgres { tx, url } => tx.rollback().await.map_err(tx_err(&url, "rollback")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_failed_statement_is_named_in_its_error_and_counted_in_the_metric() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("audit.db").display());
+        let store = Store::connect(&url).await.expect("store");
+        // A closed pool refuses every statement, as a store that went away would.
+        store.close().await;
+        let err = store
+            .load_rule_state("metric-check")
+            .await
+            .expect_err("the pool is closed");
+        assert!(
+            matches!(
+                err,
+                Error::Query {
+                    operation: "load rule state",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let metrics = crate::metrics::global().encode();
+        assert!(
+            metrics.contains("reflex_store_errors_total{operation=\"load rule state\"}"),
+            "{metrics}"
+        );
     }
 }
