@@ -243,10 +243,10 @@ impl Pipeline {
         };
         let now = Utc::now();
         let rules = self.rules();
-        let keys = Engine::new(Arc::clone(&rules)).state_keys(&events);
+        let mut engine = Engine::new(Arc::clone(&rules));
+        let keys = engine.state_keys(&events);
         if keys.is_empty() {
             // No stateful key involved: nothing to lock, partitions evaluate in parallel.
-            let mut engine = Engine::new(rules);
             let mut work = Vec::new();
             for event in &events {
                 self.evaluate(&mut engine, event, now, &source, &mut work);

@@ -135,6 +135,16 @@ pub(super) fn writes(
     let mut out = Vec::new();
     for row in rows {
         let rule_state = engine.state().rules.get(&row.key.rule);
+        let sweep = source.is_none();
+        if !(changed.contains(&row.key) || decided.contains(&row.key)) {
+            // Untouched: not serialized, only checked for being left without state.
+            let holds = rule_state.is_some_and(|s| s.holds(&row.key.key));
+            let was_due = row.due.is_some_and(|due| due <= now);
+            if (sweep && was_due && !holds) || (!sweep && !row.existed) {
+                out.push(KeyWrite::Delete(row.key));
+            }
+            continue;
+        }
         let state = match rule_state.and_then(|s| s.export_key(&row.key.key)) {
             Some(doc) => Some(doc.map_err(|source| Error::State {
                 rule: row.key.rule.clone(),
@@ -142,14 +152,6 @@ pub(super) fn writes(
             })?),
             None => None,
         };
-        let sweep = source.is_none();
-        if !(changed.contains(&row.key) || decided.contains(&row.key)) {
-            let was_due = row.due.is_some_and(|due| due <= now);
-            if (sweep && was_due && state.is_none()) || (!sweep && !row.existed) {
-                out.push(KeyWrite::Delete(row.key));
-            }
-            continue;
-        }
         let mut applied: Applied = row.applied;
         if let Some((source, offset)) = source {
             applied.insert(source.to_owned(), offset);

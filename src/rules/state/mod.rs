@@ -160,6 +160,11 @@ impl RuleState {
         self.keys.keys()
     }
 
+    /// True when `key` holds state.
+    pub fn holds(&self, key: &str) -> bool {
+        self.keys.entry(key).is_some()
+    }
+
     /// The next deadline of `key` (when a burst or absence fires or its window expires), if
     /// the key holds state that has one.
     pub fn deadline_of(&self, key: &str) -> Option<DateTime<Utc>> {
