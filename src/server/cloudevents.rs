@@ -263,4 +263,36 @@ mod tests {
         let err = records(&map, Bytes::from_static(b"{}")).expect_err("not an array");
         assert!(err.error.contains("JSON array"), "{err:?}");
     }
+
+    proptest::proptest! {
+        /// Any text percent-encoded (every non-alphanumeric byte escaped) decodes back to itself.
+        #[test]
+        fn percent_decoding_inverts_encoding_for_any_unicode(text in "\\PC*") {
+            let encoded = percent_encoding::utf8_percent_encode(
+                &text,
+                percent_encoding::NON_ALPHANUMERIC,
+            )
+            .to_string();
+            proptest::prop_assert_eq!(percent_decode(encoded.as_bytes()), Ok(text));
+        }
+
+        /// Any bytes give text or an error, never a panic; a `%` without two hex digits after
+        /// it is always the error that says so.
+        #[test]
+        fn percent_decoding_any_bytes_never_panics(raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
+            let bad_escape = raw.iter().enumerate().any(|(at, &byte)| {
+                byte == b'%'
+                    && !raw
+                        .get(at + 1..at + 3)
+                        .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+            });
+            match percent_decode(&raw) {
+                Ok(_) => proptest::prop_assert!(!bad_escape),
+                Err(message) => proptest::prop_assert!(
+                    bad_escape == message.contains("two hex digits"),
+                    "{message}"
+                ),
+            }
+        }
+    }
 }
