@@ -10,6 +10,7 @@ pub mod duration;
 pub mod engine;
 pub mod load;
 pub mod model;
+pub mod remediation;
 pub mod ruleset;
 pub mod state;
 pub mod template;
