@@ -204,6 +204,7 @@ mod tests {
             event_id: "e".to_owned(),
             dry_run: false,
             group_key: None,
+            remediation: None,
         };
         let outcome = Executors::log_only().execute(&planned).await;
         match outcome {

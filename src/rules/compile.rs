@@ -115,6 +115,7 @@ fn compile_rule(
         );
     }
     let guard = compile_guard(rule.guard.as_ref(), diags);
+    let remediation = super::remediation::Plan::compile(rule, diags);
     if diags.len() > before {
         return None;
     }
@@ -133,6 +134,7 @@ fn compile_rule(
         actions,
         max_keys: rule.max_keys.unwrap_or(DEFAULT_MAX_KEYS),
         guard,
+        remediation: remediation?,
     })
 }
 

@@ -71,6 +71,19 @@ pub struct Rule {
     /// Guardrails of this rule's actions, layered over the global `actions` configuration:
     /// namespace lists that narrow it, and circuit-breaker limits that replace it.
     pub guard: Option<RuleGuard>,
+    /// What "the actions worked" means (the alert resolves, a Kubernetes condition holds, the
+    /// rule does not fire again) and how long to wait: the outcome becomes `verified` or
+    /// `ineffective`.
+    pub verify: Option<super::remediation::spec::VerifySpec>,
+    /// Steps run in turn while the step before is `ineffective` or failed, e.g. a rollback and
+    /// then a page.
+    #[serde(default)]
+    pub escalate: Vec<super::remediation::spec::StepSpec>,
+    /// Stop acting on a target this rule keeps remediating (on by default for rules with a
+    /// Kubernetes action).
+    pub loop_guard: Option<super::remediation::spec::LoopGuardSpec>,
+    /// Undo the reversible changes of `actions` when the alert resolves or after a while.
+    pub undo: Option<super::remediation::spec::UndoSpec>,
 }
 
 /// Per-rule guardrails (`guard:`).

@@ -44,6 +44,8 @@ pub struct Rule {
     pub max_keys: usize,
     /// Its own guardrails (`guard:`), layered over the global ones by the pipeline.
     pub guard: RuleGuard,
+    /// Its closed loop (verify, escalate, loop guard, undo); `None`: nothing to follow up.
+    pub remediation: Option<super::remediation::Plan>,
 }
 
 /// Compiled per-rule guardrails; empty lists and `None` mean "as configured globally".

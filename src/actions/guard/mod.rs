@@ -253,6 +253,7 @@ fn planned(kind: ActionKind, params: serde_json::Value) -> PlannedAction {
         event_id: "e".into(),
         dry_run: false,
         group_key: None,
+        remediation: None,
     }
 }
 

@@ -236,6 +236,14 @@ impl CompiledAction {
         })
     }
 
+    /// Compiles a webhook written outside `actions:` (a loop guard's `notify`).
+    pub fn compile_webhook(spec: &WebhookSpec, diags: &mut Diagnostics) -> Option<CompiledAction> {
+        Some(CompiledAction {
+            kind: ActionKind::Webhook,
+            params: Compiled::Webhook(spec.compile(diags)?),
+        })
+    }
+
     /// Renders every templated parameter and returns the typed, validated action. Errors name
     /// the parameter.
     pub fn render(&self, ctx: &RenderContext) -> Result<Action, RenderError> {

@@ -398,6 +398,7 @@ mod tests {
             event_id: "e".into(),
             dry_run: false,
             group_key: None,
+            remediation: None,
         };
         let text = serde_json::to_string(&planned).expect("encodes");
         assert_eq!(

@@ -35,6 +35,10 @@ pub struct PlannedAction {
     pub dry_run: bool,
     /// The stateful group key, if the rule has one.
     pub group_key: Option<String>,
+    /// The escalation step this action belongs to (`None` for the rule's own `actions`, whose
+    /// remediation the pipeline derives from the event and rule).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remediation: Option<crate::rules::remediation::StepRef>,
 }
 
 impl PlannedAction {
@@ -448,6 +452,7 @@ fn plan(rule: &Rule, firing: &Firing, out: &mut Evaluation) -> usize {
                     event_id: event_id.clone(),
                     dry_run: rule.dry_run,
                     group_key: firing.info.key.clone(),
+                    remediation: None,
                 });
             }
             Err(err) => out.failures.push(RuleFailure {

@@ -4,4 +4,12 @@
 //! (`crate::pipeline`) persists that state and feeds it observations; `reflex test` feeds it
 //! simulated ones.
 
+pub mod plan;
+pub mod progress;
 pub mod readiness;
+pub mod spec;
+
+pub use plan::{KubeCheck, LoopGuard, Plan, Step, Undo, Verify};
+pub use progress::{
+    Effect, Ending, Observed, Progress, Stage, StepEnd, StepRef, remediation_id, step_key,
+};
