@@ -144,6 +144,15 @@ pub struct IngestLabels {
     pub code: u16,
 }
 
+/// `{rule, result}` of a remediation step judged (`verified`, `ineffective`, ...).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct RemediationLabels {
+    /// The rule.
+    pub rule: String,
+    /// The result.
+    pub result: String,
+}
+
 /// Buckets of the latency histograms, in seconds: 1 ms to ~16 s doubling. Covers a cheap
 /// action (a few ms end to end) up to a slow webhook retried with backoff.
 fn latency_histogram() -> Histogram {
@@ -196,6 +205,11 @@ pub struct Metrics {
     /// `reflex_state_keys_evicted_total{rule}`: keys evicted because the rule held more than
     /// its `max_keys`.
     pub state_keys_evicted: Family<RuleLabels, Counter>,
+    /// `reflex_remediation_results_total{rule,result}`: remediation steps judged, and
+    /// remediations quarantined or undone.
+    pub remediation_results: Family<RemediationLabels, Counter>,
+    /// `reflex_verification_seconds{rule,result}`: from a step's actions to its verdict.
+    pub verification: Family<RemediationLabels, Histogram>,
 }
 
 impl Default for Metrics {
@@ -313,6 +327,26 @@ impl Default for Metrics {
             "Keys evicted because the rule held more than its max_keys",
             state_keys_evicted.clone(),
         );
+        let remediation_results = Family::<RemediationLabels, Counter>::default();
+        registry.register(
+            "remediation_results",
+            "Remediation steps judged (verified, ineffective), targets quarantined, changes undone",
+            remediation_results.clone(),
+        );
+        // Verification takes seconds to hours: 1 s doubling to ~4.5 h.
+        let verification = Family::<RemediationLabels, Histogram>::new_with_constructor(
+            (|| {
+                Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+                    1.0, 2.0, 15,
+                ))
+            }) as fn() -> _,
+        );
+        registry.register_with_unit(
+            "verification",
+            "From the end of a remediation step's actions to its verdict",
+            prometheus_client::registry::Unit::Seconds,
+            verification.clone(),
+        );
         Self {
             registry,
             ready,
@@ -333,6 +367,8 @@ impl Default for Metrics {
             ingest_requests,
             state_lock_wait,
             state_keys_evicted,
+            remediation_results,
+            verification,
         }
     }
 }

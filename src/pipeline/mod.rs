@@ -74,6 +74,7 @@ mod counters;
 mod error;
 mod execute;
 pub mod reload;
+mod remediate;
 mod state;
 mod unrecorded;
 
@@ -236,6 +237,16 @@ impl Pipeline {
             }
         };
         self.counters.decoded(record.topic, &events);
+        // A resolved alert may end the verification of a remediation it triggered, whatever
+        // the rules make of the notification itself.
+        for event in events
+            .iter()
+            .filter(|e| e.alert_status() == Some("resolved"))
+        {
+            if self.rules().rules().iter().any(|r| r.remediation.is_some()) {
+                self.resolved(event).await?;
+            }
+        }
         let source = execute::Source {
             topic: record.topic.to_owned(),
             partition: record.partition,
@@ -335,10 +346,16 @@ impl Pipeline {
         decided
     }
 
-    /// Fires due stateful timers (`once_after`, `absence`) and expires windows at `now`, for the
-    /// keys no other process holds; returns the number of outcomes recorded. Any replica's
-    /// sweep may take a key: the first to lock it does.
+    /// Lets time pass: follows up due remediations (`remediate/`), then fires due stateful
+    /// timers (`once_after`, `absence`) and expires windows at `now`, for the keys no other
+    /// process holds; returns the number of outcomes recorded. Any replica's sweep may take a
+    /// remediation or a key: the first to lease or lock it does.
     pub async fn tick(&self, now: DateTime<Utc>) -> Result<usize, Error> {
+        let followed = self.follow_up(now).await?;
+        Ok(followed + self.tick_keys(now).await?)
+    }
+
+    async fn tick_keys(&self, now: DateTime<Utc>) -> Result<usize, Error> {
         let _slot = self.deciding.acquire().await.expect("never closed");
         let (mut lease, rows) = self
             .store

@@ -35,11 +35,25 @@ pub enum OutcomeStatus {
     /// The rule's `throttle.once_within` suppressed this firing (recorded only when
     /// `pipeline.record_throttled` is on).
     Throttled,
+    /// A remediation step's checks held in time (`verify`); details name the checks and how
+    /// long it took.
+    Verified,
+    /// A remediation step's checks did not hold in time; details say which and whether the
+    /// rule escalates.
+    Ineffective,
+    /// The loop guard stopped acting on the target: the rule remediated it too often. Nothing
+    /// was executed; `reflex release` lifts it.
+    Quarantined,
+    /// A reversible change Reflex made was undone (the alert resolved, or its time was up).
+    Undone,
+    /// A reversible change was not undone: the object changed since Reflex changed it (or
+    /// cannot be read); the error says why.
+    UndoSkipped,
 }
 
 impl OutcomeStatus {
     /// Every status, in a stable order (CLI help, tests).
-    pub const ALL: [OutcomeStatus; 9] = [
+    pub const ALL: [OutcomeStatus; 14] = [
         OutcomeStatus::Started,
         OutcomeStatus::Succeeded,
         OutcomeStatus::Failed,
@@ -49,6 +63,11 @@ impl OutcomeStatus {
         OutcomeStatus::NoMatch,
         OutcomeStatus::SuppressedByGuard,
         OutcomeStatus::Throttled,
+        OutcomeStatus::Verified,
+        OutcomeStatus::Ineffective,
+        OutcomeStatus::Quarantined,
+        OutcomeStatus::Undone,
+        OutcomeStatus::UndoSkipped,
     ];
 
     /// The value stored in the `status` column and used in outcome record types.
@@ -63,6 +82,11 @@ impl OutcomeStatus {
             Self::NoMatch => "no_match",
             Self::SuppressedByGuard => "suppressed_by_guard",
             Self::Throttled => "throttled",
+            Self::Verified => "verified",
+            Self::Ineffective => "ineffective",
+            Self::Quarantined => "quarantined",
+            Self::Undone => "undone",
+            Self::UndoSkipped => "undo_skipped",
         }
     }
 

@@ -19,7 +19,7 @@ use crate::store::{Finish, Finished, NewOutcome, OutcomeRecord, OutcomeStatus};
 
 impl Pipeline {
     /// Claims, executes and records one planned action.
-    pub(super) async fn act(
+    pub(in crate::pipeline) async fn act(
         &self,
         action: &PlannedAction,
         source: Option<&Source>,
@@ -58,6 +58,9 @@ impl Pipeline {
             "source": source,
             "claimant": self.instance,
         });
+        if let Some(step) = &action.remediation {
+            details["remediation"] = json!(step);
+        }
         let claim = NewOutcome {
             event_id: &action.event_id,
             rule: &action.rule,

@@ -12,10 +12,11 @@ use serde::Serialize;
 
 use super::{Error, Pipeline};
 use crate::rules::engine::{Verdict, idempotency_key};
+use crate::rules::engine::Fired;
 use crate::rules::{Evaluation, PlannedAction, RuleFailure, Throttled};
 
 /// `action_kind` of outcomes that concern no action (`no_match`, rule-level failures).
-const NO_KIND: &str = "none";
+pub(super) const NO_KIND: &str = "none";
 
 /// Where the record behind an outcome sits in Kafka (absent for timer firings).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -46,11 +47,41 @@ pub(super) enum Work {
         throttled: Throttled,
         source: Option<Source>,
     },
+    /// The actions of one firing of a rule with a closed loop: run as step 0 of a remediation
+    /// (`super::remediate`).
+    Remediation {
+        fired: Box<Fired>,
+        actions: Vec<PlannedAction>,
+        /// An action of the firing could not be rendered (its failure is recorded apart).
+        render_failed: bool,
+        source: Option<Source>,
+    },
 }
 
 /// Appends the outcomes an evaluation calls for: planned actions, then failures.
 pub(super) fn collect(work: &mut Vec<Work>, evaluation: Evaluation, source: Option<&Source>) {
-    for action in evaluation.planned {
+    let mut planned = evaluation.planned;
+    // A closed-loop firing's actions run together, as one remediation step.
+    for fired in evaluation.fired {
+        let of_firing = |rule: &str, event_id: &str| {
+            rule == fired.rule && event_id == fired.firing.event.meta.id
+        };
+        let (actions, rest): (Vec<_>, Vec<_>) = planned
+            .into_iter()
+            .partition(|a| of_firing(&a.rule, &a.event_id));
+        planned = rest;
+        let render_failed = evaluation
+            .failures
+            .iter()
+            .any(|f| f.action_index.is_some() && of_firing(&f.rule, &f.event_id));
+        work.push(Work::Remediation {
+            fired: Box::new(fired),
+            actions,
+            render_failed,
+            source: source.cloned(),
+        });
+    }
+    for action in planned {
         work.push(Work::Action {
             action: Box::new(action),
             source: source.cloned(),
@@ -88,7 +119,7 @@ pub(super) fn matched_nothing(evaluation: &Evaluation) -> bool {
 /// A key for an outcome that is not an action's, derived from the event like action keys (so
 /// a redelivery derives the same one) and unable to collide with them (action keys hash a rule
 /// name, which cannot contain a NUL byte, where these hash the tag after one).
-fn derived_key(event_id: &str, tag: &str) -> String {
+pub(super) fn derived_key(event_id: &str, tag: &str) -> String {
     idempotency_key(event_id, &format!("\0{tag}"), 0)
 }
 
@@ -137,10 +168,23 @@ impl Pipeline {
                 Work::NoMatch { event_id, source } => {
                     self.record_no_match(&event_id, &source).await?
                 }
-                Work::Throttled { throttled, source } if self.record_throttled => {
-                    self.record_throttled(&throttled, source.as_ref()).await?
+                Work::Throttled { throttled, source } => {
+                    self.refired(&throttled).await?;
+                    if self.record_throttled {
+                        self.record_throttled(&throttled, source.as_ref()).await?
+                    } else {
+                        0
+                    }
                 }
-                Work::Throttled { .. } => 0,
+                Work::Remediation {
+                    fired,
+                    actions,
+                    render_failed,
+                    source,
+                } => {
+                    self.remediate(&fired, actions, render_failed, source.as_ref())
+                        .await?
+                }
             };
         }
         Ok(count)

@@ -241,7 +241,7 @@ impl Pipeline {
 
     /// Inserts a final row under its deterministic key and publishes it; when the key exists
     /// (a redelivery), settles the existing row instead (a duplicate only if `duplicates`).
-    async fn record_once(
+    pub(in crate::pipeline) async fn record_once(
         &self,
         row: &OutcomeRecord,
         source: Option<&Source>,

@@ -112,6 +112,18 @@ pub struct Evaluation {
     pub cancelled: usize,
     /// Firings a rule's `throttle.once_within` suppressed (the pipeline records them).
     pub throttled: Vec<Throttled>,
+    /// Firings of rules with a closed loop ([`Rule::remediation`]): the pipeline follows each
+    /// up as one remediation of the actions planned for it.
+    pub fired: Vec<Fired>,
+}
+
+/// A firing of a rule with a closed loop.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fired {
+    /// The rule.
+    pub rule: String,
+    /// The triggering event and match info (later steps render from them).
+    pub firing: Firing,
 }
 
 /// A firing suppressed by `throttle.once_within`: the condition held, the key had fired.
@@ -436,6 +448,12 @@ fn mark_dirty(dirty: &mut BTreeSet<String>, rule: &str) {
 
 /// Renders every action of a firing; returns how many were planned.
 fn plan(rule: &Rule, firing: &Firing, out: &mut Evaluation) -> usize {
+    if rule.remediation.is_some() {
+        out.fired.push(Fired {
+            rule: rule.name.clone(),
+            firing: firing.clone(),
+        });
+    }
     let ctx = RenderContext::new(&firing.event, &rule.name, Some(&firing.info));
     let event_id = &firing.event.meta.id;
     let mut planned = 0;

@@ -11,5 +11,6 @@ pub mod spec;
 
 pub use plan::{KubeCheck, LoopGuard, Plan, Step, Undo, Verify};
 pub use progress::{
-    Effect, Ending, Observed, Progress, Stage, StepEnd, StepRef, remediation_id, step_key,
+    Effect, Ending, Observed, Progress, Stage, StepEnd, StepRef, object_of, remediation_id,
+    step_key,
 };

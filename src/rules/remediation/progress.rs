@@ -260,22 +260,29 @@ impl Progress {
         }
     }
 
-    /// Renders the actions of escalation step `step` from the triggering event. Their keys
-    /// derive from the remediation and step, so the step runs once however often it is asked.
+    /// Renders the actions of step `step` from the triggering event. Step 0 (the rule's
+    /// `actions`) gets the keys the engine gave them when the rule fired; an escalation step's
+    /// keys derive from the remediation and step, so a step runs once however often it is asked.
     pub fn plan_step(&self, rule: &Rule, step: usize) -> (Vec<PlannedAction>, Vec<RuleFailure>) {
         let mut planned = Vec::new();
         let mut failures = Vec::new();
-        let Some(actions) = rule
-            .remediation
-            .as_ref()
-            .and_then(|p| p.escalate.get(step.wrapping_sub(1)))
-            .map(|s| &s.actions)
-        else {
+        let actions = match step {
+            0 => Some(&rule.actions),
+            n => rule
+                .remediation
+                .as_ref()
+                .and_then(|p| p.escalate.get(n - 1))
+                .map(|s| &s.actions),
+        };
+        let Some(actions) = actions else {
             return (planned, failures);
         };
         let ctx = RenderContext::new(&self.event, &rule.name, Some(&self.info));
         for (index, action) in actions.iter().enumerate() {
-            let key = step_key(&self.id, step, index);
+            let key = match step {
+                0 => idempotency_key(&self.event.meta.id, &rule.name, index),
+                _ => step_key(&self.id, step, index),
+            };
             match action.render(&ctx) {
                 Ok(rendered) => planned.push(PlannedAction {
                     rule: rule.name.clone(),
