@@ -10,6 +10,8 @@
 //! - [`claims`]: the claim lifecycle of an outcome row (release, take-over, finish, publish);
 //! - [`circuit`]: execution counts and the `circuits` table of the circuit breaker;
 //! - [`rule_state`]: `rule_state` and `rule_state_keys`, the persisted state of stateful rules;
+//! - [`remediations`]: `remediations`, `alert_resolutions` and `quarantines`, what closed-loop
+//!   remediation follows up (leased to one replica at a time) and the loop guard's quarantines;
 //! - [`history`]: the query behind `reflex history`;
 //! - [`locks`]: per-target locks (PostgreSQL advisory locks, in-process mutexes on SQLite);
 //! - [`url`]: the store URL with its secrets masked.
@@ -36,6 +38,7 @@ pub mod dispatch;
 pub mod history;
 pub mod locks;
 pub mod outcomes;
+pub mod remediations;
 pub mod rule_state;
 pub mod url;
 
@@ -46,6 +49,7 @@ pub use claims::{Finish, Finished};
 pub use dispatch::Tx;
 pub use history::{HistoryFilter, MAX_HISTORY_LIMIT};
 pub use outcomes::{NewOutcome, OutcomeRecord, OutcomeStatus};
+pub use remediations::{Inserted, NewRemediation, Phase, QuarantineRow, RemediationRow};
 pub use rule_state::{Applied, KeyLease, KeyRow, KeyWrite};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
