@@ -325,6 +325,96 @@ mod tests {
         assert!(err.contains("RFC 3339"), "{err}");
     }
 
+    fn outcome(minute: u32, status: OutcomeStatus, kind: &str, step: Option<u64>) -> OutcomeRecord {
+        OutcomeRecord {
+            id: i64::from(minute),
+            event_id: "e1".into(),
+            rule: "restart-crashlooping".into(),
+            action_kind: kind.into(),
+            idempotency_key: format!("k{minute}"),
+            status,
+            attempts: 1,
+            started_at: at(12, minute),
+            finished_at: Some(at(12, minute)),
+            target: Some("deployment/shop/checkout".into()),
+            error: None,
+            details: match step {
+                Some(step) => json!({"remediation": {"id": "rem-1", "step": step}}),
+                None => json!({}),
+            },
+            published_at: None,
+        }
+    }
+
+    #[test]
+    fn an_outcome_of_a_remediation_shows_its_id_and_step() {
+        let text = render(
+            &[
+                outcome(1, OutcomeStatus::Ineffective, "verify", Some(0)),
+                outcome(0, OutcomeStatus::Succeeded, "log", None),
+            ],
+            OutputFormat::Text,
+        );
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].ends_with("  remediation=rem-1 step=0"), "{text}");
+        assert!(!lines[1].contains("remediation="), "{text}");
+    }
+
+    #[test]
+    fn a_remediation_reads_as_one_story_step_by_step() {
+        let records = [
+            outcome(0, OutcomeStatus::Succeeded, "restart", Some(0)),
+            outcome(10, OutcomeStatus::Ineffective, "verify", Some(0)),
+            outcome(10, OutcomeStatus::Succeeded, "rollback", Some(1)),
+            outcome(20, OutcomeStatus::Ineffective, "verify", Some(1)),
+            outcome(20, OutcomeStatus::Succeeded, "webhook", Some(2)),
+        ];
+        let row = RemediationRow {
+            id: "rem-1".into(),
+            rule: "restart-crashlooping".into(),
+            target: Some("deployment/shop/checkout".into()),
+            occurrence: None,
+            group_key: None,
+            phase: crate::store::remediations::Phase::Done,
+            doc: json!({"step": 2, "ending": "completed"}),
+            due_ms: None,
+            refired_ms: None,
+            resolved_ms: None,
+            created_ms: 0,
+            updated_ms: 0,
+            lease_owner: None,
+            lease_until_ms: None,
+        };
+        let text = render_story("rem-1", Some(&row), &records);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "remediation rem-1: rule restart-crashlooping on deployment/shop/checkout, done at \
+             step 2, ended completed"
+        );
+        let steps: Vec<(&str, &str)> = lines[1..]
+            .iter()
+            .map(|l| {
+                let step = l.trim_start().split_whitespace().nth(1).unwrap_or("?");
+                let kind = l.split("restart-crashlooping  ").nth(1).unwrap_or("?");
+                (step, kind.split_whitespace().next().unwrap_or("?"))
+            })
+            .collect();
+        assert_eq!(
+            steps,
+            [
+                ("0", "restart"),
+                ("0", "verify"),
+                ("1", "rollback"),
+                ("1", "verify"),
+                ("2", "webhook")
+            ]
+        );
+        let forgotten = render_story("rem-2", None, &[]);
+        assert!(forgotten.contains("no longer in the store"), "{forgotten}");
+        assert!(forgotten.contains("no outcomes match"), "{forgotten}");
+    }
+
     #[test]
     fn an_unknown_status_lists_every_valid_one() {
         #[derive(Debug, clap::Parser)]
