@@ -13,3 +13,6 @@ pub use plan::{KubeCheck, LoopGuard, Plan, Step, Undo, Verify};
 pub use progress::{
     Effect, Ending, Observed, Progress, Stage, StepEnd, StepRef, remediation_id, step_key,
 };
+
+#[cfg(test)]
+mod tests;
