@@ -395,7 +395,7 @@ mod tests {
         let steps: Vec<(&str, &str)> = lines[1..]
             .iter()
             .map(|l| {
-                let step = l.trim_start().split_whitespace().nth(1).unwrap_or("?");
+                let step = l.split_whitespace().nth(1).unwrap_or("?");
                 let kind = l.split("restart-crashlooping  ").nth(1).unwrap_or("?");
                 (step, kind.split_whitespace().next().unwrap_or("?"))
             })

@@ -30,7 +30,8 @@ fn stdout(o: &Output) -> String {
 
 /// A store of either kind, removed at the end.
 enum Db {
-    Sqlite(tempfile::TempDir, String),
+    // The directory is held only to be removed when the store is dropped.
+    Sqlite(#[allow(dead_code)] tempfile::TempDir, String),
     Postgres(support::TempDatabase),
 }
 

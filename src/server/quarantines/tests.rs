@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 
 use axum::http::StatusCode;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::*;

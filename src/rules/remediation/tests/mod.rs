@@ -460,7 +460,7 @@ fn undo_runs_when_the_alert_resolves() {
     );
     let effects = p.judge(f.rule(), &resolved(3), at(3));
     assert!(
-        matches!(&effects[..], [Effect::Undo(plans), Effect::Verified { .. }] if plans == &[found.clone()])
+        matches!(&effects[..], [Effect::Undo(plans), Effect::Verified { .. }] if plans == std::slice::from_ref(&found))
     );
     assert_eq!(
         (p.stage, p.ending, p.due()),
