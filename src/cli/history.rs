@@ -219,7 +219,10 @@ fn line(r: &OutcomeRecord) -> String {
 fn remediation_of(r: &OutcomeRecord) -> Option<(&str, u64)> {
     let remediation = r.details.get("remediation")?;
     let id = remediation.get("id")?.as_str()?;
-    Some((id, remediation.get("step").and_then(Value::as_u64).unwrap_or(0)))
+    Some((
+        id,
+        remediation.get("step").and_then(Value::as_u64).unwrap_or(0),
+    ))
 }
 
 /// The current step and the ending of a remediation's document, read leniently: the listing
