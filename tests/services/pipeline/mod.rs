@@ -13,6 +13,7 @@ mod history;
 mod receiver;
 mod remediation;
 mod secrets;
+mod shadow;
 mod state;
 mod store;
 mod takeover;
