@@ -11,5 +11,6 @@ mod offline {
     mod actions_webhook;
     mod cli_closed_loop;
     mod cli_rules;
+    mod closed_loop_rule_tests;
     mod rules_engine;
 }

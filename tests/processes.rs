@@ -20,5 +20,6 @@ mod processes {
     mod run_pipeline;
     mod run_replicas;
     mod run_smoke;
+    mod shadow;
     mod stateful_replicas;
 }

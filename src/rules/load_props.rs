@@ -140,6 +140,19 @@ const RULE_FIELDS: &[&str] = &[
     "selector",
     "window",
     "expect",
+    "mode",
+    "verify",
+    "alert_resolved",
+    "no_refire",
+    "every",
+    "escalate",
+    "loop_guard",
+    "max",
+    "quarantine",
+    "notify",
+    "undo",
+    "on_resolve",
+    "after",
 ];
 
 /// Field names of rule test files (see `rules::testing`), for structural edits.
@@ -164,6 +177,11 @@ const TEST_FIELDS: &[&str] = &[
     "params",
     "group_key",
     "message_contains",
+    "objects",
+    "expect_remediations",
+    "result",
+    "step",
+    "target",
 ];
 
 /// The shipped files under `rules/` that `keep` accepts, with their text.

@@ -51,8 +51,9 @@ fn cluster_role(rules: Vec<Value>) -> Value {
 }
 
 fn shipped_rules_cluster_role() -> Value {
-    // restart + set_image (Deployment), scale (Deployment), cordon, delete Pod; every target
-    // namespace is templated from the event, so a ClusterRole.
+    // restart + set_image (Deployment), scale (Deployment), cordon, delete Pod, and the
+    // crash-loop restart's escalation to a rollback (which lists the Deployment's
+    // ReplicaSets); every target namespace is templated from the event, so a ClusterRole.
     cluster_role(vec![
         rule("", &["nodes"], &["get", "patch"]),
         rule("", &["pods"], &["get", "delete"]),
@@ -61,6 +62,7 @@ fn shipped_rules_cluster_role() -> Value {
             &["deployments", "deployments/scale"],
             &["get", "patch"],
         ),
+        rule("apps", &["replicasets"], &["list"]),
     ])
 }
 

@@ -74,13 +74,14 @@ impl Pipeline {
             }
             return Ok(Some(recorded));
         }
-        // Remediations counted since the window began, or since the last release: a released
-        // target starts afresh instead of re-entering quarantine on the loop that put it there.
+        // Remediations counted since the window began, or since the last release (or expiry):
+        // a released target starts afresh instead of re-entering quarantine on the loop that
+        // put it there.
         let window_start = now_ms - guard.within.num_milliseconds();
         let since = quarantine
             .as_ref()
-            .and_then(|q| q.released_ms)
-            .map_or(window_start, |released| released.max(window_start));
+            .map(|q| q.released_ms.unwrap_or(q.until_ms))
+            .map_or(window_start, |ended| ended.max(window_start));
         let recent = self
             .store
             .count_remediations(&rule.name, target, since)

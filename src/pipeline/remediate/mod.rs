@@ -313,14 +313,26 @@ impl Pipeline {
         Ok(count)
     }
 
-    /// A throttled firing of a closed-loop rule is its trigger coming back: the open
-    /// remediation of the same group key learns it.
+    /// A throttled firing of a closed-loop rule by another event than the remediation's own
+    /// trigger is its trigger coming back: the open remediation of the same group key learns
+    /// it.
     pub(super) async fn refired(&self, throttled: &Throttled) -> Result<(), Error> {
         let has_plan = self
             .rules()
             .get(&throttled.rule)
             .is_some_and(|r| r.remediation.is_some());
         if !has_plan {
+            return Ok(());
+        }
+        // The trigger itself again (Alertmanager repeats a notification while the alert
+        // fires): not a refire, the step is still being judged.
+        let own = remediation_id(&throttled.event_id, &throttled.rule);
+        let repeat = self
+            .store
+            .remediation(&own)
+            .await
+            .map_err(Error::store(format!("reading remediation `{own}`")))?;
+        if repeat.is_some() {
             return Ok(());
         }
         self.store

@@ -341,11 +341,17 @@ impl ClosedLoop {
         if let Some(until) = self.quarantines.get(&slot).filter(|until| now < **until) {
             return Some(format!("quarantined until {until}"));
         }
+        // As the pipeline counts: since the window began, or since an earlier quarantine
+        // ended, whichever is later.
+        let since = self
+            .quarantines
+            .get(&slot)
+            .map_or(now - guard.within, |ended| (*ended).max(now - guard.within));
         let recent = self
             .remediations
             .iter()
             .filter(|r| r.progress.rule == rule.name && r.key == key)
-            .filter(|r| r.progress.created > now - guard.within)
+            .filter(|r| r.progress.created >= since)
             .count();
         if recent < guard.max as usize {
             return None;

@@ -104,7 +104,7 @@ async fn a_shadow_rule_is_recorded_next_to_a_live_one_and_never_executed() {
 
     let deployment = deployments.get("checkout").await.expect("get");
     assert_eq!(
-        deployment.spec.as_ref().and_then(|s| s.replicas),
+        deployment.spec.replicas,
         Some(1),
         "the shadow scale never reached the API server"
     );
