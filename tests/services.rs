@@ -17,4 +17,5 @@ mod services {
     mod pipeline;
     mod services_smoke;
     mod source_kafka;
+    mod store_remediations;
 }

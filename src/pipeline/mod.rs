@@ -446,9 +446,18 @@ impl Pipeline {
             );
             evicted += gone;
         }
+        // Finished remediations are kept for `reflex history` a week, like a week of alerts.
+        let before = Utc::now() - chrono::Duration::days(REMEDIATION_RETENTION_DAYS);
+        self.store
+            .forget_remediations(before.timestamp_millis())
+            .await
+            .map_err(Error::store("forgetting finished remediations"))?;
         Ok(evicted)
     }
 }
+
+/// Days a finished remediation (and a resolved alert occurrence) is kept.
+const REMEDIATION_RETENTION_DAYS: i64 = 7;
 
 /// Due keys one sweep takes at most; more are taken by the next sweep (a second later) or by
 /// another replica meanwhile.

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::rules::action::{ActionKind, PatchType, PropagationPolicy};
 
@@ -24,8 +24,10 @@ pub struct Change {
     pub detail: ChangeDetail,
 }
 
-/// The kind-specific part of a [`Change`].
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// The kind-specific part of a [`Change`]. It also reads back from an outcome's recorded
+/// result, which is where an undo learns what an action changed
+/// ([`super::UndoPlan::from_execution`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ChangeDetail {
     /// Replica count before and after.
@@ -103,5 +105,9 @@ pub enum ChangeDetail {
         set: BTreeMap<String, String>,
         /// Keys removed.
         removed: Vec<String>,
+        /// The value each key in `set` and `removed` had before (`None`: absent), so an undo
+        /// can put it back. Empty in results recorded before undo existed.
+        #[serde(default)]
+        previous: BTreeMap<String, Option<String>>,
     },
 }

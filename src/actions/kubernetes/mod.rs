@@ -3,8 +3,9 @@
 //!
 //! Layout: [`change`] (what an action changed), [`scale`] (through the `scale` subresource), [`workload`] (restart, set_image),
 //! [`rollback`] (ReplicaSet and ControllerRevision history), [`object`] (patch, delete,
-//! create), [`metadata`] (label, annotate), [`node`] (cordon, uncordon), [`error`] (the one
-//! error type and its retry classification).
+//! create), [`metadata`] (label, annotate), [`node`] (cordon, uncordon), [`observe`] (read a
+//! target for verification), [`undo`] (put back what a reversible action changed), [`error`]
+//! (the one error type and its retry classification).
 //!
 //! Every read-modify-write sends the `resourceVersion` it read as a precondition, so a
 //! concurrent writer produces a 409 instead of a lost update; the executor then re-reads and
@@ -13,6 +14,8 @@
 
 mod change;
 mod error;
+mod observe;
+mod undo;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -26,6 +29,7 @@ use tokio::sync::RwLock;
 
 pub use change::{Change, ChangeDetail};
 pub use error::{Error, Result};
+pub use undo::{UndoPlan, Undone};
 
 use crate::rules::action::{ActionKind, KubernetesAction, TargetParams};
 
@@ -173,6 +177,11 @@ fn describe_target(t: &TargetParams) -> String {
 /// Re-checks a name that goes into an API path. The planner already validated it; this keeps
 /// a hand-built parameter object from addressing another path.
 fn check_name(action: ActionKind, field: &str, name: &str) -> Result<()> {
+    check_name_as(action.as_str(), field, name)
+}
+
+/// [`check_name`] for a call made as `action`, which may be no action kind (`observe`, `undo`).
+fn check_name_as(action: &'static str, field: &str, name: &str) -> Result<()> {
     let bad = name.is_empty()
         || name == "."
         || name == ".."
@@ -180,7 +189,7 @@ fn check_name(action: ActionKind, field: &str, name: &str) -> Result<()> {
         || name.chars().any(char::is_control);
     if bad {
         return Err(Error::InvalidParams {
-            action: action.as_str(),
+            action,
             reason: format!("`{field}` `{name}` is not a valid object name"),
         });
     }
@@ -368,21 +377,31 @@ impl KubeExecutor {
         res: &Resolved,
         namespace: Option<&str>,
     ) -> Result<Api<DynamicObject>> {
+        self.api_as(action.as_str(), res, namespace)
+    }
+
+    /// [`Self::api`] for a call made as `action` (see [`check_name_as`]).
+    fn api_as(
+        &self,
+        action: &'static str,
+        res: &Resolved,
+        namespace: Option<&str>,
+    ) -> Result<Api<DynamicObject>> {
         match (res.namespaced(), namespace) {
             (true, Some(ns)) => {
-                check_name(action, "namespace", ns)?;
+                check_name_as(action, "namespace", ns)?;
                 Ok(Api::namespaced_with(self.client.clone(), ns, &res.resource))
             }
             (false, None) => Ok(Api::all_with(self.client.clone(), &res.resource)),
             (true, None) => Err(Error::InvalidParams {
-                action: action.as_str(),
+                action,
                 reason: format!(
                     "`{}` objects live in a namespace, but no namespace was given",
                     res.resource.kind
                 ),
             }),
             (false, Some(ns)) => Err(Error::InvalidParams {
-                action: action.as_str(),
+                action,
                 reason: format!(
                     "`{}` objects are cluster-scoped, but namespace `{ns}` was given",
                     res.resource.kind
@@ -397,9 +416,18 @@ impl KubeExecutor {
         action: ActionKind,
         t: &TargetParams,
     ) -> Result<(Resolved, Api<DynamicObject>, String)> {
-        check_name(action, "target.name", &t.name)?;
+        self.target_as(action.as_str(), t).await
+    }
+
+    /// [`Self::target`] for a call made as `action` (see [`check_name_as`]).
+    async fn target_as(
+        &self,
+        action: &'static str,
+        t: &TargetParams,
+    ) -> Result<(Resolved, Api<DynamicObject>, String)> {
+        check_name_as(action, "target.name", &t.name)?;
         let res = self.resolve(&t.api_version, &t.kind).await?;
-        let api = self.api(action, &res, t.namespace.as_deref())?;
+        let api = self.api_as(action, &res, t.namespace.as_deref())?;
         Ok((res, api, describe_target(t)))
     }
 }

@@ -11,8 +11,8 @@ use std::sync::Mutex;
 use serde::Serialize;
 
 use super::{Error, Pipeline};
-use crate::rules::engine::{Verdict, idempotency_key};
 use crate::rules::engine::Fired;
+use crate::rules::engine::{Verdict, idempotency_key};
 use crate::rules::{Evaluation, PlannedAction, RuleFailure, Throttled};
 
 /// `action_kind` of outcomes that concern no action (`no_match`, rule-level failures).

@@ -131,7 +131,7 @@ impl Pipeline {
     }
 
     /// A rule (or one of its actions) could not be planned: a `failed` outcome.
-    pub(super) async fn record_failure(
+    pub(in crate::pipeline) async fn record_failure(
         &self,
         failure: &RuleFailure,
         source: Option<&Source>,

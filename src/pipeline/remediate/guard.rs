@@ -29,10 +29,19 @@ impl Pipeline {
         source: Option<&Source>,
         now: DateTime<Utc>,
     ) -> Result<Option<usize>, Error> {
-        let Some(guard) = rule.remediation.as_ref().and_then(|p| p.loop_guard.as_ref()) else {
+        let Some(guard) = rule
+            .remediation
+            .as_ref()
+            .and_then(|p| p.loop_guard.as_ref())
+        else {
             return Ok(None);
         };
-        let context = || format!("checking the loop guard of rule `{}` on {target}", rule.name);
+        let context = || {
+            format!(
+                "checking the loop guard of rule `{}` on {target}",
+                rule.name
+            )
+        };
         let quarantine = self
             .store
             .quarantine(&rule.name, target)
@@ -48,9 +57,21 @@ impl Pipeline {
                 q.reason,
                 rule.name
             );
-            let recorded = self
+            let mut recorded = self
                 .record_quarantined(rule, firing, id, target, message, q.until_ms, source)
                 .await?;
+            if !q.announced {
+                // The process that opened it stopped before announcing it.
+                recorded += self
+                    .announce(
+                        rule,
+                        firing,
+                        q.remediation_id.as_deref().unwrap_or(id),
+                        target,
+                        source,
+                    )
+                    .await?;
+            }
             return Ok(Some(recorded));
         }
         // Remediations counted since the window began, or since the last release: a released
@@ -103,7 +124,30 @@ impl Pipeline {
         let mut recorded = self
             .record_quarantined(rule, firing, id, target, message, until, source)
             .await?;
-        if opened && let Some(notify) = &guard.notify {
+        if opened {
+            recorded += self.announce(rule, firing, id, target, source).await?;
+        }
+        Ok(Some(recorded))
+    }
+
+    /// Calls the loop guard's `notify` webhook (once: its key derives from the remediation that
+    /// tripped the guard) and marks the quarantine announced. The `quarantined` outcome on the
+    /// outcomes topic is the announcement for every other consumer.
+    async fn announce(
+        &self,
+        rule: &Rule,
+        firing: &Firing,
+        id: &str,
+        target: &str,
+        source: Option<&Source>,
+    ) -> Result<usize, Error> {
+        let mut recorded = 0;
+        if let Some(notify) = rule
+            .remediation
+            .as_ref()
+            .and_then(|p| p.loop_guard.as_ref())
+            .and_then(|g| g.notify.as_ref())
+        {
             let ctx = RenderContext::new(&firing.event, &rule.name, Some(&firing.info));
             match notify.render(&ctx) {
                 Ok(action) => {
@@ -129,13 +173,14 @@ impl Pipeline {
                 ),
             }
         }
-        if opened {
-            self.store
-                .mark_quarantine_announced(&rule.name, target)
-                .await
-                .map_err(Error::store(context()))?;
-        }
-        Ok(Some(recorded))
+        self.store
+            .mark_quarantine_announced(&rule.name, target)
+            .await
+            .map_err(Error::store(format!(
+                "marking the quarantine of {target} by rule `{}` announced",
+                rule.name
+            )))?;
+        Ok(recorded)
     }
 
     /// One `quarantined` outcome for the firing (published: the announcement).

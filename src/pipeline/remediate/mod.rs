@@ -141,10 +141,11 @@ impl Pipeline {
         let effects = progress.acted(rule, end, &planned, undo, Utc::now());
         // Escalation after a failed step 0 runs in the sweep (due at once); nothing else can
         // follow `acted` directly.
-        debug_assert!(effects.iter().all(|e| matches!(
-            e,
-            crate::rules::remediation::Effect::RunStep(_)
-        )));
+        debug_assert!(
+            effects
+                .iter()
+                .all(|e| matches!(e, crate::rules::remediation::Effect::RunStep(_)))
+        );
         count += self.save(&progress, Utc::now(), None).await?;
         Ok(count)
     }

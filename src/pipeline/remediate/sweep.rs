@@ -114,7 +114,9 @@ impl Pipeline {
                                     .await?;
                             }
                             Effect::RunStep(_) => again = true,
-                            Effect::Undo(plans) => count += self.undo(rule, &progress, plans).await?,
+                            Effect::Undo(plans) => {
+                                count += self.undo(rule, &progress, plans).await?
+                            }
                         }
                     }
                     if !again {
@@ -191,12 +193,18 @@ impl Pipeline {
             "escalating_to": escalating_to,
         });
         let key = format!("{}.{step}.verify", progress.id);
-        let row = self.remediation_outcome(progress, step, key, VERIFY_KIND, status, error, details);
+        let row =
+            self.remediation_outcome(progress, step, key, VERIFY_KIND, status, error, details);
         self.record_once(&row, None, false).await
     }
 
     /// Undoes the changes of step 0 that can be undone, one outcome each.
-    async fn undo(&self, rule: &Rule, progress: &Progress, plans: Vec<Value>) -> Result<usize, Error> {
+    async fn undo(
+        &self,
+        rule: &Rule,
+        progress: &Progress,
+        plans: Vec<Value>,
+    ) -> Result<usize, Error> {
         let mut count = 0;
         for (index, plan) in plans.into_iter().enumerate() {
             let key = format!("{}.undo.{index}", progress.id);
@@ -232,7 +240,9 @@ impl Pipeline {
                     None,
                     serde_json::to_value(change).unwrap_or(Value::Null),
                 ),
-                Ok(Undone::Skipped { reason }) => (OutcomeStatus::UndoSkipped, Some(reason), Value::Null),
+                Ok(Undone::Skipped { reason }) => {
+                    (OutcomeStatus::UndoSkipped, Some(reason), Value::Null)
+                }
                 Err(err) => (
                     OutcomeStatus::UndoSkipped,
                     Some(format!("could not undo: {err}")),

@@ -14,3 +14,6 @@ pub use progress::{
     Effect, Ending, Observed, Progress, Stage, StepEnd, StepRef, object_of, remediation_id,
     step_key,
 };
+
+#[cfg(test)]
+mod tests;

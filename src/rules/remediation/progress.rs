@@ -359,7 +359,8 @@ impl Progress {
                         Some(check) => check_object(check, rule, self, planned),
                         None => None,
                     };
-                    self.next_check = verify.kubernetes.as_ref().map(|_| now);
+                    // A first look at once: the alert may have resolved while the actions ran.
+                    self.next_check = Some(now);
                     self.waiting_for.clear();
                     Vec::new()
                 }

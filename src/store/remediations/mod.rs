@@ -95,7 +95,10 @@ impl FromStr for Phase {
             .find(|phase| phase.as_str() == s)
             .ok_or_else(|| {
                 let valid: Vec<&str> = Self::ALL.iter().map(|p| p.as_str()).collect();
-                format!("unknown remediation phase `{s}`; valid: {}", valid.join(", "))
+                format!(
+                    "unknown remediation phase `{s}`; valid: {}",
+                    valid.join(", ")
+                )
             })
     }
 }

@@ -11,7 +11,11 @@ fn every_phase_reads_back_from_its_stored_name_and_only_acting_and_verifying_are
         assert_eq!(phase.as_str().parse::<Phase>(), Ok(phase));
         assert_eq!(phase.to_string(), phase.as_str());
         let json = serde_json::to_value(phase).expect("serialize");
-        assert_eq!(json, Value::from(phase.as_str()), "serde spells it as the store does");
+        assert_eq!(
+            json,
+            Value::from(phase.as_str()),
+            "serde spells it as the store does"
+        );
     }
     let open: Vec<Phase> = Phase::ALL.into_iter().filter(|p| p.is_open()).collect();
     assert_eq!(open, [Phase::Acting, Phase::Verifying]);
@@ -29,7 +33,10 @@ fn an_unknown_phase_is_refused_with_the_valid_names() {
 #[test]
 fn the_claim_differs_between_the_backends_only_in_the_row_lock() {
     let postgres = claim_sql(Backend::Postgres);
-    assert!(postgres.contains("LIMIT $4 FOR UPDATE SKIP LOCKED)"), "{postgres}");
+    assert!(
+        postgres.contains("LIMIT $4 FOR UPDATE SKIP LOCKED)"),
+        "{postgres}"
+    );
     assert_eq!(
         postgres.replace(" FOR UPDATE SKIP LOCKED", ""),
         claim_sql(Backend::Sqlite)

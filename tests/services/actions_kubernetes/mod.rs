@@ -7,6 +7,7 @@
 
 mod access;
 mod objects;
+mod remediation;
 use crate::support;
 mod workloads;
 

@@ -313,6 +313,10 @@ async fn label_and_annotate_set_and_remove_keys_and_skip_what_is_already_there()
             ChangeDetail::Metadata {
                 set: BTreeMap::from([("reflex.dev/quarantined".to_owned(), "true".to_owned())]),
                 removed: vec!["drop".to_owned()],
+                previous: BTreeMap::from([
+                    ("drop".to_owned(), Some("me".to_owned())),
+                    ("reflex.dev/quarantined".to_owned(), None),
+                ]),
             }
         );
         let again = run(&executor, ActionKind::Label, &label)
