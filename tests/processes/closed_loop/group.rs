@@ -328,7 +328,7 @@ impl Group {
             .get(DEPLOYMENT)
             .await
             .expect("get deployment");
-        d.spec?
+        d.spec
             .template
             .metadata?
             .annotations?

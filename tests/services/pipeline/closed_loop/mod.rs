@@ -331,7 +331,7 @@ pub(super) fn rollout_complete(d: &Deployment) -> bool {
     let Some(status) = &d.status else {
         return false;
     };
-    let wanted = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let wanted = d.spec.replicas.unwrap_or(1);
     status.observed_generation >= d.metadata.generation
         && status.updated_replicas.unwrap_or(0) == wanted
         && status.replicas.unwrap_or(0) == wanted
@@ -341,7 +341,6 @@ pub(super) fn rollout_complete(d: &Deployment) -> bool {
 /// The Deployment's `restartedAt` pod-template annotation.
 pub(super) fn restarted_at(d: &Deployment) -> Option<String> {
     d.spec
-        .as_ref()?
         .template
         .metadata
         .as_ref()?

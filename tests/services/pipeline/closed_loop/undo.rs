@@ -25,7 +25,7 @@ impl Bench {
     /// `spec.replicas` of Deployment `name` now.
     async fn replicas(&self, name: &str) -> i32 {
         let d = self.deployments().get(name).await.expect("get");
-        d.spec.and_then(|s| s.replicas).expect("spec.replicas")
+        d.spec.replicas.expect("spec.replicas")
     }
 
     /// Waits for the outcome of `status` on Deployment `name`.

@@ -150,7 +150,7 @@ fn revision(d: &k8s_openapi::api::apps::v1::Deployment) -> u64 {
 }
 
 fn image(d: &k8s_openapi::api::apps::v1::Deployment) -> String {
-    d.spec.as_ref().expect("spec").template.spec.as_ref().expect("pod spec").containers[0]
+    d.spec.template.spec.as_ref().expect("pod spec").containers[0]
         .image
         .clone()
         .expect("image")
