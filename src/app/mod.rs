@@ -6,7 +6,7 @@
 //! [`Pipeline`] with its executors and guard. [`App::run`] then runs four tasks until
 //! `shutdown`: the Kafka consumer ([`KafkaSource`]) feeding the pipeline, a timer firing the
 //! rules' due deadlines, the rules [`Reloader`] (directory polling and SIGHUP) and the HTTP
-//! server (`/healthz`, `/readyz`, `/metrics`, `/v1/rules`, ingest). When any of them ends, the
+//! server (`/healthz`, `/readyz`, `/metrics`, `/v1/rules`, `/v1/quarantines`, ingest). When any of them ends, the
 //! others are told to stop too: the process exits instead of limping on without its consumer
 //! or its probes. On shutdown the consumer drains, the pipeline saves its rule state, offsets
 //! are committed and the consumer leaves its group. `reflex bench` builds its pipeline with
@@ -75,6 +75,9 @@ impl App {
             std::env::var(name).ok()
         })?;
         let rules_token = rules_api_token(config)?;
+        let release = server::quarantines::ReleaseAuth::configure(&config.server.ingest, |name| {
+            std::env::var(name).ok()
+        })?;
         tracing::info!(
             kafka = %config.kafka.bootstrap_servers,
             store = %crate::store::redact_url(&config.store.url),
@@ -122,6 +125,7 @@ impl App {
             kubernetes_actions: config.actions.kubernetes,
             ingest,
             rules_token,
+            release,
         });
         Ok(Some(App {
             listener,

@@ -1,35 +1,34 @@
 //! `reflex history`: lists recorded outcomes from the audit store, newest first, filtered by
-//! rule, status, target and time range.
+//! rule, status, target and time range; `--remediation ID` tells one closed-loop remediation
+//! as a story (its steps' actions, verdicts, quarantine and undo, oldest first), and
+//! `--remediations` lists the remediations themselves.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::OutputFormat;
-use crate::config::Config;
+use super::audit::StoreArgs;
 use crate::store::history::{HistoryFilter, MAX_HISTORY_LIMIT};
-use crate::store::{Backend, OutcomeRecord, OutcomeStatus, Store};
+use crate::store::remediations::RemediationRow;
+use crate::store::{OutcomeRecord, OutcomeStatus, Store};
 
 /// Arguments of `reflex history`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct HistoryArgs {
-    /// Configuration file (YAML) naming the store (`store.url`).
-    #[arg(long, short = 'c', env = "REFLEX_CONFIG", value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// Store URL (`sqlite://<file>` or `postgres://...`); overrides the configuration and
-    /// DATABASE_URL.
-    #[arg(long, value_name = "URL")]
-    pub store: Option<String>,
+    /// Where the audit store is.
+    #[command(flatten)]
+    pub audit: StoreArgs,
     /// Only outcomes of this rule.
     #[arg(long)]
     pub rule: Option<String>,
     /// Only outcomes with this status.
     #[arg(long, value_enum)]
     pub status: Option<OutcomeStatus>,
-    /// Only outcomes whose target contains this text, e.g. `shop/checkout`.
+    /// Only outcomes whose target contains this text, e.g. `shop/checkout` (with
+    /// --remediations: exactly this target, e.g. `deployment/shop/checkout`).
     #[arg(long)]
     pub target: Option<String>,
     /// Only outcomes started at or after this time: RFC 3339 (`2026-01-02T03:04:05Z`) or a
@@ -39,6 +38,14 @@ pub struct HistoryArgs {
     /// Only outcomes started before this time (same forms as --since).
     #[arg(long, value_parser = parse_time)]
     pub until: Option<DateTime<Utc>>,
+    /// Only the outcomes of this remediation (the `remediation` column, or the id
+    /// --remediations lists), oldest first: the step's actions, its verdict, the next step...
+    #[arg(long, value_name = "ID")]
+    pub remediation: Option<String>,
+    /// List remediations (one per firing of a rule with a closed loop: its phase, step and how
+    /// it ended) instead of outcomes; narrowed by --rule and --target.
+    #[arg(long, conflicts_with_all = ["status", "since", "until", "remediation"])]
+    pub remediations: bool,
     /// At most this many outcomes (newest first).
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_HISTORY_LIMIT)))]
     pub limit: u32,
@@ -85,80 +92,70 @@ pub fn run(args: &HistoryArgs) -> anyhow::Result<ExitCode> {
 
 /// Resolves the store, runs the query and renders the result (what `run` prints).
 pub async fn query(args: &HistoryArgs) -> anyhow::Result<String> {
-    let mut config = Config::load(args.config.as_deref())?;
-    if let Some(url) = &args.store {
-        config.store.url.clone_from(url);
-    }
-    let url = config.store.url;
-    if Backend::from_url(&url) == Some(Backend::Sqlite) {
-        // Connecting creates a missing SQLite file; a history query must not invent an empty
-        // store where the user mistyped a path.
-        let path = url
-            .trim_start_matches("sqlite://")
-            .trim_start_matches("sqlite:");
-        let path = path.split('?').next().unwrap_or_default();
-        if path != ":memory:" && !std::path::Path::new(path).exists() {
-            bail!(
-                "no audit store at `{path}` (from {}); pass --store or set DATABASE_URL",
-                crate::store::redact_url(&url)
-            );
-        }
-    }
     if let (Some(since), Some(until)) = (args.since, args.until)
         && since >= until
     {
         bail!("--since ({since}) must be before --until ({until})");
     }
-    let store = Store::connect(&url)
-        .await
-        .context("opening the audit store")?;
+    let store = args.audit.open().await?;
+    let output = query_store(&store, args).await;
+    store.close().await;
+    output
+}
+
+async fn query_store(store: &Store, args: &HistoryArgs) -> anyhow::Result<String> {
+    if args.remediations {
+        let rows = store
+            .remediations(
+                args.rule.as_deref(),
+                args.target.as_deref(),
+                i64::from(args.limit),
+            )
+            .await
+            .context("listing remediations in the audit store")?;
+        return Ok(render_remediations(&rows, args.format));
+    }
     let filter = HistoryFilter {
         rule: args.rule.clone(),
         status: args.status,
         target_contains: args.target.clone(),
         since: args.since,
         until: args.until,
+        remediation: args.remediation.clone(),
         limit: args.limit,
     };
-    let records = store.history(&filter).await;
-    store.close().await;
-    let records = records.context("querying the audit store")?;
-    Ok(render(&records, args.format))
+    let mut records = store
+        .history(&filter)
+        .await
+        .context("querying the audit store")?;
+    let Some(id) = &args.remediation else {
+        return Ok(render(&records, args.format));
+    };
+    // A story reads forwards.
+    records.reverse();
+    if args.format == OutputFormat::Json {
+        return Ok(render(&records, args.format));
+    }
+    let row = store
+        .remediation(id)
+        .await
+        .context("reading the remediation from the audit store")?;
+    Ok(render_story(id, row.as_ref(), &records))
 }
 
 /// Renders outcomes as text lines or a JSON array.
 pub fn render(records: &[OutcomeRecord], format: OutputFormat) -> String {
     match format {
-        OutputFormat::Json => {
-            let rows: Vec<_> = records.iter().map(record_json).collect();
-            let mut text = serde_json::to_string_pretty(&rows).unwrap_or_default();
-            text.push('\n');
-            text
-        }
+        OutputFormat::Json => json_lines(records.iter().map(record_json)),
         OutputFormat::Text => {
             if records.is_empty() {
                 return "no outcomes match\n".to_owned();
             }
             let mut text = String::new();
             for r in records {
-                let duration = r
-                    .finished_at
-                    .map(|end| format!("{}ms", (end - r.started_at).num_milliseconds()))
-                    .unwrap_or_else(|| "-".to_owned());
-                text.push_str(&format!(
-                    "{}  {:<15}  {}  {}  {}  attempts={} {}  event={}",
-                    r.started_at
-                        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                    r.status.as_str(),
-                    if r.rule.is_empty() { "-" } else { &r.rule },
-                    r.action_kind,
-                    r.target.as_deref().unwrap_or("-"),
-                    r.attempts,
-                    duration,
-                    r.event_id,
-                ));
-                if let Some(error) = &r.error {
-                    text.push_str(&format!("  error: {error}"));
+                text.push_str(&line(r));
+                if let Some((id, step)) = remediation_of(r) {
+                    text.push_str(&format!("  remediation={id} step={step}"));
                 }
                 text.push('\n');
             }
@@ -167,7 +164,126 @@ pub fn render(records: &[OutcomeRecord], format: OutputFormat) -> String {
     }
 }
 
-fn record_json(r: &OutcomeRecord) -> serde_json::Value {
+/// One remediation's outcomes, oldest first, under a line saying what it is.
+fn render_story(id: &str, row: Option<&RemediationRow>, records: &[OutcomeRecord]) -> String {
+    let mut text = match row {
+        Some(row) => {
+            let (step, ending) = doc_step_and_ending(&row.doc);
+            format!(
+                "remediation {id}: rule {} on {}, {} at step {}{}\n",
+                row.rule,
+                row.target.as_deref().unwrap_or("-"),
+                row.phase,
+                step.map_or_else(|| "?".to_owned(), |s| s.to_string()),
+                ending.map(|e| format!(", ended {e}")).unwrap_or_default(),
+            )
+        }
+        // Retention forgets finished remediations before their outcomes' age may pass.
+        None => format!("remediation {id} (its row is no longer in the store)\n"),
+    };
+    if records.is_empty() {
+        text.push_str("no outcomes match\n");
+    }
+    for r in records {
+        let step = remediation_of(r).map_or_else(|| "-".to_owned(), |(_, s)| s.to_string());
+        text.push_str(&format!("  step {step:<2} {}\n", line(r)));
+    }
+    text
+}
+
+/// The text line of one outcome, without its remediation.
+fn line(r: &OutcomeRecord) -> String {
+    let duration = r
+        .finished_at
+        .map(|end| format!("{}ms", (end - r.started_at).num_milliseconds()))
+        .unwrap_or_else(|| "-".to_owned());
+    let mut text = format!(
+        "{}  {:<15}  {}  {}  {}  attempts={} {}  event={}",
+        r.started_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        r.status.as_str(),
+        if r.rule.is_empty() { "-" } else { &r.rule },
+        r.action_kind,
+        r.target.as_deref().unwrap_or("-"),
+        r.attempts,
+        duration,
+        r.event_id,
+    );
+    if let Some(error) = &r.error {
+        text.push_str(&format!("  error: {error}"));
+    }
+    text
+}
+
+/// `details.remediation` of an outcome: (id, step).
+fn remediation_of(r: &OutcomeRecord) -> Option<(&str, u64)> {
+    let remediation = r.details.get("remediation")?;
+    let id = remediation.get("id")?.as_str()?;
+    Some((id, remediation.get("step").and_then(Value::as_u64).unwrap_or(0)))
+}
+
+/// The current step and the ending of a remediation's document, read leniently: the listing
+/// must show a row whose document an older or newer version wrote.
+fn doc_step_and_ending(doc: &Value) -> (Option<u64>, Option<&str>) {
+    (
+        doc.get("step").and_then(Value::as_u64),
+        doc.get("ending").and_then(Value::as_str),
+    )
+}
+
+/// Renders remediations as text lines or a JSON array.
+pub fn render_remediations(rows: &[RemediationRow], format: OutputFormat) -> String {
+    let created = |row: &RemediationRow| DateTime::<Utc>::from_timestamp_millis(row.created_ms);
+    match format {
+        OutputFormat::Json => json_lines(rows.iter().map(|row| {
+            let (step, ending) = doc_step_and_ending(&row.doc);
+            json!({
+                "id": row.id,
+                "rule": row.rule,
+                "target": row.target,
+                "phase": row.phase.as_str(),
+                "step": step,
+                "ending": ending,
+                "occurrence": row.occurrence,
+                "created_at": created(row),
+                "updated_at": DateTime::<Utc>::from_timestamp_millis(row.updated_ms),
+            })
+        })),
+        OutputFormat::Text => {
+            if rows.is_empty() {
+                return "no remediations match\n".to_owned();
+            }
+            let mut text = String::new();
+            for row in rows {
+                let (step, ending) = doc_step_and_ending(&row.doc);
+                text.push_str(&format!(
+                    "{}  {:<9}  step={}  {:<11}  {}  {}  id={}\n",
+                    created(row).map_or_else(
+                        || row.created_ms.to_string(),
+                        |t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                    ),
+                    row.phase.as_str(),
+                    step.map_or_else(|| "?".to_owned(), |s| s.to_string()),
+                    ending.unwrap_or("-"),
+                    row.rule,
+                    row.target.as_deref().unwrap_or("-"),
+                    row.id,
+                ));
+            }
+            text
+        }
+    }
+}
+
+/// A pretty JSON array of `rows`, with a final newline.
+fn json_lines(rows: impl Iterator<Item = Value>) -> String {
+    let rows: Vec<Value> = rows.collect();
+    let mut text = serde_json::to_string_pretty(&rows).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
+fn record_json(r: &OutcomeRecord) -> Value {
     json!({
         "id": r.id,
         "event_id": r.event_id,
@@ -207,6 +323,96 @@ mod tests {
         );
         let err = parse_time_at("yesterday", now).expect_err("not a time");
         assert!(err.contains("RFC 3339"), "{err}");
+    }
+
+    fn outcome(minute: u32, status: OutcomeStatus, kind: &str, step: Option<u64>) -> OutcomeRecord {
+        OutcomeRecord {
+            id: i64::from(minute),
+            event_id: "e1".into(),
+            rule: "restart-crashlooping".into(),
+            action_kind: kind.into(),
+            idempotency_key: format!("k{minute}"),
+            status,
+            attempts: 1,
+            started_at: at(12, minute),
+            finished_at: Some(at(12, minute)),
+            target: Some("deployment/shop/checkout".into()),
+            error: None,
+            details: match step {
+                Some(step) => json!({"remediation": {"id": "rem-1", "step": step}}),
+                None => json!({}),
+            },
+            published_at: None,
+        }
+    }
+
+    #[test]
+    fn an_outcome_of_a_remediation_shows_its_id_and_step() {
+        let text = render(
+            &[
+                outcome(1, OutcomeStatus::Ineffective, "verify", Some(0)),
+                outcome(0, OutcomeStatus::Succeeded, "log", None),
+            ],
+            OutputFormat::Text,
+        );
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].ends_with("  remediation=rem-1 step=0"), "{text}");
+        assert!(!lines[1].contains("remediation="), "{text}");
+    }
+
+    #[test]
+    fn a_remediation_reads_as_one_story_step_by_step() {
+        let records = [
+            outcome(0, OutcomeStatus::Succeeded, "restart", Some(0)),
+            outcome(10, OutcomeStatus::Ineffective, "verify", Some(0)),
+            outcome(10, OutcomeStatus::Succeeded, "rollback", Some(1)),
+            outcome(20, OutcomeStatus::Ineffective, "verify", Some(1)),
+            outcome(20, OutcomeStatus::Succeeded, "webhook", Some(2)),
+        ];
+        let row = RemediationRow {
+            id: "rem-1".into(),
+            rule: "restart-crashlooping".into(),
+            target: Some("deployment/shop/checkout".into()),
+            occurrence: None,
+            group_key: None,
+            phase: crate::store::remediations::Phase::Done,
+            doc: json!({"step": 2, "ending": "completed"}),
+            due_ms: None,
+            refired_ms: None,
+            resolved_ms: None,
+            created_ms: 0,
+            updated_ms: 0,
+            lease_owner: None,
+            lease_until_ms: None,
+        };
+        let text = render_story("rem-1", Some(&row), &records);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "remediation rem-1: rule restart-crashlooping on deployment/shop/checkout, done at \
+             step 2, ended completed"
+        );
+        let steps: Vec<(&str, &str)> = lines[1..]
+            .iter()
+            .map(|l| {
+                let step = l.trim_start().split_whitespace().nth(1).unwrap_or("?");
+                let kind = l.split("restart-crashlooping  ").nth(1).unwrap_or("?");
+                (step, kind.split_whitespace().next().unwrap_or("?"))
+            })
+            .collect();
+        assert_eq!(
+            steps,
+            [
+                ("0", "restart"),
+                ("0", "verify"),
+                ("1", "rollback"),
+                ("1", "verify"),
+                ("2", "webhook")
+            ]
+        );
+        let forgotten = render_story("rem-2", None, &[]);
+        assert!(forgotten.contains("no longer in the store"), "{forgotten}");
+        assert!(forgotten.contains("no outcomes match"), "{forgotten}");
     }
 
     #[test]

@@ -4,9 +4,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+pub mod audit;
 pub mod bench;
 pub mod history;
 pub mod rbac;
+pub mod release;
 pub mod replay;
 pub mod run;
 pub mod schema;
@@ -56,8 +58,12 @@ pub enum Command {
     Test(test::TestArgs),
     /// Show what the rules would do for each event of a JSON-lines file.
     Replay(replay::ReplayArgs),
-    /// Query the audit store for past outcomes.
+    /// Query the audit store for past outcomes (or one remediation's story, or remediations).
     History(history::HistoryArgs),
+    /// Release the loop guard's quarantines of a target, so its rules act on it again.
+    Release(release::ReleaseArgs),
+    /// List the targets the loop guard quarantined (active ones; `--all` for every one).
+    Quarantines(release::QuarantinesArgs),
     /// Print the RBAC rules (ClusterRole/Role) the rules' actions need.
     Rbac(rbac::RbacArgs),
     /// Print the JSON Schema of the rule file format (for editors and CI).
@@ -95,6 +101,8 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Replay(args) => replay::run(&args),
         Command::Schema(args) => schema::run(&args),
         Command::History(args) => history::run(&args),
+        Command::Release(args) => release::run_release(&args),
+        Command::Quarantines(args) => release::run_list(&args),
         Command::Rbac(args) => rbac::run(&args),
         Command::Bench(args) => bench::run(&args),
     }

@@ -15,6 +15,10 @@
 //! | create | create | `<plural>` |
 //! | cordon, uncordon | get, patch | `nodes` |
 //!
+//! Closed-loop rules need the same for their `escalate` steps' actions, and `get` on the object
+//! a `verify.kubernetes` check reads (its `target`, else the step's first Kubernetes object).
+//! Undoing a temporary fix (`undo`) reverts what the action changed with the action's own verbs.
+//!
 //! Discovery (`/api`, `/apis`) needs no grant: Kubernetes' `system:discovery` role gives it to
 //! every authenticated identity.
 //!
@@ -33,10 +37,12 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::rules::action::access::AccessResource;
-use crate::rules::action::{ActionKind, ActionSpec, TargetSpec};
+use crate::rules::action::{ActionKind, ActionSpec, CompiledAction, TargetSpec};
 use crate::rules::diagnostic::Diagnostics;
 use crate::rules::load::{find_files, is_rule_file, parse_yaml, read_source};
-use crate::rules::model::{RuleFile, SpannedString};
+use crate::rules::model::{Rule, RuleFile, SpannedString};
+use crate::rules::remediation::KubeCheck;
+use crate::rules::remediation::spec::KubernetesCheckSpec;
 use crate::rules::{LoadError, load_dir};
 
 /// Output format of `reflex rbac`.
@@ -87,41 +93,93 @@ pub struct Grant {
     pub scope: Scope,
 }
 
-/// Every permission the rules under `dir` need, sorted and without duplicates. Fails like
-/// `reflex validate` when a rule is invalid.
+/// Every permission the rules under `dir` need, sorted and without duplicates: their actions,
+/// their escalation steps' actions, and `get` on the objects their `verify.kubernetes` checks
+/// read. Fails like `reflex validate` when a rule is invalid.
 pub fn grants(dir: &Path) -> Result<BTreeSet<Grant>, LoadError> {
     let compiled = load_dir(dir)?;
     // The compiled actions know the resolved kinds (defaults applied); the YAML model knows
     // whether a namespace is written literally. Both list a rule's actions in the same order.
-    let mut specs: BTreeMap<String, Vec<ActionSpec>> = BTreeMap::new();
+    let mut specs: BTreeMap<String, Rule> = BTreeMap::new();
     for path in find_files(dir, is_rule_file)? {
         let text = read_source(&path)?;
         let mut diags = Diagnostics::new();
         diags.set_file(&path);
         if let Some(file) = parse_yaml::<RuleFile>(&text, &mut diags) {
             for rule in file.rules {
-                specs.insert(rule.name.value, rule.actions);
+                specs.insert(rule.name.value.clone(), rule);
             }
         }
     }
     let mut out = BTreeSet::new();
     for rule in compiled.rules() {
-        let Some(actions) = specs.get(&rule.name) else {
+        let Some(spec) = specs.get(&rule.name) else {
             continue;
         };
-        for (action, spec) in rule.actions.iter().zip(actions) {
-            let Some((api_version, kind)) = action.kubernetes_resource() else {
-                continue;
-            };
-            out.extend(action_grants(
-                action.kind,
-                api_version,
-                kind,
-                scope_of(spec),
-            ));
+        let plan = rule.remediation.as_ref();
+        // Step 0 is the rule's `actions`, steps 1.. its `escalate` (same order in both forms).
+        let mut steps = vec![(&rule.actions, &spec.actions, spec.verify.as_ref())];
+        if let Some(plan) = plan {
+            for (step, step_spec) in plan.escalate.iter().zip(&spec.escalate) {
+                steps.push((&step.actions, &step_spec.actions, step_spec.verify.as_ref()));
+            }
+        }
+        for (index, (actions, action_specs, verify_spec)) in steps.into_iter().enumerate() {
+            for (action, spec) in actions.iter().zip(action_specs) {
+                let Some((api_version, kind)) = action.kubernetes_resource() else {
+                    continue;
+                };
+                out.extend(action_grants(
+                    action.kind,
+                    api_version,
+                    kind,
+                    scope_of(spec),
+                ));
+            }
+            let check = plan
+                .and_then(|p| p.verify_of(index))
+                .and_then(|v| v.kubernetes.as_ref());
+            let check_spec = verify_spec.and_then(|v| v.kubernetes.as_ref());
+            if let (Some(check), Some(check_spec)) = (check, check_spec) {
+                out.extend(verify_grant(check, check_spec, actions, action_specs));
+            }
         }
     }
     Ok(out)
+}
+
+/// `get` on the object a `verify.kubernetes` check reads: its own `target`, else the first
+/// object a Kubernetes action of the step names (the driver's default; never one it creates).
+fn verify_grant(
+    check: &KubeCheck,
+    spec: &KubernetesCheckSpec,
+    actions: &[CompiledAction],
+    action_specs: &[ActionSpec],
+) -> Option<Grant> {
+    let (api_version, kind, scope) = match (&check.target, &spec.target) {
+        (Some(target), Some(target_spec)) => {
+            let (api_version, kind) = target.resource();
+            (api_version, kind, target_scope(target_spec))
+        }
+        _ => actions
+            .iter()
+            .zip(action_specs)
+            .filter(|(action, _)| action.kind != ActionKind::Create)
+            .find_map(|(action, spec)| {
+                let (api_version, kind) = action.kubernetes_resource()?;
+                Some((api_version, kind, scope_of(spec)))
+            })?,
+    };
+    let group = api_version
+        .split_once('/')
+        .map_or("", |(group, _)| group)
+        .to_owned();
+    Some(Grant {
+        group,
+        resource: plural(kind),
+        verb: "get",
+        scope,
+    })
 }
 
 /// The permissions one action needs.
@@ -428,6 +486,93 @@ mod tests {
         );
         assert!(resources("StatefulSet").contains(&("controllerrevisions".to_owned(), "list")));
         assert!(resources("DaemonSet").contains(&("controllerrevisions".to_owned(), "list")));
+    }
+
+    /// The grants of one rules file, as `(namespace or "", group, resource, verb)`.
+    fn grants_of(rules: &str) -> Vec<(String, String, String, &'static str)> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("r.yaml"), rules).expect("write");
+        grants(dir.path())
+            .expect("valid rules")
+            .into_iter()
+            .map(|g| {
+                let scope = match g.scope {
+                    Scope::Cluster => String::new(),
+                    Scope::Namespace(ns) => ns,
+                    Scope::AnyNamespace => "*".to_owned(),
+                };
+                (scope, g.group, g.resource, g.verb)
+            })
+            .collect()
+    }
+
+    fn g(
+        scope: &str,
+        group: &str,
+        resource: &str,
+        verb: &'static str,
+    ) -> (String, String, String, &'static str) {
+        (scope.into(), group.into(), resource.into(), verb)
+    }
+
+    #[test]
+    fn escalation_steps_and_verify_checks_need_their_verbs_too() {
+        let rules = r#"
+rules:
+  - name: closed-loop
+    select: {formats: [alertmanager]}
+    actions:
+      - scale: {target: {namespace: shop, name: web}, replicas: 5}
+    verify:
+      within: 10m
+      kubernetes: {condition: available}
+    escalate:
+      - actions:
+          - rollback: {target: {namespace: shop, name: web}}
+        verify:
+          within: 5m
+          kubernetes:
+            target: {kind: StatefulSet, namespace: db, name: primary}
+            condition: ready
+      - actions:
+          - cordon: {node: "{{ event.labels.node }}"}
+      - actions:
+          - webhook: {url: "https://pager.example/page"}
+    undo: {on_resolve: true}
+"#;
+        assert_eq!(
+            grants_of(rules),
+            vec![
+                g("", "", "nodes", "get"),
+                g("", "", "nodes", "patch"),
+                // The step-1 check reads its own target.
+                g("db", "apps", "statefulsets", "get"),
+                g("shop", "apps", "deployments", "get"),
+                g("shop", "apps", "deployments", "patch"),
+                g("shop", "apps", "deployments/scale", "get"),
+                g("shop", "apps", "deployments/scale", "patch"),
+                g("shop", "apps", "replicasets", "list"),
+            ]
+        );
+        // Without the rollback step, the step-0 check alone reads the scaled Deployment: `get`
+        // on the object, which the scale subresource's grant does not give.
+        let scale_only = r#"
+rules:
+  - name: scale-and-check
+    actions:
+      - scale: {target: {namespace: shop, name: web}, replicas: 5}
+    verify:
+      within: 10m
+      kubernetes: {condition: available}
+"#;
+        assert_eq!(
+            grants_of(scale_only),
+            vec![
+                g("shop", "apps", "deployments", "get"),
+                g("shop", "apps", "deployments/scale", "get"),
+                g("shop", "apps", "deployments/scale", "patch"),
+            ]
+        );
     }
 
     #[test]

@@ -12,12 +12,15 @@
 //!   ([`rules_api`]).
 //! - `POST /v1/alertmanager`, `POST /v1/events`: write what is posted to Kafka, answering 200
 //!   only once the broker acknowledged it ([`ingest`]).
+//! - `GET /v1/quarantines`, `POST /v1/quarantines/release`: the loop guard's quarantines, and
+//!   lifting them ([`quarantines`]).
 
 pub mod auth;
 mod cloudevents;
 pub mod health;
 pub mod ingest;
 mod problem;
+pub mod quarantines;
 pub mod rules_api;
 
 use std::net::SocketAddr;
@@ -77,8 +80,11 @@ pub struct AppState {
     pub kubernetes_actions: bool,
     /// The ingest endpoints: on (with their producer and token) or off (and why).
     pub ingest: IngestState,
-    /// The token `GET /v1/rules` requires (`server.rules_api_auth`); `None` = open.
+    /// The token `GET /v1/rules` and `GET /v1/quarantines` require
+    /// (`server.rules_api_auth`); `None` = open.
     pub rules_token: Option<auth::Token>,
+    /// Who may `POST /v1/quarantines/release`.
+    pub release: quarantines::ReleaseAuth,
 }
 
 /// The routes.
@@ -90,6 +96,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/rules", get(rules_api::list))
         .route("/v1/alertmanager", post(ingest::alertmanager))
         .route("/v1/events", post(ingest::events))
+        .route("/v1/quarantines", get(quarantines::list))
+        .route("/v1/quarantines/release", post(quarantines::release))
         .with_state(state)
 }
 
@@ -116,7 +124,7 @@ pub async fn serve(
         IngestState::On(_) => "on".to_owned(),
         IngestState::Off { why } => format!("off ({why})"),
     };
-    tracing::info!(%addr, %ingest, "serving /healthz, /readyz, /metrics, /v1/rules and ingest");
+    tracing::info!(%addr, %ingest, "serving /healthz, /readyz, /metrics, /v1/rules, /v1/quarantines and ingest");
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
@@ -131,8 +139,15 @@ mod tests {
     use crate::store::Store;
 
     /// A state whose dependencies point nowhere (no check is run by these requests), with
-    /// ingest off and `/v1/rules` behind a token.
+    /// ingest off, `/v1/rules` behind a token and releasing off.
     async fn state(dir: &std::path::Path) -> Arc<AppState> {
+        let url = format!("sqlite://{}", dir.join("audit.db").display());
+        let store = Store::connect(&url).await.expect("sqlite store");
+        Arc::new(state_with(store, quarantines::ReleaseAuth::Off))
+    }
+
+    /// Like [`state`], on `store`, releasing as `release` says.
+    pub(super) fn state_with(store: Store, release: quarantines::ReleaseAuth) -> AppState {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let kafka = rdkafka::ClientConfig::new()
             .set("bootstrap.servers", "127.0.0.1:1")
@@ -140,14 +155,13 @@ mod tests {
             .expect("admin client");
         let kube_config = kube::Config::new("http://127.0.0.1:1".parse().expect("url"));
         let kube = kube::Client::try_from(kube_config).expect("kube client");
-        let url = format!("sqlite://{}", dir.join("audit.db").display());
-        Arc::new(AppState {
+        AppState {
             dependencies: Dependencies {
                 kafka: Arc::new(kafka),
                 kafka_bootstrap: "127.0.0.1:1".to_owned(),
                 kube,
                 kube_url: "http://127.0.0.1:1".to_owned(),
-                store: Store::connect(&url).await.expect("sqlite store"),
+                store,
                 check_timeout: CHECK_TIMEOUT,
             },
             metrics: crate::metrics::global(),
@@ -159,7 +173,8 @@ mod tests {
                 why: "no bearer token is configured".to_owned(),
             },
             rules_token: auth::Token::new("listing-token"),
-        })
+            release,
+        }
     }
 
     #[tokio::test]

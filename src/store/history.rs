@@ -25,6 +25,9 @@ pub struct HistoryFilter {
     pub since: Option<DateTime<Utc>>,
     /// Started before this time.
     pub until: Option<DateTime<Utc>>,
+    /// Outcomes of this remediation only: `details.remediation.id`, which every outcome of a
+    /// closed-loop firing carries (its steps' actions, verdicts, quarantine, undo).
+    pub remediation: Option<String>,
     /// At most this many rows (capped at [`MAX_HISTORY_LIMIT`]).
     pub limit: u32,
 }
@@ -57,6 +60,15 @@ where
             .push(format!(" AND {contains}(target, "))
             .push_bind(target.clone())
             .push(") > 0");
+    }
+    if let Some(id) = &filter.remediation {
+        let field = match backend {
+            Backend::Sqlite => "json_extract(details, '$.remediation.id')",
+            Backend::Postgres => "details -> 'remediation' ->> 'id'",
+        };
+        query
+            .push(format!(" AND {field} = "))
+            .push_bind(id.clone());
     }
     // The bound time goes inside the backend's time expression: `julianday(?)` on SQLite.
     let (open, close) = match backend {

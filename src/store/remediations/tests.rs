@@ -3,7 +3,9 @@
 
 use proptest::prelude::*;
 
+use super::lease::claim_sql;
 use super::*;
+use crate::store::Backend;
 
 #[test]
 fn every_phase_reads_back_from_its_stored_name_and_only_acting_and_verifying_are_open() {

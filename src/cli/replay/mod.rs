@@ -1,5 +1,8 @@
 //! `reflex replay --rules DIR EVENTS.jsonl`: what the rules would do for each event, and with
-//! `--explain`, why each rule did or did not fire.
+//! `--explain`, why each rule did or did not fire and, for a rule with a closed loop, the
+//! chain its firing would follow ([`chain`]).
+
+mod chain;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -18,7 +21,7 @@ use crate::config::Config;
 use crate::event::decode::{DecodeLimits, Decoding, RawRecord, decode};
 use crate::rules::engine::{Evaluation, Verdict};
 use crate::rules::testing::run_timers;
-use crate::rules::{Engine, LoadError, load_dir};
+use crate::rules::{Engine, LoadError, RuleSet, load_dir};
 
 /// Longest input line read, at least: a line holds one event (bounded by the decode limits,
 /// which `decode` applies as `reflex run` does) plus its envelope; this bound keeps a stray
@@ -46,7 +49,8 @@ pub struct ReplayArgs {
     /// Force a decoder instead of the configured one (`pipeline.decoding`) or auto-detection.
     #[arg(long, value_enum)]
     pub decoding: Option<ReplayDecoding>,
-    /// For every event, show every rule's verdict and its condition's evaluation.
+    /// For every event, show every rule's verdict and its condition's evaluation, and for a
+    /// firing rule with a closed loop what it would verify, escalate to, guard and undo.
     #[arg(long)]
     pub explain: bool,
     /// Output format.
@@ -138,7 +142,7 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("cannot open {}", args.events.display()))?;
         Box::new(BufReader::new(file))
     };
-    let mut engine = Engine::new(rules);
+    let mut engine = Engine::new(Arc::clone(&rules));
     let mut clock: Option<DateTime<Utc>> = None;
     let (mut events, mut planned, mut bad) = (0usize, 0usize, 0usize);
     let mut line = Vec::new();
@@ -175,7 +179,7 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
             let now = clock.map_or(event.meta.timestamp, |c| c.max(event.meta.timestamp));
             let mut eval = Evaluation::default();
             run_timers(&mut engine, now, &mut eval);
-            report(args, number, None, &eval);
+            report(args, &rules, number, None, &eval);
             planned += eval.planned.len();
             let eval = if args.explain {
                 engine.process_traced(&event, now)
@@ -183,7 +187,7 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
                 engine.process(&event, now)
             };
             planned += eval.planned.len();
-            report(args, number, Some(&event), &eval);
+            report(args, &rules, number, Some(&event), &eval);
             clock = Some(now);
         }
     }
@@ -271,7 +275,22 @@ fn read_line(
     }
 }
 
-fn report(args: &ReplayArgs, line: usize, event: Option<&crate::event::Event>, eval: &Evaluation) {
+fn report(
+    args: &ReplayArgs,
+    rules: &RuleSet,
+    line: usize,
+    event: Option<&crate::event::Event>,
+    eval: &Evaluation,
+) {
+    // Timer firings have a chain too: a closed loop starts however the rule fired.
+    let chains: Vec<chain::Chain> = if args.explain {
+        eval.fired
+            .iter()
+            .filter_map(|fired| chain::chain(rules.get(&fired.rule)?, fired))
+            .collect()
+    } else {
+        Vec::new()
+    };
     match args.format {
         OutputFormat::Json => {
             let trace: Vec<Value> = eval
@@ -288,17 +307,18 @@ fn report(args: &ReplayArgs, line: usize, event: Option<&crate::event::Event>, e
             if event.is_none() && eval.planned.is_empty() && eval.failures.is_empty() {
                 return;
             }
-            println!(
-                "{}",
-                serde_json::json!({
-                    "line": line,
-                    "event_id": event.map(|e| e.meta.id.clone()),
-                    "timer": event.is_none(),
-                    "planned": eval.planned,
-                    "failures": eval.failures,
-                    "trace": trace,
-                })
-            );
+            let mut object = serde_json::json!({
+                "line": line,
+                "event_id": event.map(|e| e.meta.id.clone()),
+                "timer": event.is_none(),
+                "planned": eval.planned,
+                "failures": eval.failures,
+                "trace": trace,
+            });
+            if args.explain {
+                object["remediations"] = serde_json::json!(chains);
+            }
+            println!("{object}");
         }
         OutputFormat::Text => {
             match event {
@@ -338,6 +358,9 @@ fn report(args: &ReplayArgs, line: usize, event: Option<&crate::event::Event>, e
                         println!("      {l}");
                     }
                 }
+            }
+            for l in chains.iter().flat_map(chain::Chain::lines) {
+                println!("  {l}");
             }
         }
     }
