@@ -31,6 +31,7 @@ async fn execute<P: serde::Serialize>(
         event_id: "e".into(),
         dry_run: false,
         group_key: None,
+        remediation: None,
     };
     match executors.execute(&planned).await {
         Execution::Succeeded(result) => (action, result),
