@@ -219,7 +219,10 @@ fn line(r: &OutcomeRecord) -> String {
 fn remediation_of(r: &OutcomeRecord) -> Option<(&str, u64)> {
     let remediation = r.details.get("remediation")?;
     let id = remediation.get("id")?.as_str()?;
-    Some((id, remediation.get("step").and_then(Value::as_u64).unwrap_or(0)))
+    Some((
+        id,
+        remediation.get("step").and_then(Value::as_u64).unwrap_or(0),
+    ))
 }
 
 /// The current step and the ending of a remediation's document, read leniently: the listing
@@ -395,7 +398,7 @@ mod tests {
         let steps: Vec<(&str, &str)> = lines[1..]
             .iter()
             .map(|l| {
-                let step = l.trim_start().split_whitespace().nth(1).unwrap_or("?");
+                let step = l.split_whitespace().nth(1).unwrap_or("?");
                 let kind = l.split("restart-crashlooping  ").nth(1).unwrap_or("?");
                 (step, kind.split_whitespace().next().unwrap_or("?"))
             })

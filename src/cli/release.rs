@@ -155,11 +155,7 @@ pub async fn list(args: &QuarantinesArgs) -> anyhow::Result<Report> {
 /// command that lifts it.
 fn text_line(row: &QuarantineRow, now_ms: i64) -> String {
     let state = match (&row.released_ms, &row.released_by) {
-        (Some(at), by) => format!(
-            "released {} by {}",
-            time(*at),
-            by.as_deref().unwrap_or("?")
-        ),
+        (Some(at), by) => format!("released {} by {}", time(*at), by.as_deref().unwrap_or("?")),
         (None, _) if row.active(now_ms) => format!("until {}", time(row.until_ms)),
         (None, _) => format!("expired {}", time(row.until_ms)),
     };
@@ -231,7 +227,10 @@ mod tests {
         );
         assert!(!released.contains("reflex release"), "{released}");
         let expired = text_line(&row(now, None), now);
-        assert!(expired.contains("expired 2026-01-01T01:00:00Z"), "{expired}");
+        assert!(
+            expired.contains("expired 2026-01-01T01:00:00Z"),
+            "{expired}"
+        );
     }
 
     #[test]

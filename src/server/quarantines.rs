@@ -199,7 +199,10 @@ pub(super) async fn list(
     let store = &state.dependencies.store;
     match within("list quarantines", store.quarantines(active_at)).await {
         Ok(rows) => {
-            let views: Vec<_> = rows.iter().map(|r| QuarantineView::new(r, now_ms)).collect();
+            let views: Vec<_> = rows
+                .iter()
+                .map(|r| QuarantineView::new(r, now_ms))
+                .collect();
             Json(serde_json::json!({ "quarantines": views })).into_response()
         }
         Err(err) => err.into_response(),
@@ -215,12 +218,16 @@ pub(super) async fn release(
     if let Err(err) = state.release.verify(&headers) {
         return err.into_response();
     }
-    let hint = r#"send {"target": "deployment/shop/checkout"} and optionally "rule": "<rule name>""#;
+    let hint =
+        r#"send {"target": "deployment/shop/checkout"} and optionally "rule": "<rule name>""#;
     let request: ReleaseRequest = match serde_json::from_slice(&body) {
         Ok(request) => request,
         Err(err) => {
-            return ApiError::bad_request(format!("the body is not a release request: {err}"), hint)
-                .into_response();
+            return ApiError::bad_request(
+                format!("the body is not a release request: {err}"),
+                hint,
+            )
+            .into_response();
         }
     };
     let target = target_name(&request.target);
@@ -249,7 +256,10 @@ pub(super) async fn release(
             for row in &rows {
                 tracing::info!(rule = %row.rule, target = %row.target, by = RELEASED_BY_HTTP, "quarantine released");
             }
-            let views: Vec<_> = rows.iter().map(|r| QuarantineView::new(r, now_ms)).collect();
+            let views: Vec<_> = rows
+                .iter()
+                .map(|r| QuarantineView::new(r, now_ms))
+                .collect();
             Json(serde_json::json!({ "released": views })).into_response()
         }
         Err(err) => err.into_response(),

@@ -66,9 +66,7 @@ where
             Backend::Sqlite => "json_extract(details, '$.remediation.id')",
             Backend::Postgres => "details -> 'remediation' ->> 'id'",
         };
-        query
-            .push(format!(" AND {field} = "))
-            .push_bind(id.clone());
+        query.push(format!(" AND {field} = ")).push_bind(id.clone());
     }
     // The bound time goes inside the backend's time expression: `julianday(?)` on SQLite.
     let (open, close) = match backend {

@@ -65,7 +65,10 @@ fn fixture(rules: &str) -> (tempfile::TempDir, String, String) {
     let events = dir.path().join("events.jsonl");
     std::fs::write(
         &events,
-        format!("{}\n", serde_json::json!({"topic": "alerts", "payload": payload})),
+        format!(
+            "{}\n",
+            serde_json::json!({"topic": "alerts", "payload": payload})
+        ),
     )
     .expect("write events");
     let path = |p: &Path| p.to_str().expect("utf-8 path").to_owned();
@@ -98,7 +101,13 @@ fn replay_explain_shows_the_chain_a_firing_would_follow() {
     assert!(!plain.contains("closed loop"), "{plain}");
 
     let json = reflex(&[
-        "replay", "--explain", "--format", "json", "--rules", &rules, &events,
+        "replay",
+        "--explain",
+        "--format",
+        "json",
+        "--rules",
+        &rules,
+        &events,
     ]);
     let first: serde_json::Value = stdout(&json)
         .lines()
@@ -124,7 +133,12 @@ async fn quarantined_store(dir: &Path) -> String {
     let now = chrono::Utc::now().timestamp_millis();
     let hour = 3_600_000;
     for (rule, target, since, until) in [
-        ("restart", "deployment/shop/checkout", now - hour, now + hour),
+        (
+            "restart",
+            "deployment/shop/checkout",
+            now - hour,
+            now + hour,
+        ),
         ("scale", "deployment/shop/checkout", now - hour, now + hour),
         ("cordon", "node/worker-3", now - 3 * hour, now - hour),
     ] {
@@ -188,7 +202,11 @@ async fn release_lifts_a_quarantine_says_so_and_exits_1_when_nothing_was_quarant
         stderr(&again)
     );
     let expired = reflex(&["release", "node/worker-3", "--store", &url]);
-    assert_eq!(expired.status.code(), Some(1), "an expired quarantine is not active");
+    assert_eq!(
+        expired.status.code(),
+        Some(1),
+        "an expired quarantine is not active"
+    );
     assert!(stderr(&expired).contains("nothing is quarantined on `node/worker-3`"));
 
     let all = reflex(&["quarantines", "--all", "--format", "json", "--store", &url]);
@@ -221,8 +239,16 @@ fn release_refuses_a_store_that_does_not_exist_instead_of_creating_one() {
     let missing = dir.path().join("nope.db");
     let url = format!("sqlite://{}", missing.display());
     let out = reflex(&["release", "deployment/shop/checkout", "--store", &url]);
-    assert_eq!(out.status.code(), Some(2), "an error, not `nothing was quarantined`");
-    assert!(stderr(&out).contains("no audit store at"), "{}", stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an error, not `nothing was quarantined`"
+    );
+    assert!(
+        stderr(&out).contains("no audit store at"),
+        "{}",
+        stderr(&out)
+    );
     assert!(!missing.exists());
 }
 

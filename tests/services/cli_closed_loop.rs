@@ -30,7 +30,8 @@ fn stdout(o: &Output) -> String {
 
 /// A store of either kind, removed at the end.
 enum Db {
-    Sqlite(tempfile::TempDir, String),
+    // The directory is held only to be removed when the store is dropped.
+    Sqlite(#[allow(dead_code)] tempfile::TempDir, String),
     Postgres(support::TempDatabase),
 }
 
@@ -181,7 +182,11 @@ async fn a_remediation_reads_as_one_story(db: Db) {
     store.close().await;
 
     let out = reflex(&["history", "--store", db.url(), "--remediation", "rem-a"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = stdout(&out);
     let mut lines = text.lines();
     assert_eq!(
@@ -226,7 +231,11 @@ async fn a_remediation_reads_as_one_story(db: Db) {
         "--format",
         "json",
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let rows: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     let row = &rows[0];
     assert_eq!(rows.as_array().map(Vec::len), Some(1), "{rows}");
@@ -285,7 +294,11 @@ async fn release_and_quarantines_work_on_postgres() {
     assert_eq!(listed.lines().count(), 2, "{listed}");
 
     let out = reflex(&["release", TARGET, "--store", db.url()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = stdout(&out);
     assert_eq!(text.lines().count(), 2, "both rules' quarantines: {text}");
     let row = store

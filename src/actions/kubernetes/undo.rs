@@ -15,7 +15,9 @@ use serde_json::{Map, Value, json};
 
 use super::metadata::LeftAlone;
 use super::{Change, ChangeDetail, Error, KubeExecutor, Result, describe_target};
-use crate::rules::action::{Action, ActionKind, KubernetesAction, NodeAction, TargetParams};
+use crate::rules::action::{
+    Action, ActionKind, AnnotateAction, KubernetesAction, LabelAction, NodeAction, TargetParams,
+};
 
 /// What an executed reversible action changed: enough to put it back and to tell whether
 /// someone changed it since. Stored with the remediation until the undo runs.
@@ -90,21 +92,14 @@ impl UndoPlan {
                 set: json!({ "unschedulable": true }),
             }),
             (
-                KubernetesAction::Label(a),
+                KubernetesAction::Label(LabelAction { target, .. })
+                | KubernetesAction::Annotate(AnnotateAction { target, .. }),
                 ChangeDetail::Metadata {
                     set,
                     removed,
                     previous,
                 },
-            ) => metadata_plan(ActionKind::Label, &a.target, set, removed, &previous),
-            (
-                KubernetesAction::Annotate(a),
-                ChangeDetail::Metadata {
-                    set,
-                    removed,
-                    previous,
-                },
-            ) => metadata_plan(ActionKind::Annotate, &a.target, set, removed, &previous),
+            ) => metadata_plan(action.kind(), target, set, removed, &previous),
             _ => None,
         }
     }
@@ -237,7 +232,10 @@ impl KubeExecutor {
             });
         }
         if !left.is_empty() {
-            change.summary = format!("{}; left alone, changed since: {left_alone}", change.summary);
+            change.summary = format!(
+                "{}; left alone, changed since: {left_alone}",
+                change.summary
+            );
         }
         Ok(Undone::Restored(change))
     }

@@ -25,7 +25,7 @@ pub enum Readiness {
 }
 
 impl Readiness {
-    /// The name used in rule files.
+    /// The name in rule files and outcomes.
     pub fn as_str(self) -> &'static str {
         match self {
             Readiness::RolloutComplete => "rollout_complete",
@@ -259,7 +259,9 @@ fn deployment_rollout(o: &Object) -> Result<Verdict, String> {
         ));
     }
     if available < updated {
-        pending.push(format!("{available} of {updated} updated replicas available"));
+        pending.push(format!(
+            "{available} of {updated} updated replicas available"
+        ));
     }
     Ok(Verdict::unless(
         pending,

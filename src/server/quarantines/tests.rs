@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 
 use axum::http::StatusCode;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::*;
@@ -30,7 +30,12 @@ impl Server {
         let now = Utc::now().timestamp_millis();
         let hour = 3_600_000;
         for (rule, target, since, until) in [
-            ("restart", "deployment/shop/checkout", now - hour, now + hour),
+            (
+                "restart",
+                "deployment/shop/checkout",
+                now - hour,
+                now + hour,
+            ),
             ("scale", "deployment/shop/checkout", now - hour, now + hour),
             ("cordon", "node/worker-3", now - 3 * hour, now - hour),
         ] {
@@ -111,7 +116,10 @@ async fn the_listing_shows_active_quarantines_and_all_of_them_on_request() {
     assert_eq!(first["active"], true);
     assert_eq!(first["reason"], "recurring");
     assert_eq!(first["remediation_id"], "rem-1");
-    assert!(first["since"].as_str().is_some_and(|s| s.ends_with('Z')), "{first}");
+    assert!(
+        first["since"].as_str().is_some_and(|s| s.ends_with('Z')),
+        "{first}"
+    );
 
     let (status, body) = server.get("/v1/quarantines?all=true").await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -122,7 +130,13 @@ async fn the_listing_shows_active_quarantines_and_all_of_them_on_request() {
 
     let (status, body) = server.get("/v1/quarantines?everything=1").await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    assert!(body["hint"].as_str().unwrap_or_default().contains("all=true"), "{body}");
+    assert!(
+        body["hint"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("all=true"),
+        "{body}"
+    );
 
     let response = reqwest::get(format!("{}/v1/quarantines", server.base))
         .await
@@ -202,7 +216,10 @@ async fn a_bad_release_request_is_refused_saying_what_to_send() {
         let (status, answer) = server.release(None, body).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
         assert!(
-            answer["hint"].as_str().unwrap_or_default().contains("\"target\""),
+            answer["hint"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("\"target\""),
             "{body}: {answer}"
         );
     }
@@ -219,7 +236,10 @@ async fn a_bad_release_request_is_refused_saying_what_to_send() {
 async fn without_a_configured_token_releasing_over_http_is_off_and_says_how_to_turn_it_on() {
     let server = Server::start(ReleaseAuth::Off).await;
     let (status, answer) = server
-        .release(Some("anything"), r#"{"target": "deployment/shop/checkout"}"#)
+        .release(
+            Some("anything"),
+            r#"{"target": "deployment/shop/checkout"}"#,
+        )
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
     let hint = answer["hint"].as_str().unwrap_or_default();
@@ -244,12 +264,18 @@ fn release_auth_follows_the_ingest_token_and_allow_unauthenticated() {
         ..IngestConfig::default()
     };
     let open = ReleaseAuth::configure(&open, |_| None).expect("open");
-    assert!(matches!(open, ReleaseAuth::Open), "ingest being off does not matter");
+    assert!(
+        matches!(open, ReleaseAuth::Open),
+        "ingest being off does not matter"
+    );
 }
 
 #[test]
 fn a_target_names_its_kind_in_lower_case_and_keeps_the_rest() {
-    assert_eq!(target_name(" Deployment/Shop/Checkout "), "deployment/Shop/Checkout");
+    assert_eq!(
+        target_name(" Deployment/Shop/Checkout "),
+        "deployment/Shop/Checkout"
+    );
     assert_eq!(target_name("node/worker-3"), "node/worker-3");
     assert_eq!(target_name("web"), "web");
 }

@@ -4,25 +4,14 @@ use super::*;
 
 #[tokio::test]
 async fn cordon_and_uncordon_flip_a_nodes_schedulability_once() {
-    let client = support::kube_client(&support::kubeconfig()).await;
-    let nodes: Api<Node> = Api::all(client.clone());
-    let name = support::unique_name("node");
-    nodes
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({ "metadata": { "name": name } })).expect("valid Node"),
-        )
-        .await
-        .expect("create Node");
-    let executor = KubeExecutor::new(client.clone());
-    let node_name = name.clone();
-    let nodes_for_test = nodes.clone();
-    let outcome = tokio::spawn(async move {
+    with_node(|client, node_name| async move {
+        let executor = KubeExecutor::new(client.clone());
+        let nodes: Api<Node> = Api::all(client.clone());
         let params = NodeAction {
             node: node_name.clone(),
         };
         let unschedulable = || async {
-            nodes_for_test
+            nodes
                 .get(&node_name)
                 .await
                 .expect("get Node")
@@ -52,11 +41,6 @@ async fn cordon_and_uncordon_flip_a_nodes_schedulability_once() {
         assert!(!unschedulable().await);
     })
     .await;
-    let cleanup = nodes.delete(&name, &KubeDeleteParams::default()).await;
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic.into_panic());
-    }
-    cleanup.expect("delete Node");
 }
 
 #[tokio::test]

@@ -58,6 +58,31 @@ where
     cleanup.expect("delete namespace");
 }
 
+/// Runs `test` with a fresh Node (cluster-scoped, so named uniquely) and deletes it afterwards,
+/// re-raising the test's panic.
+async fn with_node<F, Fut>(test: F)
+where
+    F: FnOnce(kube::Client, String) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let client = support::kube_client(&support::kubeconfig()).await;
+    let nodes: Api<Node> = Api::all(client.clone());
+    let name = support::unique_name("node");
+    nodes
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({ "metadata": { "name": name } })).expect("valid Node"),
+        )
+        .await
+        .expect("create Node");
+    let outcome = tokio::spawn(test(client, name.clone())).await;
+    let cleanup = nodes.delete(&name, &KubeDeleteParams::default()).await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic.into_panic());
+    }
+    cleanup.expect("delete Node");
+}
+
 fn target(api_version: &str, kind: &str, namespace: Option<&str>, name: &str) -> TargetParams {
     TargetParams {
         api_version: api_version.to_owned(),

@@ -47,7 +47,10 @@ fn executors(client: &kube::Client) -> Executors {
 }
 
 fn kube(executors: &Executors) -> &KubeExecutor {
-    executors.kubernetes.as_ref().expect("a Kubernetes executor")
+    executors
+        .kubernetes
+        .as_ref()
+        .expect("a Kubernetes executor")
 }
 
 /// Plans the undo of an executed action, which must be reversible.
@@ -70,29 +73,18 @@ fn restored(undone: Undone) -> Change {
     }
 }
 
-/// Runs `test` with a fresh Node (cluster-scoped, so named uniquely) and deletes it afterwards,
-/// re-raising the test's panic.
-async fn with_node<F, Fut>(test: F)
+/// Someone other than Reflex (a person, another controller) changes an object.
+async fn someone_else_patches<K>(api: &Api<K>, name: &str, patch: Value, what: &str)
 where
-    F: FnOnce(kube::Client, String) -> Fut,
-    Fut: Future<Output = ()> + Send + 'static,
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
-    let client = support::kube_client(&support::kubeconfig()).await;
-    let nodes: Api<Node> = Api::all(client.clone());
-    let name = support::unique_name("node");
-    nodes
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({ "metadata": { "name": name } })).expect("valid Node"),
-        )
+    let params = kube::api::PatchParams {
+        field_manager: Some("someone-else".into()),
+        ..Default::default()
+    };
+    api.patch(name, &params, &kube::api::Patch::Merge(&patch))
         .await
-        .expect("create Node");
-    let outcome = tokio::spawn(test(client, name.clone())).await;
-    let cleanup = nodes.delete(&name, &KubeDeleteParams::default()).await;
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic.into_panic());
-    }
-    cleanup.expect("delete Node");
+        .unwrap_or_else(|err| panic!("{what}: {err}"));
 }
 
 /// What a kubelet would report for every pod of `app` that it has not reported yet: Running
@@ -232,13 +224,17 @@ async fn a_restart_is_not_rolled_out_until_its_new_pods_are_ready_and_the_old_on
         .expect("restart");
         // The controller observed the restart and started the new pod next to the old one;
         // nothing reports the new pod ready, so this is where the rollout stays.
-        let mid = support::eventually("the new ReplicaSet has its pod", CONTROLLER_WAIT, || async {
-            let object = read().await;
-            let status = &object["status"];
-            let observed = status["observedGeneration"] == object["metadata"]["generation"];
-            (observed && status["updatedReplicas"] == 1 && status["replicas"] == 2)
-                .then_some(object)
-        })
+        let mid = support::eventually(
+            "the new ReplicaSet has its pod",
+            CONTROLLER_WAIT,
+            || async {
+                let object = read().await;
+                let status = &object["status"];
+                let observed = status["observedGeneration"] == object["metadata"]["generation"];
+                (observed && status["updatedReplicas"] == 1 && status["replicas"] == 2)
+                    .then_some(object)
+            },
+        )
         .await;
         assert_eq!(
             readiness::holds(Readiness::RolloutComplete, &mid),
@@ -270,25 +266,30 @@ async fn a_restart_is_not_rolled_out_until_its_new_pods_are_ready_and_the_old_on
     .await;
 }
 
+/// A Deployment `web` (1 replica) scaled by Reflex with `params`, and the undo plan of that.
+async fn scaled_by_reflex(client: &kube::Client, params: ScaleAction) -> (Executors, UndoPlan) {
+    let ns = params.target.namespace.as_deref().expect("a namespace");
+    create_deployment(client, ns, "web", "registry.invalid/web:1").await;
+    let executors = executors(client);
+    let (action, result) = execute(&executors, ActionKind::Scale, &params).await;
+    let plan = undo_plan(&action, &result);
+    (executors, plan)
+}
+
 #[tokio::test]
 async fn undoing_a_scale_restores_the_replicas_it_found_once() {
     in_namespace("rem-undo-scale", |client, ns| async move {
-        create_deployment(&client, &ns, "web", "registry.invalid/web:1").await;
-        let executors = executors(&client);
-        let (action, result) = execute(
-            &executors,
-            ActionKind::Scale,
-            &scale(&ns, "web", Some(3), None),
-        )
-        .await;
-        let plan = undo_plan(&action, &result);
+        let (executors, plan) = scaled_by_reflex(&client, scale(&ns, "web", Some(3), None)).await;
         assert_eq!(
             plan.describe(),
             format!("scale deployment/{ns}/web back to 1 replicas")
         );
         let change = restored(kube(&executors).undo(&plan).await.expect("undo"));
         assert_eq!(change.detail, ChangeDetail::Scale { from: 3, to: 1 });
-        assert_eq!(get_deployment(&client, &ns, "web").await.spec.replicas, Some(1));
+        assert_eq!(
+            get_deployment(&client, &ns, "web").await.spec.replicas,
+            Some(1)
+        );
         // Undone already: the replicas are no longer what Reflex set.
         let again = skipped(kube(&executors).undo(&plan).await.expect("undo again"));
         assert_eq!(
@@ -302,10 +303,20 @@ async fn undoing_a_scale_restores_the_replicas_it_found_once() {
             .await
             .expect("delete the Deployment");
         support::eventually("the Deployment is gone", CONTROLLER_WAIT, || async {
-            deployments.get_opt("web").await.expect("get").is_none().then_some(())
+            deployments
+                .get_opt("web")
+                .await
+                .expect("get")
+                .is_none()
+                .then_some(())
         })
         .await;
-        let gone = skipped(kube(&executors).undo(&plan).await.expect("undo a gone object"));
+        let gone = skipped(
+            kube(&executors)
+                .undo(&plan)
+                .await
+                .expect("undo a gone object"),
+        );
         assert_eq!(
             gone,
             format!("apps/v1 Deployment {ns}/web no longer exists; nothing to undo")
@@ -317,15 +328,8 @@ async fn undoing_a_scale_restores_the_replicas_it_found_once() {
 #[tokio::test]
 async fn undoing_a_scale_leaves_replicas_someone_else_changed_alone() {
     in_namespace("rem-undo-scaled", |client, ns| async move {
-        create_deployment(&client, &ns, "web", "registry.invalid/web:1").await;
-        let executors = executors(&client);
-        let (action, result) = execute(
-            &executors,
-            ActionKind::Scale,
-            &scale(&ns, "web", None, Some(ScaleChange::Add(3))),
-        )
-        .await;
-        let plan = undo_plan(&action, &result);
+        let add_three = scale(&ns, "web", None, Some(ScaleChange::Add(3)));
+        let (executors, plan) = scaled_by_reflex(&client, add_three).await;
         let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
         deployments
             .patch_scale(
@@ -340,7 +344,10 @@ async fn undoing_a_scale_leaves_replicas_someone_else_changed_alone() {
             reason,
             "replicas are 5 now, Reflex set 4: changed since; left alone"
         );
-        assert_eq!(get_deployment(&client, &ns, "web").await.spec.replicas, Some(5));
+        assert_eq!(
+            get_deployment(&client, &ns, "web").await.spec.replicas,
+            Some(5)
+        );
     })
     .await;
 }
@@ -376,14 +383,7 @@ async fn undoing_a_cordon_uncordons_unless_someone_uncordoned_already() {
 
         let (action, result) = execute(&executors, ActionKind::Cordon, &cordon).await;
         let plan = undo_plan(&action, &result);
-        nodes
-            .patch(
-                &node,
-                &kube::api::PatchParams::default(),
-                &kube::api::Patch::Merge(&json!({ "spec": { "unschedulable": false } })),
-            )
-            .await
-            .expect("an operator uncordons");
+        someone_else_patches(&nodes, &node, json!({ "spec": { "unschedulable": false } }), "an operator uncordons").await;
         let reason = skipped(kube(&executors).undo(&plan).await.expect("undo"));
         assert_eq!(
             reason,
@@ -432,19 +432,18 @@ async fn undoing_a_label_restores_and_removes_only_keys_that_still_hold_what_ref
         let (action, result) = execute(&executors, ActionKind::Label, &label).await;
         let plan = undo_plan(&action, &result);
         // Someone takes over one of the keys Reflex set.
-        configmaps
-            .patch(
-                "cm",
-                &kube::api::PatchParams::default(),
-                &kube::api::Patch::Merge(&json!({ "metadata": { "labels": { "touched": "theirs" } } })),
-            )
-            .await
-            .expect("someone relabels");
+        someone_else_patches(
+            &configmaps,
+            "cm",
+            json!({ "metadata": { "labels": { "touched": "theirs" } } }),
+            "someone relabels",
+        )
+        .await;
         let change = restored(kube(&executors).undo(&plan).await.expect("undo"));
         assert!(
-            change
-                .summary
-                .ends_with(r#"left alone, changed since: touched is "theirs" now, Reflex set "reflex""#),
+            change.summary.ends_with(
+                r#"left alone, changed since: touched is "theirs" now, Reflex set "reflex""#
+            ),
             "{}",
             change.summary
         );
@@ -466,21 +465,23 @@ async fn undoing_a_label_restores_and_removes_only_keys_that_still_hold_what_ref
         };
         let (action, result) = execute(&executors, ActionKind::Annotate, &annotate).await;
         let plan = undo_plan(&action, &result);
-        configmaps
-            .patch(
-                "cm",
-                &kube::api::PatchParams::default(),
-                &kube::api::Patch::Merge(&json!({ "metadata": { "annotations": { "note": null } } })),
-            )
-            .await
-            .expect("someone removes the annotation");
+        someone_else_patches(
+            &configmaps,
+            "cm",
+            json!({ "metadata": { "annotations": { "note": null } } }),
+            "someone removes the annotation",
+        )
+        .await;
         let reason = skipped(kube(&executors).undo(&plan).await.expect("undo"));
         assert_eq!(
             reason,
             r#"note is absent now, Reflex set "reflex": changed since; left alone"#
         );
         let fetched = configmaps.get("cm").await.expect("get ConfigMap");
-        assert_eq!(fetched.metadata.annotations.unwrap_or_default().get("note"), None);
+        assert_eq!(
+            fetched.metadata.annotations.unwrap_or_default().get("note"),
+            None
+        );
     })
     .await;
 }

@@ -17,8 +17,7 @@ fn deployment(generation: i64, replicas: i64, status: Value) -> Value {
 }
 
 #[test]
-fn a_deployment_rollout_completes_when_every_replica_is_updated_available_and_no_old_one_is_left()
-{
+fn a_deployment_rollout_completes_when_every_replica_is_updated_available_and_no_old_one_is_left() {
     let done = deployment(
         5,
         3,
@@ -181,11 +180,17 @@ fn available_and_ready_read_the_conditions_with_their_reason() {
         })
     };
     assert_eq!(
-        holds(Readiness::Available, &with("Deployment", "Available", "True")),
+        holds(
+            Readiness::Available,
+            &with("Deployment", "Available", "True")
+        ),
         Ok(true)
     );
     assert_eq!(
-        holds(Readiness::Available, &with("Deployment", "Available", "False")),
+        holds(
+            Readiness::Available,
+            &with("Deployment", "Available", "False")
+        ),
         Ok(false)
     );
     assert_eq!(
@@ -210,10 +215,7 @@ fn available_and_ready_read_the_conditions_with_their_reason() {
     // A Deployment's readiness is its replica count, not a condition.
     let deploy = deployment(1, 3, json!({ "readyReplicas": 2 }));
     assert_eq!(holds(Readiness::Ready, &deploy), Ok(false));
-    assert_eq!(
-        describe(Readiness::Ready, &deploy),
-        "2 of 3 replicas ready"
-    );
+    assert_eq!(describe(Readiness::Ready, &deploy), "2 of 3 replicas ready");
 }
 
 /// Objects shaped like workloads, nodes and pods, with every field the judgement reads set to
@@ -257,7 +259,9 @@ fn shaped_object() -> impl Strategy<Value = Value> {
         any_json(),
         any_json(),
     )
-        .prop_map(|(kind, status, reason)| json!({ "type": kind, "status": status, "reason": reason }));
+        .prop_map(
+            |(kind, status, reason)| json!({ "type": kind, "status": status, "reason": reason }),
+        );
     (
         kinds,
         field(),
@@ -266,19 +270,21 @@ fn shaped_object() -> impl Strategy<Value = Value> {
         proptest::collection::btree_map(status_fields, field(), 2..12),
         proptest::collection::vec(condition, 0..3),
     )
-        .prop_map(|(kind, generation, replicas, strategy, status, conditions)| {
-            let mut status: serde_json::Map<String, Value> =
-                status.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
-            if !conditions.is_empty() {
-                status.insert("conditions".into(), Value::Array(conditions));
-            }
-            json!({
-                "kind": kind,
-                "metadata": { "generation": generation },
-                "spec": { "replicas": replicas, "updateStrategy": strategy },
-                "status": status,
-            })
-        })
+        .prop_map(
+            |(kind, generation, replicas, strategy, status, conditions)| {
+                let mut status: serde_json::Map<String, Value> =
+                    status.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+                if !conditions.is_empty() {
+                    status.insert("conditions".into(), Value::Array(conditions));
+                }
+                json!({
+                    "kind": kind,
+                    "metadata": { "generation": generation },
+                    "spec": { "replicas": replicas, "updateStrategy": strategy },
+                    "status": status,
+                })
+            },
+        )
 }
 
 proptest! {
