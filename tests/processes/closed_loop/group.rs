@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{StatusCode, Uri};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Namespace;
@@ -49,16 +49,29 @@ pub fn replica_of(instance: &str) -> &'static str {
 /// The Deployment every alert names.
 pub const DEPLOYMENT: &str = "checkout";
 
-/// A webhook receiver that records each call's path and answers only once opened.
+/// A webhook receiver that records each call (path, `Idempotency-Key`) and answers only once
+/// opened.
 #[derive(Clone, Default)]
 pub struct Gate {
-    calls: Arc<Mutex<Vec<String>>>,
+    calls: Arc<Mutex<Vec<(String, String)>>>,
     open: Arc<Mutex<Option<watch::Sender<bool>>>>,
 }
 
-async fn held(State(gate): State<(Gate, watch::Receiver<bool>)>, uri: Uri) -> StatusCode {
+async fn held(
+    State(gate): State<(Gate, watch::Receiver<bool>)>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> StatusCode {
     let (gate, mut open) = gate;
-    gate.calls.lock().expect("calls").push(uri.path().to_owned());
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    gate.calls
+        .lock()
+        .expect("calls")
+        .push((uri.path().to_owned(), key));
     // Err: the test ended (sender dropped): answer anyway.
     let _ = open.wait_for(|open| *open).await;
     StatusCode::OK
@@ -83,8 +96,8 @@ impl Gate {
         }
     }
 
-    /// The paths called so far.
-    pub fn calls(&self) -> Vec<String> {
+    /// The calls so far: (path, idempotency key).
+    pub fn calls(&self) -> Vec<(String, String)> {
         self.calls.lock().expect("calls").clone()
     }
 }
@@ -151,7 +164,12 @@ impl Group {
         let (gate, gate_addr) = Gate::start().await;
         let rule = format!("rule-{name}");
         let dir = tempfile::tempdir().expect("tempdir");
-        let config = write_config(dir.path(), &name, &rules(&rule, &namespace, gate_addr), extra);
+        let config = write_config(
+            dir.path(),
+            &name,
+            &rules(&rule, &namespace, gate_addr),
+            extra,
+        );
         let producer = ClientConfig::new()
             .set("bootstrap.servers", &bootstrap)
             .set("message.timeout.ms", "30000")
@@ -199,7 +217,11 @@ impl Group {
                 let partition = line
                     .split(" partition=")
                     .nth(1)
-                    .map(|rest| rest.chars().take_while(char::is_ascii_digit).collect::<String>())
+                    .map(|rest| {
+                        rest.chars()
+                            .take_while(char::is_ascii_digit)
+                            .collect::<String>()
+                    })
                     .and_then(|digits| digits.parse::<i32>().ok());
                 match partition {
                     Some(p) if line.contains("partition assigned") => held.insert(p),
@@ -215,13 +237,17 @@ impl Group {
 
     /// Waits until the live replicas hold every partition between them, each some.
     pub async fn wait_assigned(&self) {
-        support::eventually("every partition assigned to a live replica", LIMIT, || async {
-            let assignment = self.assignment();
-            let held: usize = assignment.values().map(BTreeSet::len).sum();
-            let covered: BTreeSet<i32> = assignment.values().flatten().copied().collect();
-            let everyone = assignment.values().all(|p| !p.is_empty());
-            (held == PARTITIONS as usize && covered.len() == held && everyone).then_some(())
-        })
+        support::eventually(
+            "every partition assigned to a live replica",
+            LIMIT,
+            || async {
+                let assignment = self.assignment();
+                let held: usize = assignment.values().map(BTreeSet::len).sum();
+                let covered: BTreeSet<i32> = assignment.values().flatten().copied().collect();
+                let everyone = assignment.values().all(|p| !p.is_empty());
+                (held == PARTITIONS as usize && covered.len() == held && everyone).then_some(())
+            },
+        )
         .await;
         eprintln!("assignment: {:?}", self.assignment());
     }
@@ -278,11 +304,16 @@ impl Group {
     /// Waits until the group committed every record produced so far.
     pub async fn wait_handled(&self) {
         support::eventually("every produced record handled", LIMIT, || {
-            let (bootstrap, group, topic) =
-                (self.bootstrap.clone(), self.name.clone(), self.alerts.clone());
+            let (bootstrap, group, topic) = (
+                self.bootstrap.clone(),
+                self.name.clone(),
+                self.alerts.clone(),
+            );
             async move {
                 let offsets = tokio::task::spawn_blocking(move || {
-                    support::reflex_process::committed_offsets(&bootstrap, &group, &topic, PARTITIONS)
+                    support::reflex_process::committed_offsets(
+                        &bootstrap, &group, &topic, PARTITIONS,
+                    )
                 })
                 .await
                 .expect("offset reader");

@@ -96,14 +96,19 @@ async fn a_flapping_alert_quarantines_its_target_after_max_restarts_until_releas
         "the Deployment was restarted by the first 3 firings only: {stamps:?}"
     );
     assert!(
-        stamps[1..4].windows(2).all(|w| w[0] != w[1]) && stamps[4..].iter().all(|s| *s == stamps[3]),
+        stamps[1..4].windows(2).all(|w| w[0] != w[1])
+            && stamps[4..].iter().all(|s| *s == stamps[3]),
         "{stamps:?}"
     );
 
     let outcomes = bench.outcomes().await;
     assert_eq!(restarts(&outcomes), 3, "{:#?}", summary(&outcomes));
     assert_eq!(bench.outcomes_of(OutcomeStatus::Verified).await.len(), 3);
-    assert_eq!(bench.remediations().await.len(), 3, "no remediation after the 3rd");
+    assert_eq!(
+        bench.remediations().await.len(),
+        3,
+        "no remediation after the 3rd"
+    );
     let quarantined = bench.outcomes_of(OutcomeStatus::Quarantined).await;
     assert_eq!(
         quarantined.len(),
@@ -135,7 +140,11 @@ async fn a_flapping_alert_quarantines_its_target_after_max_restarts_until_releas
         .into_iter()
         .filter(|c| c.path == "/quarantined")
         .collect();
-    assert_eq!(notified.len(), 1, "notify is called once, when the quarantine opens");
+    assert_eq!(
+        notified.len(),
+        1,
+        "notify is called once, when the quarantine opens"
+    );
 
     // The quarantine is announced on the outcomes topic.
     let published = bench
@@ -156,7 +165,12 @@ async fn a_flapping_alert_quarantines_its_target_after_max_restarts_until_releas
     // An operator releases the target: the next firing restarts it again.
     let released = bench
         .store
-        .release_quarantines(&target, Some(&bench.rule), "test", Utc::now().timestamp_millis())
+        .release_quarantines(
+            &target,
+            Some(&bench.rule),
+            "test",
+            Utc::now().timestamp_millis(),
+        )
         .await
         .expect("release");
     assert_eq!(released.len(), 1, "{released:?}");

@@ -217,13 +217,22 @@ impl Bench {
         deployment: &str,
     ) -> Handled {
         let record = self.alert("firing", fingerprint, starts_at, deployment);
-        handle(&self.pipeline, &record).await.expect("firing handled")
+        handle(&self.pipeline, &record)
+            .await
+            .expect("firing handled")
     }
 
     /// Alertmanager posts that occurrence (`fingerprint`, `starts_at`) resolved.
-    pub(super) async fn resolve(&self, fingerprint: &str, starts_at: DateTime<Utc>, deployment: &str) {
+    pub(super) async fn resolve(
+        &self,
+        fingerprint: &str,
+        starts_at: DateTime<Utc>,
+        deployment: &str,
+    ) {
         let record = self.alert("resolved", fingerprint, starts_at, deployment);
-        let handled = handle(&self.pipeline, &record).await.expect("resolution handled");
+        let handled = handle(&self.pipeline, &record)
+            .await
+            .expect("resolution handled");
         assert_eq!(handled, Handled::Outcomes(0), "a resolution runs no action");
     }
 

@@ -56,7 +56,11 @@ async fn a_scale_up_is_undone_on_resolve_unless_someone_else_changed_the_replica
     assert_eq!(bench.replicas("web").await, 3);
     bench.resolve("u1", starts, "web").await;
     let undone = bench.undo_outcome(OutcomeStatus::Undone, "web").await;
-    assert_eq!(bench.replicas("web").await, 1, "back to the replicas Reflex found");
+    assert_eq!(
+        bench.replicas("web").await,
+        1,
+        "back to the replicas Reflex found"
+    );
     assert_eq!(undone.details["remediation"]["step"], 0);
     assert!(undone.error.is_none(), "{:?}", undone.error);
 
@@ -75,9 +79,16 @@ async fn a_scale_up_is_undone_on_resolve_unless_someone_else_changed_the_replica
         .expect("someone else scales api");
     bench.resolve("u2", starts, "api").await;
     let skipped = bench.undo_outcome(OutcomeStatus::UndoSkipped, "api").await;
-    assert_eq!(bench.replicas("api").await, 5, "someone else's change stays");
+    assert_eq!(
+        bench.replicas("api").await,
+        5,
+        "someone else's change stays"
+    );
     let reason = skipped.error.as_deref().expect("undo_skipped says why");
-    assert!(reason.contains('5'), "the reason names what it found: {reason}");
+    assert!(
+        reason.contains('5'),
+        "the reason names what it found: {reason}"
+    );
 
     let outcomes = bench.outcomes().await;
     assert_eq!(

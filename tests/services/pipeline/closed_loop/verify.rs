@@ -53,7 +53,10 @@ async fn a_restart_that_rolls_out_and_whose_alert_resolves_ends_verified() {
         .to_owned();
     assert_eq!(restart[0].details["remediation"]["step"], 0);
     let restarted = bench.deployments().get("checkout").await.expect("get");
-    assert!(restarted_at(&restarted).is_some(), "the pod template was restarted");
+    assert!(
+        restarted_at(&restarted).is_some(),
+        "the pod template was restarted"
+    );
 
     // The alert resolves while the rollout is stuck: one check of two holds, no verdict.
     bench.resolve("a1", starts, "checkout").await;
@@ -86,8 +89,13 @@ async fn a_restart_that_rolls_out_and_whose_alert_resolves_ends_verified() {
     let verdict = &verified[0];
     assert_eq!(verdict.idempotency_key, format!("{id}.0.verify"));
     assert_eq!(verdict.details["remediation"], json!({"id": id, "step": 0}));
-    assert_eq!(verdict.target.as_deref(), Some(bench.target("checkout").as_str()));
-    let took = verdict.details["took_ms"].as_i64().expect("details.took_ms");
+    assert_eq!(
+        verdict.target.as_deref(),
+        Some(bench.target("checkout").as_str())
+    );
+    let took = verdict.details["took_ms"]
+        .as_i64()
+        .expect("details.took_ms");
     assert!(took >= 0, "{took}");
     let checks = verdict.details["checks"].to_string();
     assert!(
@@ -97,10 +105,20 @@ async fn a_restart_that_rolls_out_and_whose_alert_resolves_ends_verified() {
     let rolled = bench.deployments().get("checkout").await.expect("get");
     assert!(rollout_complete(&rolled), "{:?}", rolled.status);
     assert_eq!(restarted_at(&rolled), restarted_at(&restarted));
-    let row = bench.store.remediation(&id).await.expect("read").expect("row");
+    let row = bench
+        .store
+        .remediation(&id)
+        .await
+        .expect("read")
+        .expect("row");
     assert_eq!(row.phase, Phase::Done);
     assert_eq!(row.doc["ending"], "verified");
-    assert!(bench.outcomes_of(OutcomeStatus::Ineffective).await.is_empty());
+    assert!(
+        bench
+            .outcomes_of(OutcomeStatus::Ineffective)
+            .await
+            .is_empty()
+    );
 
     // The verdict went out on the outcomes topic, with how long it took.
     let published = bench
@@ -168,7 +186,11 @@ async fn an_ineffective_restart_escalates_to_a_real_rollback_then_pages() {
     ]}}}});
     bench
         .deployments()
-        .patch("checkout", &PatchParams::default(), &Patch::Strategic(&image_2))
+        .patch(
+            "checkout",
+            &PatchParams::default(),
+            &Patch::Strategic(&image_2),
+        )
         .await
         .expect("set the new image");
     let v2 = bench
@@ -257,7 +279,11 @@ async fn an_ineffective_restart_escalates_to_a_real_rollback_then_pages() {
         })
         .await;
     assert_eq!(image(&now), "registry.example.org/shop/checkout:1.1.0");
-    assert_eq!(restarted_at(&now), None, "the restart's template was rolled back");
+    assert_eq!(
+        restarted_at(&now),
+        None,
+        "the restart's template was rolled back"
+    );
     let sets: Api<ReplicaSet> = Api::namespaced(bench.client.clone(), &bench.namespace);
     let revisions: BTreeSet<String> = sets
         .list(&ListParams::default())
