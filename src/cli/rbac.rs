@@ -17,7 +17,8 @@
 //!
 //! Closed-loop rules need the same for their `escalate` steps' actions, and `get` on the object
 //! a `verify.kubernetes` check reads (its `target`, else the step's first Kubernetes object).
-//! Undoing a temporary fix (`undo`) reverts what the action changed with the action's own verbs.
+//! Undoing a temporary fix (`undo`) re-reads the object (`get` on its own resource: for a
+//! `scale`, more than the `scale` subresource) and reverts with the action's own verbs.
 //!
 //! Discovery (`/api`, `/apis`) needs no grant: Kubernetes' `system:discovery` role gives it to
 //! every authenticated identity.
@@ -136,6 +137,9 @@ pub fn grants(dir: &Path) -> Result<BTreeSet<Grant>, LoadError> {
                     scope_of(spec),
                 ));
             }
+            if index == 0 && plan.is_some_and(|p| p.undo.is_some()) {
+                out.extend(undo_grants(actions, action_specs));
+            }
             let check = plan
                 .and_then(|p| p.verify_of(index))
                 .and_then(|v| v.kubernetes.as_ref());
@@ -170,16 +174,41 @@ fn verify_grant(
                 Some((api_version, kind, scope_of(spec)))
             })?,
     };
+    Some(get_object(api_version, kind, scope))
+}
+
+/// `get` on the objects an `undo` re-reads before reverting (the executor reads the object
+/// itself, so a `scale` that is undone needs `get` on `deployments`, not only on
+/// `deployments/scale`); the revert itself uses the action's own verbs.
+fn undo_grants(actions: &[CompiledAction], action_specs: &[ActionSpec]) -> Vec<Grant> {
+    actions
+        .iter()
+        .zip(action_specs)
+        .filter(|(action, _)| {
+            matches!(
+                action.kind,
+                ActionKind::Scale | ActionKind::Cordon | ActionKind::Label | ActionKind::Annotate
+            )
+        })
+        .filter_map(|(action, spec)| {
+            let (api_version, kind) = action.kubernetes_resource()?;
+            Some(get_object(api_version, kind, scope_of(spec)))
+        })
+        .collect()
+}
+
+/// `get` on objects of `api_version`/`kind` (the object itself, no subresource).
+fn get_object(api_version: &str, kind: &str, scope: Scope) -> Grant {
     let group = api_version
         .split_once('/')
         .map_or("", |(group, _)| group)
         .to_owned();
-    Some(Grant {
+    Grant {
         group,
         resource: plural(kind),
         verb: "get",
         scope,
-    })
+    }
 }
 
 /// The permissions one action needs.
@@ -545,17 +574,31 @@ rules:
             vec![
                 g("", "", "nodes", "get"),
                 g("", "", "nodes", "patch"),
-                // The step-1 check reads its own target.
-                g("db", "apps", "statefulsets", "get"),
                 g("shop", "apps", "deployments", "get"),
                 g("shop", "apps", "deployments", "patch"),
                 g("shop", "apps", "deployments/scale", "get"),
                 g("shop", "apps", "deployments/scale", "patch"),
                 g("shop", "apps", "replicasets", "list"),
+                // The step-1 check reads its own target.
+                g("db", "apps", "statefulsets", "get"),
             ]
         );
         // Without the rollback step, the step-0 check alone reads the scaled Deployment: `get`
         // on the object, which the scale subresource's grant does not give.
+        // Undoing a scale re-reads the Deployment before reverting through the subresource.
+        let undone = r#"
+rules:
+  - name: scale-and-undo
+    select: {formats: [alertmanager]}
+    actions:
+      - scale: {target: {namespace: shop, name: web}, replicas: 5}
+    undo: {on_resolve: true}
+"#;
+        assert!(
+            grants_of(undone).contains(&g("shop", "apps", "deployments", "get")),
+            "{:?}",
+            grants_of(undone)
+        );
         let scale_only = r#"
 rules:
   - name: scale-and-check

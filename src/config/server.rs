@@ -17,8 +17,8 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// `POST /v1/alertmanager` and `POST /v1/events`: write what is posted to Kafka.
     pub ingest: IngestConfig,
-    /// Require the ingest bearer token on `GET /v1/rules` too. Default `false`: like
-    /// `/metrics`, the listing is read-only and names only rules, files and counts.
+    /// Require the ingest bearer token on `GET /v1/rules` and `GET /v1/quarantines` too.
+    /// Default `false`: like `/metrics`, the listings are read-only.
     pub rules_api_auth: bool,
 }
 
@@ -44,9 +44,10 @@ pub struct IngestConfig {
     pub token_file: Option<PathBuf>,
     /// Name of an environment variable holding the token (used when `token_file` is unset).
     pub token_env: Option<String>,
-    /// Serve ingest without a token. Default `false`: anyone who can reach the port could
-    /// otherwise inject events that trigger remediation actions (restarts, scaling...). Only
-    /// for a listener no untrusted client can reach (localhost, a strict NetworkPolicy).
+    /// Serve ingest (and `POST /v1/quarantines/release`, which the token also protects) without
+    /// a token. Default `false`: anyone who can reach the port could otherwise inject events
+    /// that trigger remediation actions (restarts, scaling...). Only for a listener no
+    /// untrusted client can reach (localhost, a strict NetworkPolicy).
     pub allow_unauthenticated: bool,
     /// Largest request body accepted, in bytes; larger requests get 413. Default 1 MiB (the
     /// pipeline's default `max_payload_bytes` and about Kafka's default `message.max.bytes`).

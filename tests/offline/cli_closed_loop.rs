@@ -116,7 +116,7 @@ fn replay_explain_shows_the_chain_a_firing_would_follow() {
         .expect("one line per event");
     let chain = &first["remediations"][0];
     assert_eq!(chain["target"], "deployment/shop/checkout", "{first}");
-    let step = |n: usize| chain["steps"][n]["actions"][0]["action"]["kind"].clone();
+    let step = |n: usize| chain["steps"][n]["actions"][0]["kind"].clone();
     assert_eq!(
         [step(0), step(1), step(2)],
         ["restart", "rollback", "webhook"].map(serde_json::Value::from),
