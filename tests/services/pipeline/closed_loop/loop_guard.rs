@@ -1,7 +1,7 @@
 //! The loop guard: an alert that flaps (fires, resolves, fires again with a new `startsAt`)
 //! gets its Deployment restarted `max` times, then the target is quarantined — announced on the
 //! outcomes topic and to the rule's `notify` webhook — and restarted no more, until an operator
-//! releases it.
+//! releases it (`reflex release`, the real binary, on the same store).
 
 use chrono::Utc;
 use reflex::store::{OutcomeRecord, OutcomeStatus, Phase};
@@ -162,18 +162,34 @@ async fn a_flapping_alert_quarantines_its_target_after_max_restarts_until_releas
             .all(|m| m["subject"] == target.as_str())
     );
 
-    // An operator releases the target: the next firing restarts it again.
-    let released = bench
-        .store
-        .release_quarantines(
+    // An operator releases the target with `reflex release`: the next firing restarts it.
+    let release = std::process::Command::new(env!("CARGO_BIN_EXE_reflex"))
+        .args([
+            "release",
             &target,
-            Some(&bench.rule),
-            "test",
-            Utc::now().timestamp_millis(),
-        )
+            "--rule",
+            &bench.rule,
+            "--store",
+            bench.db_url(),
+        ])
+        .env_remove("DATABASE_URL")
+        .env_remove("REFLEX_CONFIG")
+        .env("USER", "operator")
+        .output()
+        .expect("the reflex binary runs");
+    assert!(
+        release.status.success(),
+        "reflex release: {}{}",
+        String::from_utf8_lossy(&release.stdout),
+        String::from_utf8_lossy(&release.stderr)
+    );
+    let row = bench
+        .store
+        .quarantine(&bench.rule, &target)
         .await
-        .expect("release");
-    assert_eq!(released.len(), 1, "{released:?}");
+        .expect("read quarantine")
+        .expect("the quarantine row stays, released");
+    assert_eq!(row.released_by.as_deref(), Some("cli:operator"), "{row:?}");
     let last = stamps.last().cloned().flatten();
     let after = bench.flap(6, "checkout").await;
     assert_ne!(after, last, "released: the Deployment is restarted again");

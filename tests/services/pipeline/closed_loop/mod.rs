@@ -125,6 +125,11 @@ impl Bench {
         }
     }
 
+    /// The URL of the test's database (for the `reflex` CLI).
+    pub(super) fn db_url(&self) -> &str {
+        self.db.url()
+    }
+
     pub(super) fn deployments(&self) -> Api<Deployment> {
         Api::namespaced(self.client.clone(), &self.namespace)
     }
