@@ -126,6 +126,7 @@ fn compile_rule(
         line: rule.name.referenced.line(),
         enabled: rule.enabled,
         dry_run: rule.dry_run,
+        shadow: rule.mode == model::RuleMode::Shadow,
         priority: rule.priority,
         stop: rule.stop,
         selector,

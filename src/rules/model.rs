@@ -38,6 +38,11 @@ pub struct Rule {
     /// Plan actions but mark them dry-run: executors record what they would do and change nothing.
     #[serde(default)]
     pub dry_run: bool,
+    /// `live` (default) or `shadow`: a shadow rule is evaluated on the live stream like any
+    /// other, and its planned actions are recorded `shadow` (store, outcomes topic, metrics),
+    /// never claimed, guarded or executed. Promoting it is deleting this line.
+    #[serde(default)]
+    pub mode: RuleMode,
     /// Evaluation order: higher first; equal priorities run in name order.
     #[serde(default)]
     pub priority: i32,
@@ -84,6 +89,17 @@ pub struct Rule {
     pub loop_guard: Option<super::remediation::spec::LoopGuardSpec>,
     /// Undo the reversible changes of `actions` when the alert resolves or after a while.
     pub undo: Option<super::remediation::spec::UndoSpec>,
+}
+
+/// Whether a rule's actions run.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleMode {
+    /// Its actions are carried out (subject to `dry_run` and the guardrails).
+    #[default]
+    Live,
+    /// Its actions are only recorded, as `shadow` outcomes.
+    Shadow,
 }
 
 /// Per-rule guardrails (`guard:`).

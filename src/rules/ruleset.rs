@@ -28,6 +28,8 @@ pub struct Rule {
     pub enabled: bool,
     /// Planned actions are marked dry-run.
     pub dry_run: bool,
+    /// Shadow rules' planned actions are recorded `shadow` and never run.
+    pub shadow: bool,
     /// Higher runs first.
     pub priority: i32,
     /// Firing stops lower rules for this event.

@@ -28,6 +28,8 @@ pub struct RuleView {
     pub enabled: bool,
     /// Actions are recorded, not carried out.
     pub dry_run: bool,
+    /// `mode: shadow`: actions are recorded `shadow`, never executed.
+    pub shadow: bool,
     /// Evaluation order (higher first).
     pub priority: i32,
     /// Topic patterns of its `select:` (empty: every topic).
@@ -105,6 +107,7 @@ pub(super) async fn list(State(state): State<Arc<AppState>>, headers: HeaderMap)
             location: format!("{}:{}", rule.file.display(), rule.line),
             enabled: rule.enabled,
             dry_run: rule.dry_run,
+            shadow: rule.shadow,
             priority: rule.priority,
             topics: rule
                 .selector

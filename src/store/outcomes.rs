@@ -49,11 +49,14 @@ pub enum OutcomeStatus {
     /// A reversible change was not undone: the object changed since Reflex changed it (or
     /// cannot be read); the error says why.
     UndoSkipped,
+    /// A rule in `mode: shadow` planned this action: recorded, never claimed, guarded or
+    /// executed.
+    Shadow,
 }
 
 impl OutcomeStatus {
     /// Every status, in a stable order (CLI help, tests).
-    pub const ALL: [OutcomeStatus; 14] = [
+    pub const ALL: [OutcomeStatus; 15] = [
         OutcomeStatus::Started,
         OutcomeStatus::Succeeded,
         OutcomeStatus::Failed,
@@ -68,6 +71,7 @@ impl OutcomeStatus {
         OutcomeStatus::Quarantined,
         OutcomeStatus::Undone,
         OutcomeStatus::UndoSkipped,
+        OutcomeStatus::Shadow,
     ];
 
     /// The value stored in the `status` column and used in outcome record types.
@@ -87,6 +91,7 @@ impl OutcomeStatus {
             Self::Quarantined => "quarantined",
             Self::Undone => "undone",
             Self::UndoSkipped => "undo_skipped",
+            Self::Shadow => "shadow",
         }
     }
 

@@ -156,11 +156,19 @@ impl Drop for InFlightGuard<'_> {
 }
 
 impl Pipeline {
+    /// Whether `rule` runs in `mode: shadow`.
+    fn is_shadow(&self, rule: &str) -> bool {
+        self.rules().get(rule).is_some_and(|r| r.shadow)
+    }
+
     /// Produces every outcome of `work`, in order; returns how many were recorded.
     pub(super) async fn run(&self, work: Vec<Work>) -> Result<usize, Error> {
         let mut count = 0;
         for item in work {
             count += match item {
+                Work::Action { action, source } if self.is_shadow(&action.rule) => {
+                    self.record_shadow(&action, source.as_ref()).await?
+                }
                 Work::Action { action, source } => self.act(&action, source.as_ref()).await?,
                 Work::Failure { failure, source } => {
                     self.record_failure(&failure, source.as_ref()).await?

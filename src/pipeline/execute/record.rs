@@ -9,7 +9,7 @@ use super::{NO_KIND, Source, derived_key};
 use crate::metrics;
 use crate::outcome::record::OutcomeMessage;
 use crate::outcome::topic::ActionDeadLetter;
-use crate::rules::{RuleFailure, Throttled};
+use crate::rules::{PlannedAction, RuleFailure, Throttled};
 use crate::store::{NewOutcome, OutcomeRecord, OutcomeStatus};
 
 impl Pipeline {
@@ -209,6 +209,43 @@ impl Pipeline {
         let recorded = self.record_once(&row, source, false).await?;
         if recorded > 0 {
             metrics::global().action(NO_KIND, OutcomeStatus::Throttled.as_str(), None);
+        }
+        Ok(recorded)
+    }
+
+    /// A shadow rule planned an action: a `shadow` outcome with its rendered parameters, keyed
+    /// apart from the action's own key (so promoting the rule never finds its key taken).
+    /// Nothing is claimed, guarded or executed.
+    pub(super) async fn record_shadow(
+        &self,
+        action: &PlannedAction,
+        source: Option<&Source>,
+    ) -> Result<usize, Error> {
+        let now = Utc::now();
+        let row = OutcomeRecord {
+            id: 0,
+            event_id: action.event_id.clone(),
+            rule: action.rule.clone(),
+            action_kind: action.kind().as_str().to_owned(),
+            idempotency_key: format!("{}.shadow", action.idempotency_key),
+            status: OutcomeStatus::Shadow,
+            attempts: 0,
+            started_at: now,
+            finished_at: Some(now),
+            target: action.action.target(),
+            error: None,
+            details: json!({
+                "params": action.action.params_json(),
+                "action_index": action.action_index,
+                "group_key": action.group_key,
+                "source": source,
+                "claimant": self.instance,
+            }),
+            published_at: None,
+        };
+        let recorded = self.record_once(&row, source, false).await?;
+        if recorded > 0 {
+            metrics::global().action(&row.action_kind, OutcomeStatus::Shadow.as_str(), None);
         }
         Ok(recorded)
     }

@@ -448,7 +448,8 @@ fn mark_dirty(dirty: &mut BTreeSet<String>, rule: &str) {
 
 /// Renders every action of a firing; returns how many were planned.
 fn plan(rule: &Rule, firing: &Firing, out: &mut Evaluation) -> usize {
-    if rule.remediation.is_some() {
+    // A shadow rule's firings are recorded, not followed up: nothing ran.
+    if rule.remediation.is_some() && !rule.shadow {
         out.fired.push(Fired {
             rule: rule.name.clone(),
             firing: firing.clone(),

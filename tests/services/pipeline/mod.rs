@@ -14,6 +14,7 @@ mod history;
 mod receiver;
 mod remediation;
 mod secrets;
+mod shadow;
 mod state;
 mod store;
 mod takeover;
