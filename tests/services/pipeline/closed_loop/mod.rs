@@ -370,28 +370,40 @@ pub(super) fn restarted_at(d: &Deployment) -> Option<String> {
 /// ready, available replicas and rollouts complete; paused, a rollout stalls.
 pub(super) struct Kubelet {
     running: Arc<AtomicBool>,
+    /// Held by a pass over the pods, so [`Kubelet::pause`] can wait for the one under way.
+    pass: Arc<tokio::sync::Mutex<()>>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Kubelet {
     fn start(client: kube::Client, namespace: &str) -> Kubelet {
         let running = Arc::new(AtomicBool::new(true));
+        let pass = Arc::new(tokio::sync::Mutex::new(()));
         let pods: Api<Pod> = Api::namespaced(client, namespace);
-        let flag = Arc::clone(&running);
+        let (flag, held) = (Arc::clone(&running), Arc::clone(&pass));
         let task = tokio::spawn(async move {
             loop {
-                if flag.load(Ordering::SeqCst) {
-                    report_ready(&pods).await;
+                {
+                    let _pass = held.lock().await;
+                    if flag.load(Ordering::SeqCst) {
+                        report_ready(&pods).await;
+                    }
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         });
-        Kubelet { running, task }
+        Kubelet {
+            running,
+            pass,
+            task,
+        }
     }
 
-    /// Stops marking pods ready (pods created meanwhile stay pending).
-    pub(super) fn pause(&self) {
+    /// Stops marking pods ready (pods created from now on stay pending): returns once no pass
+    /// is under way.
+    pub(super) async fn pause(&self) {
         self.running.store(false, Ordering::SeqCst);
+        drop(self.pass.lock().await);
     }
 
     pub(super) fn resume(&self) {

@@ -38,7 +38,7 @@ async fn a_restart_that_rolls_out_and_whose_alert_resolves_ends_verified() {
     assert_eq!(restarted_at(&before), None);
 
     // The new pods will not become ready until the kubelet comes back: the rollout stalls.
-    bench.kubelet.pause();
+    bench.kubelet.pause().await;
     let starts = Utc::now();
     assert_eq!(
         bench.fire("a1", starts, "checkout").await,
