@@ -10,6 +10,7 @@
 //! Nothing waits on time to assert: every wait polls the store, the topic or the objects up
 //! to a deadline, ticking the pipeline in between.
 
+mod escalate;
 mod loop_guard;
 mod undo;
 mod verify;
