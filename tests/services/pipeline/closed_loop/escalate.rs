@@ -219,3 +219,39 @@ async fn an_ineffective_restart_escalates_to_a_real_rollback_then_pages() {
     );
     bench.cleanup().await;
 }
+
+/// The shipped `restart-crashlooping-deployment` rule escalates a restart that did not help to
+/// a rollback meant to "undo the last release". The restart itself made a revision, so the
+/// previous revision is the same release without the restart stamp: the rollback must skip it
+/// and put the release before the current one back.
+#[tokio::test]
+async fn the_rollback_after_an_ineffective_restart_returns_to_the_release_before_the_current_one() {
+    let bench = Bench::new("release", RESTART_ROLLBACK_PAGE).await;
+    two_releases(&bench).await;
+    assert_eq!(
+        bench.fire("r1", Utc::now(), "checkout").await,
+        Handled::Outcomes(1)
+    );
+    let rollback = bench
+        .until("the rollback", || async {
+            bench
+                .outcomes()
+                .await
+                .into_iter()
+                .find(|o| o.action_kind == "rollback")
+        })
+        .await;
+    let now = bench
+        .until("the rollback rolled out", || async {
+            let d = bench.deployments().get("checkout").await.ok()?;
+            (revision(&d) == 4).then_some(d)
+        })
+        .await;
+    assert_eq!(
+        image(&now),
+        RELEASES[0],
+        "the rollback put the crash-looping release back (its pre-restart template): {}",
+        rollback.details["result"]
+    );
+    bench.cleanup().await;
+}
