@@ -2,7 +2,8 @@
 //! 6-partition alerts topic, sharing one PostgreSQL database and acting on a real Deployment.
 //!
 //! 1. A verification is pending (alert fired, restart done); the replica that owns the
-//!    remediation is SIGKILLed; the alert's resolution is produced to one of its partitions;
+//!    remediation (its lease owner; a saved remediation holds no lease between looks, so else
+//!    the replica that started it) is SIGKILLed; the alert's resolution is produced to one of its partitions;
 //!    the survivor takes the partition and the remediation over and records exactly one
 //!    `verified`.
 //! 2. The same, but the replica is SIGKILLed in the middle of step 0 (its webhook call held
