@@ -13,6 +13,7 @@ pub mod support;
 mod processes {
     mod bench_cli;
     mod broker_restart;
+    mod closed_loop;
     mod faults;
     mod helm_chart;
     mod ingest;

@@ -7,6 +7,7 @@
 use crate::support;
 
 mod claims;
+mod closed_loop;
 mod dead_letters;
 pub(super) mod harness;
 mod history;
