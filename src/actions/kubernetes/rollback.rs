@@ -21,6 +21,8 @@ pub const REVISION: &str = "deployment.kubernetes.io/revision";
 const POD_TEMPLATE_HASH: &str = "pod-template-hash";
 
 /// Kinds `rollback` works on (all `apps/v1`).
+use super::workload::RESTARTED_AT;
+
 const ROLLBACK_KINDS: &[&str] = &["Deployment", "StatefulSet", "DaemonSet"];
 
 /// One recorded revision of a workload.
@@ -67,11 +69,22 @@ impl KubeExecutor {
             };
             let chosen = match p.to_revision {
                 Some(wanted) => revisions.iter().find(|r| r.number == wanted),
-                // The newest revision older than the current one.
-                None => revisions
-                    .iter()
-                    .filter(|r| current.is_none_or(|cur| r.number < cur))
-                    .max_by_key(|r| r.number),
+                // The newest revision older than the current one that is another release: a
+                // revision that differs from the current template only by a restart stamp
+                // (`restart` makes one) would "roll back" to the same release. Without such a
+                // revision, the newest older one (as `kubectl rollout undo`).
+                None => {
+                    let older = || {
+                        revisions
+                            .iter()
+                            .filter(|r| current.is_none_or(|cur| r.number < cur))
+                    };
+                    let now = object.data.pointer("/spec/template").map(without_restart);
+                    older()
+                        .filter(|r| Some(without_restart(&r.template)) != now)
+                        .max_by_key(|r| r.number)
+                        .or_else(|| older().max_by_key(|r| r.number))
+                }
             };
             let Some(chosen) = chosen else {
                 let mut numbers: Vec<u64> = revisions.iter().map(|r| r.number).collect();
@@ -206,6 +219,24 @@ impl KubeExecutor {
     }
 }
 
+/// A pod template without the restart stamp `restart` (and `kubectl rollout restart`) writes,
+/// to tell a release from a restart of it.
+fn without_restart(template: &Value) -> Value {
+    let mut template = template.clone();
+    if let Some(annotations) = template
+        .pointer_mut("/metadata/annotations")
+        .and_then(Value::as_object_mut)
+    {
+        annotations.remove(RESTARTED_AT);
+        if annotations.is_empty() {
+            template["metadata"]
+                .as_object_mut()
+                .map(|m| m.remove("annotations"));
+        }
+    }
+    template
+}
+
 /// `k1=v1,k2=v2` from `spec.selector.matchLabels`, to narrow the revision list.
 fn match_labels_selector(workload: &Value) -> Option<String> {
     let labels = workload
@@ -242,6 +273,24 @@ mod tests {
             Some("app=web,tier=fe")
         );
         assert_eq!(match_labels_selector(&json!({})), None);
+    }
+
+    #[test]
+    fn a_restart_stamp_does_not_make_another_release() {
+        let stamped = serde_json::json!({
+            "metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": "2026-12-04T10:00:00Z"}, "labels": {"app": "a"}},
+            "spec": {"containers": [{"name": "a", "image": "a:2"}]}
+        });
+        let plain = serde_json::json!({
+            "metadata": {"labels": {"app": "a"}},
+            "spec": {"containers": [{"name": "a", "image": "a:2"}]}
+        });
+        let other = serde_json::json!({
+            "metadata": {"labels": {"app": "a"}},
+            "spec": {"containers": [{"name": "a", "image": "a:1"}]}
+        });
+        assert_eq!(without_restart(&stamped), without_restart(&plain));
+        assert_ne!(without_restart(&stamped), without_restart(&other));
     }
 
     #[test]
