@@ -81,6 +81,10 @@ pub struct BenchArgs {
     /// 0: none).
     #[arg(long, default_value_t = workload::STATEFUL_EVERY, value_name = "N")]
     pub stateful_every: usize,
+    /// Every rule closes the loop (`verify: {within: 1h, no_refire: true}`), so each firing
+    /// also opens a remediation in the store: measures what following actions up costs.
+    #[arg(long)]
+    pub closed_loop: bool,
     /// Fractions of the events that fire a rule (one `log` action each); one throughput run
     /// per value, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "0,0.01,0.1")]
@@ -127,6 +131,8 @@ pub struct Report {
     pub rules: usize,
     /// One rule in this many is stateful (`--stateful-every`; 0: none).
     pub stateful_every: usize,
+    /// Every rule closes the loop (`--closed-loop`).
+    pub closed_loop: bool,
     /// Partitions per events topic.
     pub partitions: i32,
     /// `sqlite` or `postgres`.
@@ -288,7 +294,7 @@ async fn prepare(args: &BenchArgs, prefix: String, dir: PathBuf) -> anyhow::Resu
         .bootstrap_servers
         .clone_from(&args.bootstrap_servers);
     let admin = crate::app::connect_kafka(&config).await?;
-    let workload = Workload::new(args.rules, args.stateful_every)?;
+    let workload = Workload::new(args.rules, args.stateful_every, args.closed_loop)?;
     config.rules.dir = dir.join("rules");
     std::fs::create_dir_all(&config.rules.dir)?;
     std::fs::write(config.rules.dir.join("bench.yaml"), workload.rules_yaml())?;
@@ -335,6 +341,7 @@ impl Bench {
             cpus: std::thread::available_parallelism().map_or(1, usize::from),
             rules: self.args.rules,
             stateful_every: self.args.stateful_every,
+            closed_loop: self.args.closed_loop,
             partitions: self.args.partitions,
             store: match self.store.backend() {
                 Backend::Sqlite => "sqlite",

@@ -148,11 +148,16 @@ pub(super) fn render(report: &Report) -> String {
     // Writing into a String cannot fail.
     let _ = writeln!(
         out,
-        "reflex bench: {} rules ({}), {} partitions per topic, {} store, {} CPUs",
+        "reflex bench: {} rules ({}{}), {} partitions per topic, {} store, {} CPUs",
         report.rules,
         match report.stateful_every {
             0 => "none stateful".to_owned(),
             n => format!("1 in {n} stateful"),
+        },
+        if report.closed_loop {
+            ", every one closing the loop"
+        } else {
+            ""
         },
         report.partitions,
         report.store,

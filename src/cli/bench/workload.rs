@@ -29,6 +29,9 @@ pub const STATEFUL_EVERY: usize = 10;
 /// partitions contend for a key's lock, as a per-deployment throttle's events do.
 const STATEFUL_BLOCK: &str = "    threshold: {key: \"{{ rule.name }}\", count: 1, within: 10m}";
 
+/// A verification that outlasts any run: each firing opens a remediation that stays open.
+const CLOSED_LOOP_BLOCK: &str = "    verify: {within: 1h, no_refire: true}";
+
 /// Parts per million: fractions are handled as integers so the firing events are spread
 /// exactly and evenly.
 const PPM: u64 = 1_000_000;
@@ -39,11 +42,13 @@ pub struct Workload {
     samples: Vec<Value>,
     rules: usize,
     stateful_every: usize,
+    closed_loop: bool,
 }
 
 impl Workload {
-    /// A workload of `rules` rules, one in `stateful_every` of them stateful (0: none).
-    pub fn new(rules: usize, stateful_every: usize) -> anyhow::Result<Self> {
+    /// A workload of `rules` rules, one in `stateful_every` of them stateful (0: none), each
+    /// with a closed loop when `closed_loop`.
+    pub fn new(rules: usize, stateful_every: usize, closed_loop: bool) -> anyhow::Result<Self> {
         let samples = SAMPLES
             .iter()
             .map(|text| serde_json::from_str(text))
@@ -53,6 +58,7 @@ impl Workload {
             samples,
             rules,
             stateful_every,
+            closed_loop,
         })
     }
 
@@ -79,6 +85,9 @@ impl Workload {
             }
             if self.stateful_every > 0 && rule % self.stateful_every == self.stateful_every - 1 {
                 let _ = writeln!(yaml, "{STATEFUL_BLOCK}");
+            }
+            if self.closed_loop {
+                let _ = writeln!(yaml, "{CLOSED_LOOP_BLOCK}");
             }
             let _ = writeln!(
                 yaml,
@@ -195,7 +204,7 @@ mod tests {
 
     #[test]
     fn the_firing_fraction_is_exact_and_evenly_spread() {
-        let workload = Workload::new(100, STATEFUL_EVERY).expect("samples parse");
+        let workload = Workload::new(100, STATEFUL_EVERY, false).expect("samples parse");
         assert_eq!(workload.expected_firings(10_000, 10_000), 100);
         assert_eq!(workload.expected_firings(10_000, 0), 0);
         assert_eq!(workload.expected_firings(1_000, PPM), 1_000);
@@ -203,7 +212,7 @@ mod tests {
 
     #[test]
     fn every_rule_takes_its_turn_to_fire_at_any_fraction() {
-        let workload = Workload::new(100, STATEFUL_EVERY).expect("samples parse");
+        let workload = Workload::new(100, STATEFUL_EVERY, false).expect("samples parse");
         for fire_ppm in [PPM / 100, PPM / 10, PPM] {
             let fired: std::collections::BTreeSet<usize> = (0..100 * PPM / fire_ppm)
                 .filter_map(|i| workload.fires(i, fire_ppm))
@@ -213,9 +222,23 @@ mod tests {
     }
 
     #[test]
+    fn closed_loop_rules_each_carry_a_verification() {
+        let workload = Workload::new(10, STATEFUL_EVERY, true).expect("samples parse");
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("bench.yaml"), workload.rules_yaml()).expect("write");
+        let rules = crate::rules::load_dir(dir.path()).expect("generated rules are valid");
+        assert_eq!(rules.rules().len(), 10);
+        assert!(rules.rules().iter().all(|r| {
+            r.remediation
+                .as_ref()
+                .is_some_and(|plan| plan.verify.is_some() && plan.loop_guard.is_none())
+        }));
+    }
+
+    #[test]
     fn the_generated_rules_compile_and_fire_as_the_generator_predicts() {
         use crate::event::decode::{self, DecodeLimits, Decoding, RawRecord};
-        let workload = Workload::new(20, STATEFUL_EVERY).expect("samples parse");
+        let workload = Workload::new(20, STATEFUL_EVERY, false).expect("samples parse");
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("bench.yaml"), workload.rules_yaml()).expect("write");
         let rules = crate::rules::load_dir(dir.path()).expect("generated rules are valid");
