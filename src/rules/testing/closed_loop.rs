@@ -149,6 +149,8 @@ struct Firing {
     event_id: String,
     planned: Vec<PlannedAction>,
     failures: Vec<RuleFailure>,
+    /// What the engine's firing carried to templates (`match.*`), as the pipeline stores it.
+    info: Option<MatchInfo>,
 }
 
 impl ClosedLoop {
@@ -225,6 +227,10 @@ impl ClosedLoop {
     pub fn admit(&mut self, eval: Evaluation, now: DateTime<Utc>, out: &mut Outcome) {
         let mut firings: Vec<Firing> = Vec::new();
         let mut other_failures = Vec::new();
+        for fired in eval.fired {
+            let i = firing_of(&mut firings, &fired.rule, &fired.firing.event.meta.id);
+            firings[i].info = Some(fired.firing.info);
+        }
         for p in eval.planned {
             let i = firing_of(&mut firings, &p.rule, &p.event_id);
             firings[i].planned.push(p);
@@ -274,11 +280,11 @@ impl ClosedLoop {
             .find_map(|p| object_of(&p.action))
             .map(|t| describe_target(&t));
         let group_key = firing.planned.first().and_then(|p| p.group_key.clone());
-        let info = MatchInfo {
+        let info = firing.info.clone().unwrap_or_else(|| MatchInfo {
             key: group_key.clone(),
             count: 1,
             ..MatchInfo::default()
-        };
+        });
         let key = target.clone().or(group_key).unwrap_or_default();
         if let Some(open) = self.remediations.iter().position(|r| {
             r.progress.rule == rule.name
@@ -477,6 +483,7 @@ fn firing_of(firings: &mut Vec<Firing>, rule: &str, event_id: &str) -> usize {
         event_id: event_id.to_owned(),
         planned: Vec::new(),
         failures: Vec::new(),
+        info: None,
     });
     firings.len() - 1
 }
