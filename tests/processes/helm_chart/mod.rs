@@ -199,6 +199,8 @@ fn the_chart_lints_and_renders_a_hardened_deployment_with_default_values() {
     assert_eq!(config.server.listen.to_string(), "0.0.0.0:8080");
     assert_eq!(config.rules.dir, Path::new("/etc/reflex/rules"));
     assert_eq!(config.store.url, "sqlite:///var/lib/reflex/reflex.db");
+    // Observe first: a fresh install records what it would do and changes nothing.
+    assert!(config.actions.dry_run, "a fresh install must not act");
 
     // The bundled rules, written out as the ConfigMap volume would hold them, load cleanly.
     let rules = find(&docs, "ConfigMap", "reflex-rules")["data"]
@@ -345,6 +347,71 @@ fn values_breaking_the_schema_are_rejected_naming_each_problem() {
         "invalid values must fail template too"
     );
     assert!(text(&out.stderr).contains("values don't meet the specifications of the schema"));
+}
+
+#[test]
+fn the_chart_works_as_a_subchart_and_going_live_is_one_value() {
+    // Helm passes `global` (and umbrella charts an `enabled` switch) to every subchart.
+    let docs = documents(&template(
+        "reflex",
+        "ops",
+        &[
+            "--set",
+            "global.imageRegistry=registry.example.org",
+            "--set",
+            "enabled=true",
+        ],
+    ));
+    assert!(rendered_config(&docs, "reflex").actions.dry_run);
+    let live = documents(&template(
+        "reflex",
+        "ops",
+        &["--set", "config.actions.dry_run=false"],
+    ));
+    assert!(!rendered_config(&live, "reflex").actions.dry_run);
+}
+
+#[test]
+fn the_install_notes_say_it_observes_how_to_watch_it_and_the_value_to_go_live() {
+    // `helm install --dry-run=client` renders NOTES.txt; it reads the cluster's version for
+    // the chart's kubeVersion, so it runs against the test services' API server.
+    let notes = |extra: &[&str]| {
+        let mut args = vec![
+            "install",
+            "demo",
+            "helm/reflex",
+            "--dry-run=client",
+            "--namespace",
+            "ops",
+            "--kubeconfig",
+        ];
+        let kubeconfig = support::kubeconfig();
+        let kubeconfig = kubeconfig.to_str().expect("UTF-8 path").to_owned();
+        args.push(&kubeconfig);
+        args.extend_from_slice(extra);
+        let out = helm(&args);
+        assert!(
+            out.status.success(),
+            "helm install --dry-run:\n{}",
+            text(&out.stderr)
+        );
+        let stdout = text(&out.stdout);
+        stdout
+            .split_once("NOTES:")
+            .map(|(_, notes)| notes.to_owned())
+            .unwrap_or_else(|| panic!("no NOTES in:\n{stdout}"))
+    };
+    let observing = notes(&[]);
+    assert!(observing.contains("OBSERVE mode"), "{observing}");
+    assert!(observing.contains("reflex history"), "{observing}");
+    assert!(observing.contains("/metrics"), "{observing}");
+    assert!(
+        observing.contains("--set config.actions.dry_run=false"),
+        "{observing}"
+    );
+    let live = notes(&["--set", "config.actions.dry_run=false"]);
+    assert!(live.contains("is LIVE"), "{live}");
+    assert!(!live.contains("go live with"), "{live}");
 }
 
 #[test]
