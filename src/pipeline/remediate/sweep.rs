@@ -14,9 +14,12 @@ use crate::store::OutcomeRecord;
 use crate::store::OutcomeStatus;
 use crate::store::remediations::RemediationRow;
 
-/// Remediations one sweep takes at most; the rest wait for the next sweep (a second later) or
-/// another replica.
+/// Remediations one batch of a sweep takes; another replica's sweep takes others meanwhile.
 const DUE_PER_SWEEP: i64 = 16;
+
+/// Batches one sweep takes at most; the rest wait for the next sweep (a second later), so a
+/// backlog never holds up the stateful timers the same tick fires.
+const BATCHES_PER_SWEEP: usize = 8;
 
 /// `action_kind` of a verdict outcome.
 const VERIFY_KIND: &str = "verify";
@@ -28,14 +31,22 @@ fn from_ms(at: i64) -> Option<DateTime<Utc>> {
 impl Pipeline {
     /// Follows up every due remediation this process can lease; returns the outcomes recorded.
     pub(in crate::pipeline) async fn follow_up(&self, now: DateTime<Utc>) -> Result<usize, Error> {
-        let rows = self
-            .store
-            .claim_due_remediations(&self.instance, ms(now), self.lease_ms(), DUE_PER_SWEEP)
-            .await
-            .map_err(Error::store("claiming due remediations"))?;
         let mut count = 0;
-        for row in rows {
-            count += self.follow(row).await?;
+        // A full batch means more are due (a backlog after an outage, or many remediations of
+        // a removed rule to close): take a few more batches now rather than one per second.
+        for _ in 0..BATCHES_PER_SWEEP {
+            let rows = self
+                .store
+                .claim_due_remediations(&self.instance, ms(now), self.lease_ms(), DUE_PER_SWEEP)
+                .await
+                .map_err(Error::store("claiming due remediations"))?;
+            let full = rows.len() as i64 == DUE_PER_SWEEP;
+            for row in rows {
+                count += self.follow(row).await?;
+            }
+            if !full {
+                break;
+            }
         }
         Ok(count)
     }
