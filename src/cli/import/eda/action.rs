@@ -44,7 +44,10 @@ pub(super) fn convert(
                     arg("name"),
                     arg("organization"),
                 ),
-                format!("          url: {}", quote(&format!("{CONTROLLER_URL}/{path}/{id}/launch/"))),
+                format!(
+                    "          url: {}",
+                    quote(&format!("{CONTROLLER_URL}/{path}/{id}/launch/"))
+                ),
                 "          secret_headers:".into(),
                 format!("            Authorization: {{env: {CONTROLLER_TOKEN_ENV}}}"),
                 format!("          body: {}", json!({"extra_vars": extra_vars})),
@@ -59,7 +62,9 @@ pub(super) fn convert(
                 ),
             };
             report.converted(rule, format!("post_event → kafka topic `{topic}`"));
-            let event = args.get("event").map_or_else(|| json!({}), |v| templates(v, source));
+            let event = args
+                .get("event")
+                .map_or_else(|| json!({}), |v| templates(v, source));
             let mut lines = vec!["      - kafka:".to_owned()];
             lines.extend(todo.map(str::to_owned));
             lines.push(format!("          topic: {}", quote(&topic)));
@@ -100,7 +105,10 @@ pub(super) fn convert(
             vec![
                 format!("      # TODO: not converted from ansible-rulebook: {what} {why}."),
                 "      - log:".into(),
-                format!("          message: {}", quote(&format!("TODO: not converted: {what}"))),
+                format!(
+                    "          message: {}",
+                    quote(&format!("TODO: not converted: {what}"))
+                ),
                 "          level: warn".into(),
             ]
         }
@@ -161,7 +169,10 @@ pub(super) fn throttle(
     let push_window = |lines: &mut Vec<String>, field: &str, text: &str, report: &mut Report| {
         match duration(text) {
             Some(d) => lines.push(format!("      {field}: {d}")),
-            None => report.not_converted(rule, format!("throttle window `{text}` is not `N seconds|minutes|hours|days`")),
+            None => report.not_converted(
+                rule,
+                format!("throttle window `{text}` is not `N seconds|minutes|hours|days`"),
+            ),
         }
     };
     if let (Some(within), Some(count)) = (window("accumulate_within"), spec.get("threshold")) {
@@ -170,13 +181,19 @@ pub(super) fn throttle(
         lines.push(format!("      count: {count}"));
         push_window(&mut lines, "within", within, report);
         report.converted(rule, "throttle accumulate_within → threshold".into());
-    } else if let Some(once) = window("once_within").map(|w| ("once_within", w)).or_else(|| window("once_after").map(|w| ("once_after", w))) {
+    } else if let Some(once) = window("once_within")
+        .map(|w| ("once_within", w))
+        .or_else(|| window("once_after").map(|w| ("once_after", w)))
+    {
         lines.push("    throttle:".into());
         lines.extend(key);
         push_window(&mut lines, once.0, once.1, report);
         report.converted(rule, format!("throttle {} → throttle", once.0));
     } else {
-        report.not_converted(rule, "throttle without once_within, once_after or accumulate_within".into());
+        report.not_converted(
+            rule,
+            "throttle without once_within, once_after or accumulate_within".into(),
+        );
     }
     lines
 }

@@ -46,7 +46,8 @@ fn tokenize(src: &str) -> Result<Vec<Tok>, String> {
             }
             i += 1;
             toks.push(Tok::Str(chars[start..i].iter().collect()));
-        } else if word_char(c) && !(c == '-' && !chars.get(i + 1).is_some_and(char::is_ascii_digit)) {
+        } else if word_char(c) && !(c == '-' && !chars.get(i + 1).is_some_and(char::is_ascii_digit))
+        {
             let start = i;
             while i < chars.len() {
                 if word_char(chars[i]) {
@@ -114,12 +115,16 @@ pub(super) fn convert(src: &str, source: &Source) -> Result<String, String> {
         match tok {
             Tok::Str(s) => out.push(s.clone()),
             Tok::Sym(s) if s == "<<" => {
-                return Err("an assignment (`events.name << ...`) only works in an `all:` list".into());
+                return Err(
+                    "an assignment (`events.name << ...`) only works in an `all:` list".into(),
+                );
             }
             Tok::Sym(s) if s == "=" => return Err(format!("`=` in `{src}`: write `==`")),
             Tok::Sym(s) => out.push(s.clone()),
             Tok::Word(w) if w == "is" => {
-                let operand = out.pop().ok_or_else(|| format!("`is` without a path in `{src}`"))?;
+                let operand = out
+                    .pop()
+                    .ok_or_else(|| format!("`is` without a path in `{src}`"))?;
                 let negated = next(1) == Some("not");
                 let at = if negated { 2 } else { 1 };
                 match next(at) {
@@ -178,7 +183,9 @@ fn join(pieces: &[String]) -> String {
 
 /// A word: a keyword, a literal or a path.
 fn word(w: &str, source: &Source) -> Result<String, String> {
-    let known = ["and", "or", "not", "in", "contains", "true", "false", "null"];
+    let known = [
+        "and", "or", "not", "in", "contains", "true", "false", "null",
+    ];
     if known.contains(&w) || w.parse::<f64>().is_ok() {
         return Ok(w.to_owned());
     }
@@ -199,17 +206,27 @@ fn word(w: &str, source: &Source) -> Result<String, String> {
             "`{w}` compares with another matched event; Reflex joins events by a correlate `key:` instead"
         )),
         "fact" | "facts" => Err(format!("`{w}` reads a fact; Reflex has no fact store")),
-        "vars" => Err(format!("`{w}` reads a rulebook variable; write its value instead")),
-        _ => Err(format!("`{w}` is not a path, keyword or literal Reflex knows")),
+        "vars" => Err(format!(
+            "`{w}` reads a rulebook variable; write its value instead"
+        )),
+        _ => Err(format!(
+            "`{w}` is not a path, keyword or literal Reflex knows"
+        )),
     }
 }
 
 /// A value starting at `toks[0]`: one token or a bracketed list; returns it and the tokens used.
 fn value_at(toks: &[Tok]) -> (String, usize) {
     if toks.first().map(Tok::text) != Some("[") {
-        return (toks.first().map_or(String::new(), |t| t.text().to_owned()), 1);
+        return (
+            toks.first().map_or(String::new(), |t| t.text().to_owned()),
+            1,
+        );
     }
-    let end = toks.iter().position(|t| t.text() == "]").unwrap_or(toks.len() - 1);
+    let end = toks
+        .iter()
+        .position(|t| t.text() == "]")
+        .unwrap_or(toks.len() - 1);
     let list: Vec<String> = toks[..=end].iter().map(|t| t.text().to_owned()).collect();
     (join(&list), end + 1)
 }
@@ -218,7 +235,9 @@ fn value_at(toks: &[Tok]) -> (String, usize) {
 /// the start, `regex`/`search` find anywhere (Reflex's `matches` is an unanchored search).
 fn regex_test(toks: &[Tok], test: &str, src: &str) -> Result<(String, usize), String> {
     let Some(Tok::Str(quoted)) = toks.first() else {
-        return Err(format!("`is {test}(...)` needs a quoted pattern in `{src}`"));
+        return Err(format!(
+            "`is {test}(...)` needs a quoted pattern in `{src}`"
+        ));
     };
     let pattern = &quoted[1..quoted.len() - 1];
     let close = toks
@@ -244,7 +263,9 @@ pub(super) fn split_assignment(src: &str) -> (Option<String>, &str) {
     match src.split_once("<<") {
         Some((name, rest)) => {
             let name = name.trim();
-            let name = name.strip_prefix("events.").or_else(|| name.strip_prefix("facts."));
+            let name = name
+                .strip_prefix("events.")
+                .or_else(|| name.strip_prefix("facts."));
             (name.map(str::to_owned), rest.trim())
         }
         None => (None, src),
@@ -259,55 +280,92 @@ mod tests {
         let source = Source::Alertmanager {
             host_path: "labels.instance".into(),
         };
-        convert(src, &source)
-            .unwrap_or_else(|e| panic!("`{src}`: {e}"))
+        convert(src, &source).unwrap_or_else(|e| panic!("`{src}`: {e}"))
     }
 
     #[test]
     fn comparisons_and_booleans_keep_their_words_and_lose_the_alert_wrapper() {
         assert_eq!(
-            conv(r#"event.alert.labels.severity == "critical" and event.alert.status != 'resolved'"#),
+            conv(
+                r#"event.alert.labels.severity == "critical" and event.alert.status != 'resolved'"#
+            ),
             r#"event.labels.severity == "critical" and event.status != 'resolved'"#
         );
-        assert_eq!(conv("event.i >= 3 or not (event.i < 1)"), "event.i >= 3 or not (event.i < 1)");
+        assert_eq!(
+            conv("event.i >= 3 or not (event.i < 1)"),
+            "event.i >= 3 or not (event.i < 1)"
+        );
         assert_eq!(
             conv(r#"event.alert.labels.job in ["node", "kube"]"#),
             r#"event.labels.job in ["node", "kube"]"#
         );
-        assert_eq!(conv("event.meta.hosts == 'a'"), "event.labels.instance == 'a'");
+        assert_eq!(
+            conv("event.meta.hosts == 'a'"),
+            "event.labels.instance == 'a'"
+        );
         assert_eq!(conv("event.ok == True"), "event.ok == true");
     }
 
     #[test]
     fn is_defined_contains_and_regex_tests_become_reflex_operators() {
-        assert_eq!(conv("event.alert.labels.pod is defined"), "exists(event.labels.pod)");
+        assert_eq!(
+            conv("event.alert.labels.pod is defined"),
+            "exists(event.labels.pod)"
+        );
         assert_eq!(conv("event.x is not defined"), "not exists(event.x)");
-        assert_eq!(conv(r#"event.tags contains "db""#), r#"event.tags contains "db""#);
-        assert_eq!(conv(r#"event.tags not contains "db""#), r#"not (event.tags contains "db")"#);
+        assert_eq!(
+            conv(r#"event.tags contains "db""#),
+            r#"event.tags contains "db""#
+        );
+        assert_eq!(
+            conv(r#"event.tags not contains "db""#),
+            r#"not (event.tags contains "db")"#
+        );
         assert_eq!(
             conv(r#"event.msg is match("disk.*full", ignorecase=true)"#),
             "event.msg matches '(?i)^(?:disk.*full)'"
         );
-        assert_eq!(conv(r#"event.msg is not search("oom")"#), "event.msg !~ 'oom'");
+        assert_eq!(
+            conv(r#"event.msg is not search("oom")"#),
+            "event.msg !~ 'oom'"
+        );
     }
 
     #[test]
     fn facts_vars_and_unknown_tests_are_reported_not_guessed() {
         let src = &Source::Other;
         assert!(convert("fact.count > 3", src).unwrap_err().contains("fact"));
-        assert!(convert("event.x == vars.limit", src).unwrap_err().contains("variable"));
-        assert!(convert("event.x is even", src).unwrap_err().contains("is even"));
-        assert!(convert("event.x == events.first.x", src).unwrap_err().contains("correlate"));
+        assert!(
+            convert("event.x == vars.limit", src)
+                .unwrap_err()
+                .contains("variable")
+        );
+        assert!(
+            convert("event.x is even", src)
+                .unwrap_err()
+                .contains("is even")
+        );
+        assert!(
+            convert("event.x == events.first.x", src)
+                .unwrap_err()
+                .contains("correlate")
+        );
     }
 
     #[test]
     fn templates_lose_the_source_wrapper_and_see_matched_events() {
         let kafka = Source::Kafka { topics: vec![] };
-        assert_eq!(rewrite_paths("{{ event.body.host }}", &kafka), "{{ event.host }}");
+        assert_eq!(
+            rewrite_paths("{{ event.body.host }}", &kafka),
+            "{{ event.host }}"
+        );
         assert_eq!(
             rewrite_paths("{{ events.down.body.host }}", &kafka),
             "{{ match.events.down.host }}"
         );
-        assert_eq!(split_assignment("events.down << event.up == false"), (Some("down".into()), "event.up == false"));
+        assert_eq!(
+            split_assignment("events.down << event.up == false"),
+            (Some("down".into()), "event.up == false")
+        );
     }
 }

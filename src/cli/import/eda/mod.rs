@@ -89,7 +89,9 @@ pub fn run(args: &EdaArgs) -> anyhow::Result<ExitCode> {
         Ok(_) => {}
         Err(LoadError::Invalid(problems)) => {
             for p in problems {
-                report.not_converted.push(format!("the output does not validate: {p}"));
+                report
+                    .not_converted
+                    .push(format!("the output does not validate: {p}"));
             }
         }
         Err(other) => return Err(other.into()),
@@ -110,7 +112,11 @@ pub fn run(args: &EdaArgs) -> anyhow::Result<ExitCode> {
         args.rulebook.display(),
         report.converted.len(),
         report.not_converted.len(),
-        if report.not_converted.is_empty() { "" } else { " (see the TODO comments in the output)" }
+        if report.not_converted.is_empty() {
+            ""
+        } else {
+            " (see the TODO comments in the output)"
+        }
     );
     Ok(if report.not_converted.is_empty() || args.allow_partial {
         ExitCode::SUCCESS
@@ -130,10 +136,13 @@ pub fn convert(text: &str, file: &Path) -> Result<(String, Report), Error> {
         file: file_name.clone(),
         message: e.to_string(),
     })?;
-    let plays = plays.as_array().ok_or_else(|| shape("the document is not a list"))?;
+    let plays = plays
+        .as_array()
+        .ok_or_else(|| shape("the document is not a list"))?;
     let mut out = format!(
         "# Converted by `reflex import eda` from {}.\n# Review every TODO before enabling these rules.\nrules:\n",
-        file.file_name().map_or(file_name.clone(), |n| n.to_string_lossy().into_owned())
+        file.file_name()
+            .map_or(file_name.clone(), |n| n.to_string_lossy().into_owned())
     );
     let mut report = Report::default();
     let mut names = HashSet::new();
@@ -146,7 +155,15 @@ pub fn convert(text: &str, file: &Path) -> Result<(String, Report), Error> {
         let (source, select) = sources(play, &mut report, play_name);
         let ttl = play.get("default_events_ttl").and_then(Value::as_str);
         for rule in rules {
-            out.push_str(&convert_rule(rule, play_name, &source, &select, ttl, &mut names, &mut report));
+            out.push_str(&convert_rule(
+                rule,
+                play_name,
+                &source,
+                &select,
+                ttl,
+                &mut names,
+                &mut report,
+            ));
         }
     }
     Ok((out, report))
@@ -154,13 +171,17 @@ pub fn convert(text: &str, file: &Path) -> Result<(String, Report), Error> {
 
 /// The play's source and the `select:` lines (with comments) it becomes.
 fn sources(play: &Value, report: &mut Report, play_name: &str) -> (Source, Vec<String>) {
-    let list = play.get("sources").and_then(Value::as_array).cloned().unwrap_or_default();
+    let list = play
+        .get("sources")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let mut found = Vec::new();
     for entry in &list {
-        let Some((name, args)) = entry
-            .as_object()
-            .and_then(|m| m.iter().find(|(k, _)| k.as_str() != "name" && k.as_str() != "filters"))
-        else {
+        let Some((name, args)) = entry.as_object().and_then(|m| {
+            m.iter()
+                .find(|(k, _)| k.as_str() != "name" && k.as_str() != "filters")
+        }) else {
             continue;
         };
         let short = name.trim_start_matches("ansible.eda.");
@@ -212,9 +233,18 @@ fn sources(play: &Value, report: &mut Report, play_name: &str) -> (Source, Vec<S
         0 => (Source::Other, Vec::new()),
         1 => found.remove(0),
         _ => {
-            report.converted(play_name, "several sources: no `select`, the rules see every event".into());
-            let mut lines = vec!["    # the play had several sources; each rule sees every event".to_owned()];
-            lines.extend(found.into_iter().flat_map(|(_, l)| l).filter(|l| l.trim_start().starts_with('#')));
+            report.converted(
+                play_name,
+                "several sources: no `select`, the rules see every event".into(),
+            );
+            let mut lines =
+                vec!["    # the play had several sources; each rule sees every event".to_owned()];
+            lines.extend(
+                found
+                    .into_iter()
+                    .flat_map(|(_, l)| l)
+                    .filter(|l| l.trim_start().starts_with('#')),
+            );
             (Source::Other, lines)
         }
     }
@@ -225,7 +255,13 @@ fn rule_name(name: &str, names: &mut HashSet<String>) -> String {
     let mut slug: String = name
         .to_ascii_lowercase()
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '.' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect::<String>()
         .split('-')
         .filter(|s| !s.is_empty())
@@ -257,7 +293,13 @@ fn convert_rule(
     let name = rule_name(original, names);
     let mut out = String::new();
     let _ = writeln!(out, "  - name: {name}");
-    let _ = writeln!(out, "    description: {}", quote(&format!("ansible-rulebook rule `{original}` (play `{play}`)")));
+    let _ = writeln!(
+        out,
+        "    description: {}",
+        quote(&format!(
+            "ansible-rulebook rule `{original}` (play `{play}`)"
+        ))
+    );
     if rule.get("enabled") == Some(&Value::Bool(false)) {
         out.push_str("    enabled: false\n");
     }
@@ -310,10 +352,17 @@ fn conditions(
     };
     let items = |v: &Value| -> Vec<String> {
         v.as_array()
-            .map(|a| a.iter().map(|c| c.as_str().map_or_else(|| c.to_string(), str::to_owned)).collect())
+            .map(|a| {
+                a.iter()
+                    .map(|c| c.as_str().map_or_else(|| c.to_string(), str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default()
     };
-    let when = |expr: Option<String>| expr.map(|e| vec![format!("    when: {}", quote(&e))]).unwrap_or_default();
+    let when = |expr: Option<String>| {
+        expr.map(|e| vec![format!("    when: {}", quote(&e))])
+            .unwrap_or_default()
+    };
     match spec {
         None => Vec::new(),
         Some(Value::String(src)) => {
@@ -331,16 +380,28 @@ fn conditions(
                 .collect();
             report.converted(rule, "any → or".into());
             let parts: Option<Vec<String>> = parts.into_iter().collect();
-            when(parts.map(|p| p.iter().map(|e| format!("({e})")).collect::<Vec<_>>().join(" or ")))
+            when(parts.map(|p| {
+                p.iter()
+                    .map(|e| format!("({e})"))
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            }))
         }
         Some(Value::Object(map)) if map.contains_key("all") => {
             let list = items(&map["all"]);
             if list.len() == 1 {
                 return when(one(condition::split_assignment(&list[0]).1, report));
             }
-            let timeout = map.get("timeout").and_then(Value::as_str).or(ttl).unwrap_or("2 hours");
+            let timeout = map
+                .get("timeout")
+                .and_then(Value::as_str)
+                .or(ttl)
+                .unwrap_or("2 hours");
             let Some(within) = action::duration(timeout) else {
-                report.not_converted(rule, format!("`all` timeout `{timeout}` is not `N seconds|minutes|hours|days`"));
+                report.not_converted(
+                    rule,
+                    format!("`all` timeout `{timeout}` is not `N seconds|minutes|hours|days`"),
+                );
                 return Vec::new();
             };
             let mut lines = vec![
@@ -353,16 +414,24 @@ fn conditions(
             ];
             for (i, item) in list.iter().enumerate() {
                 let (named, src) = condition::split_assignment(item);
-                let Some(expr) = one(src, report) else { continue };
+                let Some(expr) = one(src, report) else {
+                    continue;
+                };
                 let step = named.unwrap_or_else(|| format!("m_{i}"));
                 lines.push(format!("        - name: {}", quote(&step)));
                 lines.push(format!("          when: {}", quote(&expr)));
             }
-            report.converted(rule, format!("all of {} conditions → correlate", list.len()));
+            report.converted(
+                rule,
+                format!("all of {} conditions → correlate", list.len()),
+            );
             lines
         }
         Some(other) => {
-            report.not_converted(rule, format!("condition `{other}` (only a string, `all:` or `any:` converts)"));
+            report.not_converted(
+                rule,
+                format!("condition `{other}` (only a string, `all:` or `any:` converts)"),
+            );
             Vec::new()
         }
     }

@@ -64,7 +64,10 @@ fn a_payload_field_named_event_is_reached_as_event_event_or_in_brackets() {
         // The normalised text brackets the key, so it parses back as the field, not the prefix.
         assert_eq!(path(inner).as_str(), r#"["event"].type"#, "{inner}");
     }
-    assert_eq!(one(r#"["event"]"#, &payload), Some(json!({"type": "inner"})));
+    assert_eq!(
+        one(r#"["event"]"#, &payload),
+        Some(json!({"type": "inner"}))
+    );
 }
 
 #[test]
