@@ -46,8 +46,7 @@ fn tokenize(src: &str) -> Result<Vec<Tok>, String> {
             }
             i += 1;
             toks.push(Tok::Str(chars[start..i].iter().collect()));
-        } else if word_char(c) && !(c == '-' && !chars.get(i + 1).is_some_and(char::is_ascii_digit))
-        {
+        } else if word_char(c) && (c != '-' || chars.get(i + 1).is_some_and(char::is_ascii_digit)) {
             let start = i;
             while i < chars.len() {
                 if word_char(chars[i]) {
