@@ -12,5 +12,6 @@ mod offline {
     mod cli_closed_loop;
     mod cli_rules;
     mod closed_loop_rule_tests;
+    mod eda_import;
     mod rules_engine;
 }

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 pub mod audit;
 pub mod bench;
 pub mod history;
+pub mod import;
 pub mod rbac;
 pub mod release;
 pub mod replay;
@@ -68,6 +69,8 @@ pub enum Command {
     Rbac(rbac::RbacArgs),
     /// Print the JSON Schema of the rule file format (for editors and CI).
     Schema(schema::SchemaArgs),
+    /// Convert rules written for another tool (an Event-Driven Ansible rulebook) into a rules file.
+    Import(import::ImportArgs),
     /// Measure end-to-end throughput, latency and memory against the real Kafka.
     Bench(bench::BenchArgs),
 }
@@ -105,5 +108,6 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Quarantines(args) => release::run_list(&args),
         Command::Rbac(args) => rbac::run(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::Import(args) => import::run(&args),
     }
 }

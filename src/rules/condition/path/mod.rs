@@ -7,6 +7,10 @@
 //! - `$…`: an RFC 9535 JSONPath into the payload, parsed once here. A JSONPath made only of
 //!   names and indexes (`$.labels.severity`) is turned into the fast route.
 //! - `@topic`, `@headers.trace-id`, `@attributes.status`…: the event metadata.
+//! - `event.labels.severity`, `event["a.b"]`, `event`: the same payload paths with the
+//!   `event` prefix that templates (`{{ event.x }}`) and Event-Driven Ansible rulebooks use;
+//!   the prefix is dropped, and `event` alone is the whole payload. A payload's own top-level
+//!   field named `event` is then reached as `event.event`, `["event"]` or `$.event`.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -108,11 +112,15 @@ const META_NAMES: [&str; 11] = [
     "attributes",
 ];
 
-/// Words of the expression language; a first key spelled like one is rendered in brackets so
-/// the normalised text parses back as the same path inside an expression.
-const RESERVED: [&str; 9] = [
-    "and", "or", "not", "in", "true", "false", "null", "exists", "lower",
+/// Words of the expression language, and the `event` prefix; a first key spelled like one is
+/// rendered in brackets so the normalised text parses back as the same path (inside an
+/// expression too).
+const RESERVED: [&str; 10] = [
+    "and", "or", "not", "in", "true", "false", "null", "exists", "lower", "event",
 ];
+
+/// The prefix templates and Event-Driven Ansible conditions put before a payload path.
+const EVENT_PREFIX: &str = "event";
 
 impl fmt::Debug for Path {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -157,7 +165,12 @@ impl Path {
             '$' => parse_query(text),
             '@' => parse_meta(&chars),
             _ => {
-                let segs = parse_segments(&chars, 0, true)?;
+                let start = parse::event_prefix_len(&chars)?;
+                if start == chars.len() && chars.last() != Some(&'.') {
+                    // `event` alone: the whole payload (an empty walk).
+                    return Ok(Path::from_kind(Kind::Payload(Box::default())));
+                }
+                let segs = parse_segments(&chars, start, true)?;
                 Ok(Path::from_kind(Kind::Payload(segs.into_boxed_slice())))
             }
         }
@@ -165,6 +178,7 @@ impl Path {
 
     fn from_kind(kind: Kind) -> Path {
         let text = match &kind {
+            Kind::Payload(segs) if segs.is_empty() => EVENT_PREFIX.to_owned(),
             Kind::Payload(segs) => render_segments(segs, true),
             Kind::Meta(meta) => render_meta(meta),
             // Only reached with the source text; see `parse_query`.
@@ -176,7 +190,8 @@ impl Path {
         }
     }
 
-    /// The normalised text (`labels.severity`, `labels["a.b"]`, `@topic`, or the JSONPath as written).
+    /// The normalised text (`labels.severity`, `labels["a.b"]`, `@topic`, `event` for the whole
+    /// payload, or the JSONPath as written).
     pub fn as_str(&self) -> &str {
         &self.text
     }

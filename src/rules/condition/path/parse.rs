@@ -6,7 +6,7 @@ use std::sync::Arc;
 use jsonpath_rust::parser::errors::JsonPathError;
 use jsonpath_rust::parser::model::{Segment, Selector};
 
-use super::{Kind, META_NAMES, Meta, Path, PathError, RESERVED, Seg};
+use super::{EVENT_PREFIX, Kind, META_NAMES, Meta, Path, PathError, RESERVED, Seg};
 use crate::rules::diagnostic::closest;
 
 pub(super) fn parse_query(text: &str) -> Result<Path, PathError> {
@@ -126,6 +126,23 @@ pub(super) fn parse_meta(chars: &[char]) -> Result<Path, PathError> {
         }
     };
     Ok(Path::from_kind(Kind::Meta(meta)))
+}
+
+/// Length of a leading `event` prefix (`event`, `event.…`, `event[…]`), 0 when there is none.
+/// After `event.` a key follows; after `event[` the bracket is the first step.
+pub(super) fn event_prefix_len(chars: &[char]) -> Result<usize, PathError> {
+    let n = EVENT_PREFIX.len();
+    if ident_len(chars, 0) != n || !chars[..n].iter().copied().eq(EVENT_PREFIX.chars()) {
+        return Ok(0);
+    }
+    match chars.get(n) {
+        Some('.') if chars.get(n + 1) == Some(&'[') => Err(PathError::new(
+            n + 1,
+            "write `event[…]` (no dot) for a bracketed key or index after `event`",
+        )),
+        Some('.') => Ok(n + 1),
+        _ => Ok(n),
+    }
 }
 
 /// Length of the key-name characters starting at `start`: letters, digits, `_` and `-`.

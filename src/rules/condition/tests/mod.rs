@@ -1,6 +1,7 @@
 //! Unit tests for conditions: operators, paths, the expression language, YAML trees,
 //! explanations and index facts. Events are built directly, no decoder involved.
 
+mod event_prefix;
 mod explain;
 mod expressions;
 mod operators;
