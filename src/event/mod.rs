@@ -25,16 +25,21 @@ pub enum Format {
     KubernetesEvent,
     /// A Falco alert as Falco or Falcosidekick emit it.
     Falco,
+    /// A log line or log record, whatever its shape (plain text, syslog, logfmt, a log
+    /// shipper's JSON envelope, an OpenTelemetry log record): `meta.attributes.log_format` says
+    /// which. The payload is always `{message, level, host, timestamp, fields}`.
+    Log,
 }
 
 impl Format {
     /// Every format, in a stable order (for schemas and error hints).
-    pub const ALL: [Format; 5] = [
+    pub const ALL: [Format; 6] = [
         Format::Json,
         Format::Cloudevents,
         Format::Alertmanager,
         Format::KubernetesEvent,
         Format::Falco,
+        Format::Log,
     ];
 
     /// The name used in rule files and outcomes.
@@ -45,6 +50,7 @@ impl Format {
             Format::Alertmanager => "alertmanager",
             Format::KubernetesEvent => "kubernetes_event",
             Format::Falco => "falco",
+            Format::Log => "log",
         }
     }
 }
