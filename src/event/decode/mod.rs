@@ -27,6 +27,7 @@ mod alertmanager;
 #[cfg(test)]
 pub(crate) mod arbitrary;
 mod base64;
+mod cdevents;
 mod cloudevents;
 mod error;
 mod falco;
