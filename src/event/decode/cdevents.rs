@@ -29,7 +29,10 @@ pub(super) fn annotate(meta: &mut Metadata, payload: &Value) {
     meta.attributes
         .insert("cdevents_type".to_owned(), Value::String(unversioned));
     let subject = payload.get("subject");
-    for (key, attribute) in [("id", "cdevents_subject_id"), ("type", "cdevents_subject_type")] {
+    for (key, attribute) in [
+        ("id", "cdevents_subject_id"),
+        ("type", "cdevents_subject_type"),
+    ] {
         if let Some(v) = subject.and_then(|s| s.get(key)).filter(|v| v.is_string()) {
             meta.attributes.insert(attribute.to_owned(), v.clone());
         }

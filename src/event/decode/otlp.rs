@@ -38,12 +38,21 @@ pub(super) fn build(value: &Value, origin: &Origin<'_>) -> Result<Vec<Event>, De
     };
     let mut events = Vec::new();
     for (r, resource_log) in resource_logs.iter().enumerate() {
-        let resource = attributes(resource_log.get("resource").and_then(|r| r.get("attributes")));
+        let resource = attributes(
+            resource_log
+                .get("resource")
+                .and_then(|r| r.get("attributes")),
+        );
         let host = ["host.name", "k8s.pod.name"]
             .iter()
             .find_map(|k| resource.get(*k).and_then(Value::as_str))
             .map(str::to_owned);
-        let scope_logs = list(resource_log, "scopeLogs", &format!("resourceLogs[{r}]"), origin)?;
+        let scope_logs = list(
+            resource_log,
+            "scopeLogs",
+            &format!("resourceLogs[{r}]"),
+            origin,
+        )?;
         for (s, scope_log) in scope_logs.iter().enumerate() {
             let scope = scope_log.get("scope");
             let mut scope_fields = Map::new();
@@ -57,7 +66,10 @@ pub(super) fn build(value: &Value, origin: &Origin<'_>) -> Result<Vec<Event>, De
                 Value::Object(attributes(scope.and_then(|s| s.get("attributes")))),
             );
             let path = format!("resourceLogs[{r}].scopeLogs[{s}]");
-            for (l, record) in list(scope_log, "logRecords", &path, origin)?.iter().enumerate() {
+            for (l, record) in list(scope_log, "logRecords", &path, origin)?
+                .iter()
+                .enumerate()
+            {
                 let path = format!("{path}.logRecords[{l}]");
                 let mut line = log_record(record, &path, origin)?;
                 line.host.clone_from(&host);

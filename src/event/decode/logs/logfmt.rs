@@ -32,8 +32,8 @@ pub(super) fn parse(line: &str) -> Result<LogLine, String> {
             Some(after) => {
                 pairs += 1;
                 if let Some(inside) = after.strip_prefix('"') {
-                    let (value, after) =
-                        quoted(inside).ok_or_else(|| format!("the value of `{key}` has no closing quote"))?;
+                    let (value, after) = quoted(inside)
+                        .ok_or_else(|| format!("the value of `{key}` has no closing quote"))?;
                     rest = after;
                     Value::String(value)
                 } else {

@@ -67,7 +67,10 @@ impl LogLine {
 
 /// Whether a decoding reads the record value as text rather than JSON.
 pub(super) fn is_text(decoding: Decoding) -> bool {
-    matches!(decoding, Decoding::Log | Decoding::Syslog | Decoding::Logfmt)
+    matches!(
+        decoding,
+        Decoding::Log | Decoding::Syslog | Decoding::Logfmt
+    )
 }
 
 /// The event of one text line under a text decoding (`log`, `syslog`, `logfmt`).

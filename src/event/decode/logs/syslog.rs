@@ -27,9 +27,30 @@ const SEVERITIES: [&str; 8] = [
 ];
 
 const FACILITIES: [&str; 24] = [
-    "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron", "authpriv",
-    "ftp", "ntp", "security", "console", "solaris-cron", "local0", "local1", "local2", "local3",
-    "local4", "local5", "local6", "local7",
+    "kern",
+    "user",
+    "mail",
+    "daemon",
+    "auth",
+    "syslog",
+    "lpr",
+    "news",
+    "uucp",
+    "cron",
+    "authpriv",
+    "ftp",
+    "ntp",
+    "security",
+    "console",
+    "solaris-cron",
+    "local0",
+    "local1",
+    "local2",
+    "local3",
+    "local4",
+    "local5",
+    "local6",
+    "local7",
 ];
 
 /// Parses one syslog line; `Err` says why it is not one.
@@ -78,11 +99,12 @@ fn rfc5424_header(line: &str, out: &mut LogLine) -> Result<(), String> {
     let app = next("APP-NAME")?;
     let procid = next("PROCID")?;
     let msgid = next("MSGID")?;
-    let rest = parts.next().ok_or("the RFC 5424 header has no STRUCTURED-DATA")?;
+    let rest = parts
+        .next()
+        .ok_or("the RFC 5424 header has no STRUCTURED-DATA")?;
     if time != "-" {
-        out.timestamp = Some(
-            parse_time(time).ok_or_else(|| format!("`{time}` is not an RFC 3339 TIMESTAMP"))?,
-        );
+        out.timestamp =
+            Some(parse_time(time).ok_or_else(|| format!("`{time}` is not an RFC 3339 TIMESTAMP"))?);
     }
     out.host = present(host).map(str::to_owned);
     for (name, value) in [("app", app), ("procid", procid), ("msgid", msgid)] {
@@ -96,7 +118,10 @@ fn rfc5424_header(line: &str, out: &mut LogLine) -> Result<(), String> {
             .insert("structured_data".to_owned(), Value::Object(sd));
     }
     let message = message.strip_prefix(' ').unwrap_or(message);
-    out.message = message.strip_prefix('\u{feff}').unwrap_or(message).to_owned();
+    out.message = message
+        .strip_prefix('\u{feff}')
+        .unwrap_or(message)
+        .to_owned();
     Ok(())
 }
 
@@ -185,9 +210,11 @@ fn bsd_header(
         out.message = line.to_owned();
         return Ok(());
     } else {
-        return Err("the line has neither a `<PRI>` priority nor a syslog time at its start \
+        return Err(
+            "the line has neither a `<PRI>` priority nor a syslog time at its start \
                     (RFC 3339, or `Mmm dd hh:mm:ss`)"
-            .to_owned());
+                .to_owned(),
+        );
     };
     let rest = rest.strip_prefix(' ').unwrap_or(rest);
     let (host, rest) = rest.split_once(' ').unwrap_or((rest, ""));
@@ -219,12 +246,9 @@ fn bsd_time(
     NaiveDateTime::parse_from_str(&format!("2024 {normalized}"), "%Y %b %d %H:%M:%S").ok()?;
     let time = record_time.and_then(|record| {
         let at = |year: i32| {
-            NaiveDateTime::parse_from_str(
-                &format!("{year} {normalized}"),
-                "%Y %b %d %H:%M:%S",
-            )
-            .ok()
-            .map(|t| t.and_utc())
+            NaiveDateTime::parse_from_str(&format!("{year} {normalized}"), "%Y %b %d %H:%M:%S")
+                .ok()
+                .map(|t| t.and_utc())
         };
         match at(record.year()) {
             Some(t) if t <= record + Duration::days(1) => Some(t),
@@ -236,7 +260,9 @@ fn bsd_time(
 
 /// `app[pid]: message` or `app: message`: the tag is at most 48 characters without spaces.
 fn tag(text: &str) -> Option<(&str, Option<&str>, &str)> {
-    let (tag, message) = text.split_once(": ").or_else(|| text.strip_suffix(':').map(|t| (t, "")))?;
+    let (tag, message) = text
+        .split_once(": ")
+        .or_else(|| text.strip_suffix(':').map(|t| (t, "")))?;
     if tag.is_empty() || tag.len() > 48 || tag.contains(' ') {
         return None;
     }
