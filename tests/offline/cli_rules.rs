@@ -20,7 +20,11 @@ fn stdout(o: &Output) -> String {
 fn the_shipped_rules_are_valid() {
     let out = reflex(&["validate", "rules"]);
     assert!(out.status.success(), "{}", stdout(&out));
-    assert!(stdout(&out).contains("10 rule(s) valid"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("10 rule(s) valid"),
+        "{}",
+        stdout(&out)
+    );
 }
 
 #[test]
