@@ -84,14 +84,16 @@ pub struct Metadata {
     /// Which decoder produced this event.
     pub format: Format,
     /// A short type name: CloudEvents `type`, Alertmanager `alertname`, Kubernetes Event `reason`,
-    /// Falco `rule`, or a top-level string `type` field of plain JSON.
+    /// Falco `rule`, a log line's normalised level, or a top-level string `type` field of plain
+    /// JSON.
     #[serde(rename = "type")]
     pub event_type: Option<String>,
     /// CloudEvents `source`, Alertmanager `generatorURL`, Kubernetes `source.component`, Falco
-    /// `source`/`hostname`, if known.
+    /// `source`/`hostname`, a log line's host, if known.
     pub source: Option<String>,
     /// Format-specific attributes: CloudEvents attributes and extensions; for Alertmanager the
-    /// `status`, `fingerprint`, `receiver`, `groupKey`; for Kubernetes the involved object.
+    /// `status`, `fingerprint`, `receiver`, `groupKey`; for Kubernetes the involved object; for
+    /// logs `log_format`; for CDEvents `cdevents_type`, `cdevents_subject_id`/`_type`.
     pub attributes: BTreeMap<String, serde_json::Value>,
 }
 

@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use super::{LogLine, normalize_level};
-use crate::event::decode::parse::{kind_of, parse_time};
+use crate::event::decode::parse::{kind_of, parse_time, value_depth};
 use crate::event::decode::{DecodeError, Decoding, Origin};
 use crate::event::{Event, Format};
 
@@ -68,7 +68,16 @@ pub(in crate::event::decode) fn build(
     line.host = host(&mut object);
     line.level = level(&mut object);
     line.fields = object;
-    Ok(line.into_event(log_format, origin.position_id(), origin))
+    let event = line.into_event(log_format, origin.position_id(), origin);
+    // The record's fields sit one level deeper in the event than in the record: a record at
+    // the depth limit would otherwise give an event past it.
+    if value_depth(&event.payload) > origin.limits.max_depth {
+        return Err(DecodeError::TooDeep {
+            at: origin.at(),
+            max: origin.limits.max_depth,
+        });
+    }
+    Ok(event)
 }
 
 fn shipper(object: &Map<String, Value>) -> &'static str {

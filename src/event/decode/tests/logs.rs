@@ -254,6 +254,19 @@ fn records_that_are_not_shipper_logs_are_refused() {
 }
 
 #[test]
+fn a_shipper_record_at_the_depth_limit_does_not_give_an_event_past_it() {
+    let limits = DecodeLimits::default();
+    let mut doc = arbitrary::nested(limits.max_depth - 1, Value::Null);
+    doc = json!({"message": "m", "deep": doc});
+    let bytes = serde_json::to_vec(&doc).unwrap();
+    let result = decode(&record(&bytes, &[]), Decoding::LogJson, &limits);
+    assert!(
+        matches!(result, Err(DecodeError::TooDeep { max: 64, .. })),
+        "{result:?}"
+    );
+}
+
+#[test]
 fn levels_are_normalised() {
     for (given, level) in [
         ("WARN", "warning"),
