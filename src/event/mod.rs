@@ -25,16 +25,21 @@ pub enum Format {
     KubernetesEvent,
     /// A Falco alert as Falco or Falcosidekick emit it.
     Falco,
+    /// A log line or log record, whatever its shape (plain text, syslog, logfmt, a log
+    /// shipper's JSON envelope, an OpenTelemetry log record): `meta.attributes.log_format` says
+    /// which. The payload is always `{message, level, host, timestamp, fields}`.
+    Log,
 }
 
 impl Format {
     /// Every format, in a stable order (for schemas and error hints).
-    pub const ALL: [Format; 5] = [
+    pub const ALL: [Format; 6] = [
         Format::Json,
         Format::Cloudevents,
         Format::Alertmanager,
         Format::KubernetesEvent,
         Format::Falco,
+        Format::Log,
     ];
 
     /// The name used in rule files and outcomes.
@@ -45,6 +50,7 @@ impl Format {
             Format::Alertmanager => "alertmanager",
             Format::KubernetesEvent => "kubernetes_event",
             Format::Falco => "falco",
+            Format::Log => "log",
         }
     }
 }
@@ -78,14 +84,16 @@ pub struct Metadata {
     /// Which decoder produced this event.
     pub format: Format,
     /// A short type name: CloudEvents `type`, Alertmanager `alertname`, Kubernetes Event `reason`,
-    /// Falco `rule`, or a top-level string `type` field of plain JSON.
+    /// Falco `rule`, a log line's normalised level, or a top-level string `type` field of plain
+    /// JSON.
     #[serde(rename = "type")]
     pub event_type: Option<String>,
     /// CloudEvents `source`, Alertmanager `generatorURL`, Kubernetes `source.component`, Falco
-    /// `source`/`hostname`, if known.
+    /// `source`/`hostname`, a log line's host, if known.
     pub source: Option<String>,
     /// Format-specific attributes: CloudEvents attributes and extensions; for Alertmanager the
-    /// `status`, `fingerprint`, `receiver`, `groupKey`; for Kubernetes the involved object.
+    /// `status`, `fingerprint`, `receiver`, `groupKey`; for Kubernetes the involved object; for
+    /// logs `log_format`; for CDEvents `cdevents_type`, `cdevents_subject_id`/`_type`.
     pub attributes: BTreeMap<String, serde_json::Value>,
 }
 

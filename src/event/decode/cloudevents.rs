@@ -188,6 +188,7 @@ fn structured_event(value: Value, path: &str, origin: &Origin<'_>) -> Result<Eve
     meta.event_type = Some(event_type);
     meta.source = Some(source);
     meta.attributes = object.into_iter().collect();
+    super::cdevents::annotate(&mut meta, &payload);
     Ok(Event { payload, meta })
 }
 
@@ -232,6 +233,7 @@ pub(super) fn from_binary(origin: &Origin<'_>, body: Body<'_>) -> Result<Vec<Eve
     meta.event_type = Some(event_type);
     meta.source = Some(source);
     meta.attributes = attributes.into_iter().collect();
+    super::cdevents::annotate(&mut meta, &payload);
     Ok(vec![Event { payload, meta }])
 }
 

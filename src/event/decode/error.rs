@@ -157,6 +157,9 @@ fn wrong_format_hint(detected: Format) -> String {
         Format::Json => "nothing more specific was recognised: set the topic's decoding to `json` \
                          to take records as plain JSON"
             .to_owned(),
+        Format::Log => {
+            "set the topic's decoding to `log` to take each record as a plain text line".to_owned()
+        }
         other => format!(
             "it looks like `{}`: set the topic's decoding to `{}` or `auto`",
             other.as_str(),

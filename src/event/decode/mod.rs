@@ -13,6 +13,11 @@
 //! [`Decoding`] skips the detection; a record that does not fit the forced format is a
 //! [`DecodeError::WrongFormat`].
 //!
+//! Log lines are never auto-detected: almost any text is a valid plain log line, and a JSON
+//! document with a `message` field is as likely an application event as a shipper's envelope.
+//! A topic of logs says so with its decoding (`log`, `syslog`, `logfmt`, `log_json`,
+//! `otlp_json`); every log shape becomes one [`Format::Log`] event (see [`logs`]).
+//!
 //! Identity ([`Metadata::id`], the base of action idempotency keys) is stable across
 //! redeliveries of the same record and distinct for distinct occurrences; each format module
 //! documents its rule. When neither the document nor the record carries a time, the event time
@@ -22,11 +27,14 @@ mod alertmanager;
 #[cfg(test)]
 pub(crate) mod arbitrary;
 mod base64;
+mod cdevents;
 mod cloudevents;
 mod error;
 mod falco;
 mod json;
 mod kubernetes;
+pub mod logs;
+mod otlp;
 mod parse;
 #[cfg(test)]
 mod tests;
@@ -80,6 +88,19 @@ pub enum Decoding {
     KubernetesEvent,
     /// Falco alert, as Falco or Falcosidekick emit it.
     Falco,
+    /// A plain-text log line: the whole record value is the `message`.
+    Log,
+    /// A syslog line: RFC 5424, RFC 3164, or rsyslog's file formats (RFC 3339 or BSD time,
+    /// host, `tag[pid]:`), with or without the `<PRI>` prefix.
+    Syslog,
+    /// A logfmt line: `key=value` pairs, values optionally double-quoted.
+    Logfmt,
+    /// A log shipper's JSON record: Fluent Bit, Vector, Filebeat (or any JSON object with a
+    /// `message` or `log` string).
+    LogJson,
+    /// An OpenTelemetry logs export in OTLP/JSON (the Collector's Kafka exporter with
+    /// `encoding: otlp_json`); one event per log record.
+    OtlpJson,
 }
 
 impl Decoding {
@@ -92,6 +113,11 @@ impl Decoding {
             Decoding::Alertmanager => "alertmanager",
             Decoding::KubernetesEvent => "kubernetes_event",
             Decoding::Falco => "falco",
+            Decoding::Log => "log",
+            Decoding::Syslog => "syslog",
+            Decoding::Logfmt => "logfmt",
+            Decoding::LogJson => "log_json",
+            Decoding::OtlpJson => "otlp_json",
         }
     }
 }
@@ -167,6 +193,9 @@ pub fn decode(
     }
     let value = match record.payload {
         None => return Err(DecodeError::Tombstone { at: origin.at() }),
+        Some(bytes) if logs::is_text(decoding) => {
+            return logs::from_text(text(bytes, &origin)?, &origin, decoding);
+        }
         Some(bytes) => parse_json(bytes, &origin)?,
     };
     decode_value(value, &origin, decoding)
@@ -253,6 +282,12 @@ fn decode_value(
         Decoding::Alertmanager => forced(Format::Alertmanager, alertmanager::fits(&value))?,
         Decoding::KubernetesEvent => forced(Format::KubernetesEvent, kubernetes::fits(&value))?,
         Decoding::Falco => forced(Format::Falco, falco::fits(&value))?,
+        // Log lines are parsed, not detected: each log decoding has its own entry point.
+        Decoding::Log | Decoding::Syslog | Decoding::Logfmt => {
+            return logs::from_value(value, origin, decoding);
+        }
+        Decoding::LogJson => return logs::shippers::build(value, origin).map(|e| vec![e]),
+        Decoding::OtlpJson => return otlp::build(&value, origin),
     };
     match chosen {
         Format::Json => Ok(vec![json::build(value, origin)]),
@@ -260,6 +295,7 @@ fn decode_value(
         Format::Alertmanager => alertmanager::build(value, origin),
         Format::KubernetesEvent => kubernetes::build(value, origin).map(|e| vec![e]),
         Format::Falco => falco::build(value, origin).map(|e| vec![e]),
+        Format::Log => unreachable!("detection never picks `log`; the log decodings return above"),
     }
 }
 

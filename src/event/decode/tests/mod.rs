@@ -8,6 +8,8 @@ mod detection;
 mod falco;
 mod forced;
 mod kubernetes;
+mod logs;
+mod otlp;
 mod props;
 mod record;
 
@@ -32,16 +34,29 @@ const K8S_EVENTS_V1: &str =
 const FALCO: &str = include_str!("../../../../tests/data/events/falco-event.json");
 const FALCO_NO_UUID: &str = include_str!("../../../../tests/data/events/falco-event-no-uuid.json");
 const PLAIN: &str = include_str!("../../../../tests/data/events/plain.json");
+const SYSLOG: &str = include_str!("../../../../tests/data/events/syslog-rsyslog.log");
+const LOGFMT: &str = include_str!("../../../../tests/data/events/logfmt.log");
+const FLUENT_BIT: &str = include_str!("../../../../tests/data/events/fluent-bit-record.json");
+const VECTOR: &str = include_str!("../../../../tests/data/events/vector-record.json");
+const FILEBEAT: &str = include_str!("../../../../tests/data/events/filebeat-record.json");
+const OTLP: &str = include_str!("../../../../tests/data/events/otlp-logs.json");
+const CDEVENT: &str =
+    include_str!("../../../../tests/data/events/cdevent-pipelinerun-finished.json");
 
-/// Every way a topic can be configured to decode.
-const DECODINGS: [Decoding; 6] = [
+/// Every way a topic can be configured to decode JSON records.
+const DECODINGS: [Decoding; 8] = [
     Decoding::Auto,
     Decoding::Json,
     Decoding::Cloudevents,
     Decoding::Alertmanager,
     Decoding::KubernetesEvent,
     Decoding::Falco,
+    Decoding::LogJson,
+    Decoding::OtlpJson,
 ];
+
+/// The decodings that read a record as a line of text (any text is a plain log line).
+const TEXT_DECODINGS: [Decoding; 3] = [Decoding::Log, Decoding::Syslog, Decoding::Logfmt];
 
 const TOPIC: &str = "events";
 const PARTITION: i32 = 2;

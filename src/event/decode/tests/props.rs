@@ -141,11 +141,16 @@ fn parts() -> impl Strategy<Value = Parts> {
         )
 }
 
+/// JSON and text decodings together.
+fn all_decodings() -> Vec<Decoding> {
+    DECODINGS.iter().chain(&TEXT_DECODINGS).copied().collect()
+}
+
 proptest! {
     #![proptest_config(arbitrary::config())]
 
     #[test]
-    fn no_record_panics_any_decoder(parts in parts(), decoding in select(DECODINGS.to_vec())) {
+    fn no_record_panics_any_decoder(parts in parts(), decoding in select(all_decodings())) {
         let limits = DecodeLimits::default();
         if let Ok(events) = decode(&parts.record(), decoding, &limits) {
             for event in events {
@@ -165,7 +170,7 @@ proptest! {
     fn no_document_panics_decode_json(
         doc in document(),
         headers in vec((select(HEADER_NAMES).prop_map(str::to_owned), text_from(&["1.0", "application/json"])), 0..5),
-        decoding in select(DECODINGS.to_vec()),
+        decoding in select(all_decodings()),
     ) {
         let headers = headers.into_iter().collect();
         let _ = decode_json(doc, TOPIC, PARTITION, OFFSET, Some("k"), &headers, None, decoding);
