@@ -150,11 +150,18 @@ async fn the_binary_becomes_ready_with_the_charts_arguments_config_and_rules() {
         .json()
         .await
         .expect("rules JSON");
-    let files = rules_configmap["data"]
-        .as_object()
-        .expect("rule files")
+    // Every shipped rule (a file may hold several), as the ConfigMap carries them.
+    let shipped = reflex::rules::load_dir(&super::repo().join("rules"))
+        .expect("the shipped rules load")
+        .rules()
         .len();
-    assert_eq!(listing["count"], files, "{listing}");
+    assert!(
+        rules_configmap["data"]
+            .as_object()
+            .is_some_and(|d| !d.is_empty()),
+        "the rules ConfigMap holds files"
+    );
+    assert_eq!(listing["count"], shipped, "{listing}");
     let log_text = read_log();
     // The chart's logFormat: one JSON object per line.
     let first = log_text.lines().next().unwrap_or_default();
