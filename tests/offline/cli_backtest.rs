@@ -1,0 +1,275 @@
+//! `reflex backtest --file`: the seeded history of tests/support/history.rs through the rules
+//! of tests/data/backtest, as a CI job runs it: the report's counts and targets, a time slice,
+//! `--against` with its exit codes, and the shape of the JSON and HTML reports.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use chrono::{DateTime, Duration, Utc};
+use serde_json::Value;
+
+use crate::support::history;
+
+const NEW: &str = "tests/data/backtest/rules-new";
+const OLD: &str = "tests/data/backtest/rules-old";
+
+fn reflex(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_reflex"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        // The file tier needs no Kafka; an address from the environment must not matter.
+        .env_remove("KAFKA_BOOTSTRAP_SERVERS")
+        .output()
+        .expect("the reflex binary runs")
+}
+
+fn t0() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-01-05T08:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+/// The history as envelope lines in a temporary file.
+fn history_file(dir: &Path) -> PathBuf {
+    let path = dir.join("history.jsonl");
+    let lines: Vec<String> = history::events(t0(), 2_000)
+        .into_iter()
+        .map(|(at, payload)| {
+            serde_json::json!({"topic": "history", "payload": payload, "timestamp": at}).to_string()
+        })
+        .collect();
+    std::fs::write(&path, lines.join("\n")).expect("write the history");
+    path
+}
+
+fn json_of(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+#[test]
+fn a_file_backtest_reports_the_seeded_firings_targets_and_loop_guard_refusals() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = history_file(dir.path());
+    let out = reflex(&[
+        "backtest",
+        "--rules",
+        NEW,
+        "--file",
+        file.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = json_of(&out);
+    assert_eq!(report["events"], 2_000);
+    assert_eq!(report["skipped"], 0);
+    history::assert_report(&report, false);
+    let buckets = report["buckets"].as_array().unwrap().len();
+    for rule in report["rules"].as_array().unwrap() {
+        assert_eq!(
+            rule["timeline"].as_array().unwrap().len(),
+            buckets,
+            "{rule:#}"
+        );
+    }
+}
+
+#[test]
+fn a_time_slice_counts_only_what_its_events_and_timers_fire() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = history_file(dir.path());
+    let since = (t0() + Duration::seconds(history::SLICE.0)).to_rfc3339();
+    let until = (t0() + Duration::seconds(history::SLICE.1)).to_rfc3339();
+    let out = reflex(&[
+        "backtest",
+        "--rules",
+        NEW,
+        "--file",
+        file.to_str().unwrap(),
+        "--since",
+        &since,
+        "--until",
+        &until,
+        "--format",
+        "json",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    history::assert_report(&json_of(&out), true);
+}
+
+#[test]
+fn against_the_old_rules_reports_exactly_the_seeded_differences_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = history_file(dir.path());
+    let file = file.to_str().unwrap();
+    let out = reflex(&[
+        "backtest",
+        "--rules",
+        NEW,
+        "--against",
+        OLD,
+        "--file",
+        file,
+        "--format",
+        "json",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_against(&json_of(&out));
+    let text = reflex(&["backtest", "--rules", NEW, "--against", OLD, "--file", file]);
+    assert_eq!(text.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("2 new action(s), 1 disappeared, 3 changed"),
+        "{text}"
+    );
+    assert!(text.contains("rule job-never-finished: +2 -0 ~0"), "{text}");
+    let same = reflex(&["backtest", "--rules", NEW, "--against", NEW, "--file", file]);
+    assert_eq!(
+        same.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&same.stderr)
+    );
+    assert!(String::from_utf8_lossy(&same.stdout).starts_with("no difference"));
+}
+
+/// The differences seeded between tests/data/backtest/rules-old and rules-new.
+pub fn assert_against(diff: &Value) {
+    let suffixes = |list: &Value| -> Vec<String> {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                let url = e["params"]["url"].as_str().unwrap_or_default();
+                url.rsplitn(3, '/')
+                    .take(2)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect::<Vec<_>>()
+                    .join("/")
+            })
+            .collect()
+    };
+    assert_eq!(suffixes(&diff["new"]), history::AGAINST_NEW, "{diff:#}");
+    assert_eq!(suffixes(&diff["gone"]), history::AGAINST_GONE, "{diff:#}");
+    let changed = diff["changed"].as_array().unwrap();
+    assert_eq!(changed.len(), history::AGAINST_CHANGED, "{diff:#}");
+    for c in changed {
+        assert_eq!(c["rule"], "page-on-error-burst");
+        assert_eq!(c["old_params"]["url"], "https://hooks.example.com/alert/h1");
+        assert_eq!(c["new_params"]["url"], "https://hooks.example.com/page/h1");
+    }
+}
+
+#[test]
+fn the_html_report_is_one_self_contained_page_with_a_plot_per_firing_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = history_file(dir.path());
+    let out = reflex(&[
+        "backtest",
+        "--rules",
+        NEW,
+        "--file",
+        file.to_str().unwrap(),
+        "--format",
+        "html",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let html = String::from_utf8_lossy(&out.stdout);
+    assert!(html.starts_with("<!DOCTYPE html>"), "{html}");
+    assert!(html.trim_end().ends_with("</html>"));
+    assert_eq!(html.matches("<svg class=\"timeline\"").count(), 4, "{html}");
+    for rule in [
+        "restart-crashlooping",
+        "page-on-error-burst",
+        "lock-account-after-bruteforce",
+        "job-never-finished",
+    ] {
+        assert!(html.contains(&format!("data-rule=\"{rule}\"")), "{rule}");
+    }
+    // Nothing is fetched: no script, stylesheet link, image or external source.
+    for external in ["<script", "<link", "<img", "src=", "@import"] {
+        assert!(!html.contains(external), "{external} in {html}");
+    }
+}
+
+#[test]
+fn the_text_report_names_each_rule_with_its_busiest_targets() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = history_file(dir.path());
+    let out = reflex(&["backtest", "--rules", NEW, "--file", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("backtest of 2000 events"), "{text}");
+    assert!(
+        text.contains(
+            "rule restart-crashlooping: 82 events matched, 7 firings, 7 actions planned (restart 7)"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("4 would execute, 3 refused by loop_guard, 75 firings throttled"),
+        "{text}"
+    );
+    assert!(
+        text.contains("deployment/shop/web (6), deployment/shop/api (1)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn bad_input_exits_2_saying_what_is_wrong() {
+    let invalid = reflex(&[
+        "backtest",
+        "--rules",
+        "tests/data/rules-invalid",
+        "--file",
+        "-",
+    ]);
+    assert_eq!(invalid.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&invalid.stderr).contains("problem(s) in the rules"));
+    let no_since = reflex(&["backtest", "--rules", NEW, "--topic", "t"]);
+    assert_eq!(no_since.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&no_since.stderr).contains("--since is required"));
+    let bad_time = reflex(&[
+        "backtest",
+        "--rules",
+        NEW,
+        "--file",
+        "-",
+        "--since",
+        "last week",
+    ]);
+    assert_eq!(bad_time.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad_time.stderr).contains("RFC 3339"));
+    let missing = reflex(&["backtest", "--rules", NEW, "--file", "no/such/file.jsonl"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no/such/file.jsonl"));
+}
