@@ -135,7 +135,7 @@ fn against_the_old_rules_reports_exactly_the_seeded_differences_and_exits_1() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_against(&json_of(&out));
+    history::assert_against(&json_of(&out));
     let text = reflex(&["backtest", "--rules", NEW, "--against", OLD, "--file", file]);
     assert_eq!(text.status.code(), Some(1));
     let text = String::from_utf8_lossy(&text.stdout);
@@ -152,35 +152,6 @@ fn against_the_old_rules_reports_exactly_the_seeded_differences_and_exits_1() {
         String::from_utf8_lossy(&same.stderr)
     );
     assert!(String::from_utf8_lossy(&same.stdout).starts_with("no difference"));
-}
-
-/// The differences seeded between tests/data/backtest/rules-old and rules-new.
-pub fn assert_against(diff: &Value) {
-    let suffixes = |list: &Value| -> Vec<String> {
-        list.as_array()
-            .unwrap()
-            .iter()
-            .map(|e| {
-                let url = e["params"]["url"].as_str().unwrap_or_default();
-                url.rsplitn(3, '/')
-                    .take(2)
-                    .collect::<Vec<_>>()
-                    .into_iter()
-                    .rev()
-                    .collect::<Vec<_>>()
-                    .join("/")
-            })
-            .collect()
-    };
-    assert_eq!(suffixes(&diff["new"]), history::AGAINST_NEW, "{diff:#}");
-    assert_eq!(suffixes(&diff["gone"]), history::AGAINST_GONE, "{diff:#}");
-    let changed = diff["changed"].as_array().unwrap();
-    assert_eq!(changed.len(), history::AGAINST_CHANGED, "{diff:#}");
-    for c in changed {
-        assert_eq!(c["rule"], "page-on-error-burst");
-        assert_eq!(c["old_params"]["url"], "https://hooks.example.com/alert/h1");
-        assert_eq!(c["new_params"]["url"], "https://hooks.example.com/page/h1");
-    }
 }
 
 #[test]

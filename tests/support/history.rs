@@ -210,3 +210,32 @@ pub fn assert_report(report: &Value, slice: bool) {
         crashes - restarts["firings"].as_u64().unwrap()
     );
 }
+
+/// The differences seeded between tests/data/backtest/rules-old and rules-new.
+pub fn assert_against(diff: &Value) {
+    let suffixes = |list: &Value| -> Vec<String> {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                let url = e["params"]["url"].as_str().unwrap_or_default();
+                url.rsplitn(3, '/')
+                    .take(2)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect::<Vec<_>>()
+                    .join("/")
+            })
+            .collect()
+    };
+    assert_eq!(suffixes(&diff["new"]), AGAINST_NEW, "{diff:#}");
+    assert_eq!(suffixes(&diff["gone"]), AGAINST_GONE, "{diff:#}");
+    let changed = diff["changed"].as_array().unwrap();
+    assert_eq!(changed.len(), AGAINST_CHANGED, "{diff:#}");
+    for c in changed {
+        assert_eq!(c["rule"], "page-on-error-burst");
+        assert_eq!(c["old_params"]["url"], "https://hooks.example.com/alert/h1");
+        assert_eq!(c["new_params"]["url"], "https://hooks.example.com/page/h1");
+    }
+}
