@@ -77,3 +77,30 @@ async fn bench_counts_agree_across_produced_handled_committed_and_outcomes() {
     assert_eq!(latency["all"]["count"], produced);
     assert_eq!(latency["firing"]["count"], produced / 20);
 }
+
+#[tokio::test]
+async fn bench_backtest_reads_every_record_back_and_fires_as_predicted() {
+    let bootstrap = support::require_kafka().await;
+    let output = Command::new(env!("CARGO_BIN_EXE_reflex"))
+        .args(["bench", "--backtest", "--json", "--rules", "20", "--partitions", "3"])
+        .args(["--events", &EVENTS.to_string(), "--fire", "0,0.1"])
+        .env("KAFKA_BOOTSTRAP_SERVERS", &bootstrap)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run the reflex binary");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "bench failed: {stderr}");
+    let report: Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|err| panic!("the report is not JSON ({err}): {stderr}"));
+    assert_eq!(report["problems"], Value::Array(Vec::new()), "{report}");
+    let runs = report["runs"].as_array().expect("backtest runs");
+    assert_eq!(runs.len(), 2);
+    // Both passes read every record once; a fraction f of N events fires floor(N * f) times.
+    for (run, firing) in runs.iter().zip([0, EVENTS / 10]) {
+        assert_eq!(count(run, "produced"), EVENTS, "{run}");
+        assert_eq!(count(&run["read"], "events"), EVENTS, "{run}");
+        assert_eq!(count(&run["backtest"], "events"), EVENTS, "{run}");
+        assert_eq!(count(run, "firings"), firing, "{run}");
+        assert_eq!(count(run, "expected_firings"), firing, "{run}");
+    }
+}

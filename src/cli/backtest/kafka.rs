@@ -5,7 +5,7 @@
 //! the start; the partitions are merged in timestamp order so stateful rules and timers see
 //! event time move forward as it did.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
@@ -60,7 +60,6 @@ struct Part {
 pub struct History {
     consumer: BaseConsumer,
     parts: Vec<Part>,
-    index: HashMap<(String, i32), usize>,
     until_ms: Option<i64>,
     timeout: Duration,
     /// Records in the slice, estimated from the offsets (an upper bound past `--until`).
@@ -162,15 +161,9 @@ impl History {
                 .assign(&assignment)
                 .context("cannot assign the partitions")?;
         }
-        let index = parts
-            .iter()
-            .enumerate()
-            .map(|(i, p)| ((p.topic.clone(), p.partition), i))
-            .collect();
         Ok(Self {
             consumer,
             parts,
-            index,
             until_ms: slice.until.map(|u| u.timestamp_millis()),
             timeout: slice.timeout,
             total,
@@ -219,7 +212,7 @@ impl History {
         if part.paused && part.buffer.len() <= RESUME_AT && !part.done {
             part.paused = false;
             self.consumer
-                .resume(&one(&part.topic, part.partition)?)
+                .resume(&one(&part.topic, part.partition))
                 .context("cannot resume a partition")?;
         }
         Ok(record)
@@ -261,9 +254,11 @@ impl History {
     }
 
     fn add(&mut self, message: OwnedMessage) -> anyhow::Result<()> {
-        let Some(&i) = self
-            .index
-            .get(&(message.topic().to_owned(), message.partition()))
+        // A linear search: a slice has a handful of partitions, and it allocates nothing.
+        let Some(i) = self
+            .parts
+            .iter()
+            .position(|p| p.partition == message.partition() && p.topic == message.topic())
         else {
             return Ok(());
         };
@@ -287,7 +282,7 @@ impl History {
         if part.done || part.buffer.len() >= MAX_BUFFERED {
             part.paused = true;
             self.consumer
-                .pause(&one(&part.topic, part.partition)?)
+                .pause(&one(&part.topic, part.partition))
                 .context("cannot pause a partition")?;
         }
         Ok(())
@@ -326,8 +321,8 @@ fn timestamp_ms(message: &OwnedMessage) -> i64 {
     message.timestamp().to_millis().unwrap_or(i64::MIN)
 }
 
-fn one(topic: &str, partition: i32) -> anyhow::Result<TopicPartitionList> {
+fn one(topic: &str, partition: i32) -> TopicPartitionList {
     let mut list = TopicPartitionList::new();
     list.add_partition(topic, partition);
-    Ok(list)
+    list
 }

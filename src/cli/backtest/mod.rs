@@ -169,7 +169,7 @@ fn backtest(args: &BacktestArgs) -> anyhow::Result<ExitCode> {
                 timeout: Duration::from_secs(args.timeout),
                 progress: args.progress,
             };
-            read_kafka(&config, &slice, &decoder, &mut run)?;
+            run.skipped = read_kafka(&config, &slice, &decoder, |event| run.event(event))?;
             (
                 format!("Kafka topics {}", topics.join(", ")),
                 Some(until.unwrap_or(started)),
@@ -238,25 +238,27 @@ impl Run {
     }
 }
 
-/// Reads the slice and runs every record; undecodable records are counted and skipped (`reflex
-/// run` dead-letters them), the first few named on stderr.
-fn read_kafka(
+/// Reads the slice and hands every decoded event to `each`; undecodable records are counted
+/// and skipped (`reflex run` dead-letters them), the first few named on stderr. Returns how
+/// many were skipped.
+pub fn read_kafka(
     config: &crate::config::Config,
     slice: &kafka::Slice,
     decoder: &Decoder,
-    run: &mut Run,
-) -> anyhow::Result<()> {
+    mut each: impl FnMut(&Event),
+) -> anyhow::Result<u64> {
     /// Undecodable records named on stderr; the rest are only counted.
     const NAMED: u64 = 10;
     let mut history = kafka::History::open(config, slice)?;
     tracing::debug!(group = history.group(), "reading history");
+    let mut skipped = 0;
     while let Some(message) = history.next_record()? {
         let record = crate::source::raw_record(&message);
         match decoder.record(&record) {
-            Ok(batch) => batch.iter().for_each(|event| run.event(event)),
+            Ok(batch) => batch.iter().for_each(&mut each),
             Err(why) => {
-                run.skipped += 1;
-                if run.skipped <= NAMED {
+                skipped += 1;
+                if skipped <= NAMED {
                     eprintln!(
                         "{}/{} offset {}: skipped, {why}",
                         record.topic, record.partition, record.offset
@@ -265,7 +267,7 @@ fn read_kafka(
             }
         }
     }
-    Ok(())
+    Ok(skipped)
 }
 
 /// `--since`/`--until`: an RFC 3339 time, or a duration back from `now`.

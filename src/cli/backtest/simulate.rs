@@ -322,7 +322,12 @@ impl Simulation {
         let tally = &mut self.tallies[pos];
         *tally.actions.entry(kind.as_str()).or_default() += 1;
         if let Some(target) = &target {
-            *tally.targets.entry(target.clone()).or_default() += 1;
+            match tally.targets.get_mut(target) {
+                Some(n) => *n += 1,
+                None => {
+                    tally.targets.insert(target.clone(), 1);
+                }
+            }
         }
         if let Some(planned) = &mut self.planned {
             planned.push(Planned {
