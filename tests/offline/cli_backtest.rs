@@ -2,16 +2,11 @@
 //! of tests/data/backtest, as a CI job runs it: the report's counts and targets, a time slice,
 //! `--against` with its exit codes, and the shape of the JSON and HTML reports.
 
-use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use chrono::{DateTime, Duration, Utc};
-use serde_json::Value;
 
-use crate::support::history;
-
-const NEW: &str = "tests/data/backtest/rules-new";
-const OLD: &str = "tests/data/backtest/rules-old";
+use crate::support::history::{self, NEW, OLD, exit_code, json_of};
 
 fn reflex(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_reflex"))
@@ -29,9 +24,11 @@ fn t0() -> DateTime<Utc> {
         .with_timezone(&Utc)
 }
 
-/// The history as envelope lines in a temporary file.
-fn history_file(dir: &Path) -> PathBuf {
-    let path = dir.join("history.jsonl");
+/// `reflex backtest --file HISTORY ARGS`, the history (2,000 events) written as envelope lines
+/// to a temporary file.
+fn backtest_history(args: &[&str]) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("history.jsonl");
     let lines: Vec<String> = history::events(t0(), 2_000)
         .into_iter()
         .map(|(at, payload)| {
@@ -39,38 +36,14 @@ fn history_file(dir: &Path) -> PathBuf {
         })
         .collect();
     std::fs::write(&path, lines.join("\n")).expect("write the history");
-    path
-}
-
-fn json_of(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{e}: {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
+    let file = path.to_str().unwrap();
+    reflex(&[&["backtest", "--file", file], args].concat())
 }
 
 #[test]
 fn a_file_backtest_reports_the_seeded_firings_targets_and_loop_guard_refusals() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = history_file(dir.path());
-    let out = reflex(&[
-        "backtest",
-        "--rules",
-        NEW,
-        "--file",
-        file.to_str().unwrap(),
-        "--format",
-        "json",
-    ]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = backtest_history(&["--rules", NEW, "--format", "json"]);
+    exit_code(&out, 0);
     let report = json_of(&out);
     assert_eq!(report["events"], 2_000);
     assert_eq!(report["skipped"], 0);
@@ -87,92 +60,37 @@ fn a_file_backtest_reports_the_seeded_firings_targets_and_loop_guard_refusals() 
 
 #[test]
 fn a_time_slice_counts_only_what_its_events_and_timers_fire() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = history_file(dir.path());
     let since = (t0() + Duration::seconds(history::SLICE.0)).to_rfc3339();
     let until = (t0() + Duration::seconds(history::SLICE.1)).to_rfc3339();
-    let out = reflex(&[
-        "backtest",
-        "--rules",
-        NEW,
-        "--file",
-        file.to_str().unwrap(),
-        "--since",
-        &since,
-        "--until",
-        &until,
-        "--format",
-        "json",
+    let out = backtest_history(&[
+        "--rules", NEW, "--since", &since, "--until", &until, "--format", "json",
     ]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    exit_code(&out, 0);
     history::assert_report(&json_of(&out), true);
 }
 
 #[test]
 fn against_the_old_rules_reports_exactly_the_seeded_differences_and_exits_1() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = history_file(dir.path());
-    let file = file.to_str().unwrap();
-    let out = reflex(&[
-        "backtest",
-        "--rules",
-        NEW,
-        "--against",
-        OLD,
-        "--file",
-        file,
-        "--format",
-        "json",
-    ]);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = backtest_history(&["--rules", NEW, "--against", OLD, "--format", "json"]);
+    exit_code(&out, 1);
     history::assert_against(&json_of(&out));
-    let text = reflex(&["backtest", "--rules", NEW, "--against", OLD, "--file", file]);
-    assert_eq!(text.status.code(), Some(1));
+    let text = backtest_history(&["--rules", NEW, "--against", OLD]);
+    exit_code(&text, 1);
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(
         text.contains("2 new action(s), 1 disappeared, 3 changed"),
         "{text}"
     );
     assert!(text.contains("rule job-never-finished: +2 -0 ~0"), "{text}");
-    let same = reflex(&["backtest", "--rules", NEW, "--against", NEW, "--file", file]);
-    assert_eq!(
-        same.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&same.stderr)
-    );
+    let same = backtest_history(&["--rules", NEW, "--against", NEW]);
+    exit_code(&same, 0);
     assert!(String::from_utf8_lossy(&same.stdout).starts_with("no difference"));
 }
 
 #[test]
 fn the_html_report_is_one_self_contained_page_with_a_plot_per_firing_rule() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = history_file(dir.path());
-    let out = reflex(&[
-        "backtest",
-        "--rules",
-        NEW,
-        "--file",
-        file.to_str().unwrap(),
-        "--format",
-        "html",
-    ]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = backtest_history(&["--rules", NEW, "--format", "html"]);
+    exit_code(&out, 0);
     let html = String::from_utf8_lossy(&out.stdout);
     assert!(html.starts_with("<!DOCTYPE html>"), "{html}");
     assert!(html.trim_end().ends_with("</html>"));
@@ -193,10 +111,8 @@ fn the_html_report_is_one_self_contained_page_with_a_plot_per_firing_rule() {
 
 #[test]
 fn the_text_report_names_each_rule_with_its_busiest_targets() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = history_file(dir.path());
-    let out = reflex(&["backtest", "--rules", NEW, "--file", file.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(0));
+    let out = backtest_history(&["--rules", NEW]);
+    exit_code(&out, 0);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.starts_with("backtest of 2000 events"), "{text}");
     assert!(
@@ -217,30 +133,25 @@ fn the_text_report_names_each_rule_with_its_busiest_targets() {
 
 #[test]
 fn bad_input_exits_2_saying_what_is_wrong() {
-    let invalid = reflex(&[
-        "backtest",
-        "--rules",
-        "tests/data/rules-invalid",
-        "--file",
-        "-",
-    ]);
-    assert_eq!(invalid.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&invalid.stderr).contains("problem(s) in the rules"));
-    let no_since = reflex(&["backtest", "--rules", NEW, "--topic", "t"]);
-    assert_eq!(no_since.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&no_since.stderr).contains("--since is required"));
-    let bad_time = reflex(&[
-        "backtest",
-        "--rules",
-        NEW,
-        "--file",
-        "-",
-        "--since",
-        "last week",
-    ]);
-    assert_eq!(bad_time.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&bad_time.stderr).contains("RFC 3339"));
-    let missing = reflex(&["backtest", "--rules", NEW, "--file", "no/such/file.jsonl"]);
-    assert_eq!(missing.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&missing.stderr).contains("no/such/file.jsonl"));
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["--rules", "tests/data/rules-invalid", "--file", "-"],
+            "problem(s) in the rules",
+        ),
+        (&["--rules", NEW, "--topic", "t"], "--since is required"),
+        (
+            &["--rules", NEW, "--file", "-", "--since", "last week"],
+            "RFC 3339",
+        ),
+        (
+            &["--rules", NEW, "--file", "no/such/file.jsonl"],
+            "no/such/file.jsonl",
+        ),
+    ];
+    for (args, says) in cases {
+        let out = reflex(&[&["backtest"], args].concat());
+        exit_code(&out, 2);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
 }

@@ -13,12 +13,11 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::Value;
 
-use crate::support::{self, history};
+use crate::support::history::{self, NEW, OLD, exit_code, json_of};
+use crate::support::{self};
 
 const RECORDS: usize = 50_000;
 const PARTITIONS: i32 = 4;
-const NEW: &str = "tests/data/backtest/rules-new";
-const OLD: &str = "tests/data/backtest/rules-old";
 const TIMEOUT: Duration = Duration::from_secs(30);
 
 fn backtest(bootstrap: &str, topic: &str, args: &[&str]) -> Output {
@@ -29,16 +28,6 @@ fn backtest(bootstrap: &str, topic: &str, args: &[&str]) -> Output {
         .env("KAFKA_BOOTSTRAP_SERVERS", bootstrap)
         .output()
         .expect("the reflex binary runs")
-}
-
-fn json_of(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{e}: {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
 }
 
 /// Produces the history round-robin over the partitions, each record with its event time as
@@ -72,15 +61,22 @@ fn produce(bootstrap: &str, topic: &str, t0: DateTime<Utc>) {
     producer.flush(TIMEOUT).expect("every record delivered");
 }
 
+/// A client of `group` (never subscribed: it only reads or commits offsets), or of none.
+fn consumer(bootstrap: &str, group: Option<&str>) -> BaseConsumer {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", bootstrap)
+        .set("enable.auto.commit", "false");
+    if let Some(group) = group {
+        config.set("group.id", group);
+    }
+    config.create().expect("consumer")
+}
+
 /// A consumer group's committed offsets on `topic`'s partitions (`None` where nothing is
 /// committed).
 fn committed(bootstrap: &str, group: &str, topic: &str) -> BTreeMap<i32, Option<i64>> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
+    let consumer = consumer(bootstrap, Some(group));
     let mut list = TopicPartitionList::new();
     for p in 0..PARTITIONS {
         list.add_partition(topic, p);
@@ -99,12 +95,7 @@ fn committed(bootstrap: &str, group: &str, topic: &str) -> BTreeMap<i32, Option<
 
 /// Commits offsets for `group` as a production consumer would have.
 fn commit_production_offsets(bootstrap: &str, group: &str, topic: &str) {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
+    let consumer = consumer(bootstrap, Some(group));
     let mut list = TopicPartitionList::new();
     for p in 0..PARTITIONS {
         list.add_partition_offset(topic, p, Offset::Offset(1_000 + i64::from(p)))
@@ -116,11 +107,7 @@ fn commit_production_offsets(bootstrap: &str, group: &str, topic: &str) {
 }
 
 fn groups(bootstrap: &str) -> Vec<String> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .expect("consumer");
-    consumer
+    consumer(bootstrap, None)
         .fetch_group_list(None, TIMEOUT)
         .expect("group list")
         .groups()
@@ -153,12 +140,7 @@ async fn backtest_reads_kafka_history_by_time_reports_the_seeded_firings_and_com
         &topic,
         &["--rules", NEW, "--since", &since, "--format", "json"],
     );
-    assert_eq!(
-        whole.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&whole.stderr)
-    );
+    exit_code(&whole, 0);
     let report = json_of(&whole);
     assert_eq!(report["events"], RECORDS, "every record read once");
     assert_eq!(report["skipped"], 0);
@@ -180,12 +162,7 @@ async fn backtest_reads_kafka_history_by_time_reports_the_seeded_firings_and_com
             "json",
         ],
     );
-    assert_eq!(
-        slice.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&slice.stderr)
-    );
+    exit_code(&slice, 0);
     history::assert_report(&json_of(&slice), true);
 
     let against = backtest(
@@ -202,12 +179,7 @@ async fn backtest_reads_kafka_history_by_time_reports_the_seeded_firings_and_com
             "json",
         ],
     );
-    assert_eq!(
-        against.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&against.stderr)
-    );
+    exit_code(&against, 1);
     let diff = json_of(&against);
     assert_eq!(diff["events"], RECORDS);
     history::assert_against(&diff);
@@ -216,12 +188,7 @@ async fn backtest_reads_kafka_history_by_time_reports_the_seeded_firings_and_com
         &topic,
         &["--rules", NEW, "--against", NEW, "--since", &since],
     );
-    assert_eq!(
-        same.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&same.stderr)
-    );
+    exit_code(&same, 0);
 
     let (bootstrap2, topic2, production2) = (bootstrap.clone(), topic.clone(), production.clone());
     let (after, groups, production_after) = tokio::task::spawn_blocking(move || {

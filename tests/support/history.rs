@@ -16,8 +16,15 @@
 //! - `job_started` j1..j5 at 2, 10, 20, 31, 40; `job_finished` j1 at 12, j3 at 35, j5 at 50:
 //!   j2 is missed at 40:00 and j4 at 61:00.
 
+use std::process::Output;
+
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value, json};
+
+/// The rules a pull request proposes.
+pub const NEW: &str = "tests/data/backtest/rules-new";
+/// The rules before it.
+pub const OLD: &str = "tests/data/backtest/rules-old";
 
 /// Length of the history: noise spreads over it.
 pub const SPAN_SECONDS: i64 = 83 * 60;
@@ -238,4 +245,25 @@ pub fn assert_against(diff: &Value) {
         assert_eq!(c["old_params"]["url"], "https://hooks.example.com/alert/h1");
         assert_eq!(c["new_params"]["url"], "https://hooks.example.com/page/h1");
     }
+}
+
+/// Asserts the exit code of a `reflex backtest`, showing its stderr otherwise.
+pub fn exit_code(out: &Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The JSON report on a command's stdout.
+pub fn json_of(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
 }

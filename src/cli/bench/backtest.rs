@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::phase::delivered;
-use super::{BenchArgs, Bench, ppm, with_bench};
+use super::{Bench, BenchArgs, ppm, with_bench};
 use crate::cli::backtest::kafka::Slice;
 use crate::cli::backtest::read_kafka;
 use crate::cli::backtest::simulate::Simulation;
@@ -82,7 +82,9 @@ pub(super) async fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
                 ("firings", run.firings, run.expected_firings),
             ] {
                 if got != want {
-                    report.problems.push(format!("{name}: {what} = {got}, expected {want}"));
+                    report
+                        .problems
+                        .push(format!("{name}: {what} = {got}, expected {want}"));
                 }
             }
             report.runs.push(run);
