@@ -4,6 +4,7 @@
 //! ([`simulate`]), reported per rule ([`report`]); with `--against OLD_DIR`, only what
 //! changes between two rule sets ([`diff`]).
 
+pub mod decode;
 pub mod diff;
 pub mod kafka;
 pub mod report;
@@ -238,9 +239,9 @@ impl Run {
     }
 }
 
-/// Reads the slice and hands every decoded event to `each`; undecodable records are counted
-/// and skipped (`reflex run` dead-letters them), the first few named on stderr. Returns how
-/// many were skipped.
+/// Reads the slice and hands every decoded event to `each`, in time order (decoding on every
+/// core, [`decode`]); undecodable records are counted and skipped (`reflex run` dead-letters
+/// them), the first few named on stderr. Returns how many were skipped.
 pub fn read_kafka(
     config: &crate::config::Config,
     slice: &kafka::Slice,
@@ -249,24 +250,22 @@ pub fn read_kafka(
 ) -> anyhow::Result<u64> {
     /// Undecodable records named on stderr; the rest are only counted.
     const NAMED: u64 = 10;
-    let mut history = kafka::History::open(config, slice)?;
+    let history = kafka::History::open(config, slice)?;
     tracing::debug!(group = history.group(), "reading history");
+    let workers = std::thread::available_parallelism().map_or(1, usize::from);
     let mut skipped = 0;
-    while let Some(message) = history.next_record()? {
-        let record = crate::source::raw_record(&message);
-        match decoder.record(&record) {
-            Ok(batch) => batch.iter().for_each(&mut each),
-            Err(why) => {
-                skipped += 1;
-                if skipped <= NAMED {
-                    eprintln!(
-                        "{}/{} offset {}: skipped, {why}",
-                        record.topic, record.partition, record.offset
-                    );
-                }
+    decode::in_order(history, decoder, workers, |decoded| match decoded {
+        Ok(batch) => batch.iter().for_each(&mut each),
+        Err(skip) => {
+            skipped += 1;
+            if skipped <= NAMED {
+                eprintln!(
+                    "{}/{} offset {}: skipped, {}",
+                    skip.topic, skip.partition, skip.offset, skip.why
+                );
             }
         }
-    }
+    })?;
     Ok(skipped)
 }
 
