@@ -145,6 +145,32 @@ async fn backtest_reads_kafka_history_by_time_reports_the_seeded_firings_and_com
     assert_eq!(report["events"], RECORDS, "every record read once");
     assert_eq!(report["skipped"], 0);
     history::assert_report(&report, false);
+    // Decoding on the reading thread alone gives the very same report: the decoding threads
+    // keep the read order.
+    let one_thread = backtest(
+        &bootstrap,
+        &topic,
+        &[
+            "--rules",
+            NEW,
+            "--since",
+            &since,
+            "--format",
+            "json",
+            "--decode-threads",
+            "0",
+        ],
+    );
+    exit_code(&one_thread, 0);
+    // `to` is the start of each backtest (the end of the slice when no --until is given).
+    let without_end = |mut report: Value| {
+        report.as_object_mut().unwrap().remove("to");
+        report
+    };
+    assert_eq!(
+        without_end(json_of(&one_thread)),
+        without_end(report.clone())
+    );
 
     let slice_since = (t0 + chrono::Duration::seconds(history::SLICE.0)).to_rfc3339();
     let slice_until = (t0 + chrono::Duration::seconds(history::SLICE.1)).to_rfc3339();

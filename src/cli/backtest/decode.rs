@@ -35,14 +35,25 @@ pub struct Skipped {
     pub why: String,
 }
 
-/// Reads `history` to its end, decodes on `workers` threads and hands every record's events
-/// (or why it was skipped) to `each`, in read order.
+/// One decoding thread per core.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// Reads `history` to its end, decodes on `workers` threads (0: on this one) and hands every
+/// record's events (or why it was skipped) to `each`, in read order.
 pub fn in_order(
     mut history: History,
     decoder: &Decoder,
     workers: usize,
     mut each: impl FnMut(Result<Vec<Event>, Skipped>),
 ) -> anyhow::Result<()> {
+    if workers == 0 {
+        while let Some(message) = history.next_record()? {
+            each(decode(decoder, &message));
+        }
+        return Ok(());
+    }
     let (work_tx, work_rx) = sync_channel::<(u64, Vec<OwnedMessage>)>(IN_FLIGHT);
     // Shared by the decoding threads, outliving them.
     let work_rx = Mutex::new(work_rx);
@@ -76,7 +87,7 @@ pub fn in_order(
                 }
             }
         });
-        for _ in 0..workers.max(1) {
+        for _ in 0..workers {
             let (done_tx, work_rx) = (done_tx.clone(), &work_rx);
             scope.spawn(move || {
                 while let Some((seq, batch)) = next_job(work_rx) {

@@ -41,6 +41,8 @@ pub struct Slice {
     pub timeout: Duration,
     /// Print progress to stderr even when it is not a terminal.
     pub progress: bool,
+    /// Threads decoding records beside the reading one; 0: the reading thread decodes.
+    pub decode_threads: usize,
 }
 
 /// One partition's part of the slice.

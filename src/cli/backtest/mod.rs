@@ -73,6 +73,10 @@ pub struct BacktestArgs {
     /// Print reading progress to stderr even when it is not a terminal.
     #[arg(long)]
     pub progress: bool,
+    /// Threads decoding Kafka records beside the reading one (default: one per core); 0: the
+    /// reading thread decodes.
+    #[arg(long, value_name = "N")]
+    pub decode_threads: Option<usize>,
     /// Longest wait for Kafka metadata, offsets, or the next record, in seconds.
     #[arg(long, default_value_t = 30, value_name = "SECONDS")]
     pub timeout: u64,
@@ -169,6 +173,7 @@ fn backtest(args: &BacktestArgs) -> anyhow::Result<ExitCode> {
                 until,
                 timeout: Duration::from_secs(args.timeout),
                 progress: args.progress,
+                decode_threads: args.decode_threads.unwrap_or_else(decode::default_threads),
             };
             run.skipped = read_kafka(&config, &slice, &decoder, |event| run.event(event))?;
             (
@@ -252,20 +257,24 @@ pub fn read_kafka(
     const NAMED: u64 = 10;
     let history = kafka::History::open(config, slice)?;
     tracing::debug!(group = history.group(), "reading history");
-    let workers = std::thread::available_parallelism().map_or(1, usize::from);
     let mut skipped = 0;
-    decode::in_order(history, decoder, workers, |decoded| match decoded {
-        Ok(batch) => batch.iter().for_each(&mut each),
-        Err(skip) => {
-            skipped += 1;
-            if skipped <= NAMED {
-                eprintln!(
-                    "{}/{} offset {}: skipped, {}",
-                    skip.topic, skip.partition, skip.offset, skip.why
-                );
+    decode::in_order(
+        history,
+        decoder,
+        slice.decode_threads,
+        |decoded| match decoded {
+            Ok(batch) => batch.iter().for_each(&mut each),
+            Err(skip) => {
+                skipped += 1;
+                if skipped <= NAMED {
+                    eprintln!(
+                        "{}/{} offset {}: skipped, {}",
+                        skip.topic, skip.partition, skip.offset, skip.why
+                    );
+                }
             }
-        }
-    })?;
+        },
+    )?;
     Ok(skipped)
 }
 

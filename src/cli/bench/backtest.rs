@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use super::measure::cpu_seconds;
 use super::phase::delivered;
 use super::{Bench, BenchArgs, ppm, with_bench};
 use crate::cli::backtest::kafka::Slice;
@@ -29,6 +30,8 @@ pub struct BacktestReport {
     pub rules: usize,
     /// Partitions of each topic.
     pub partitions: i32,
+    /// Threads decoding beside the reading one.
+    pub decode_threads: usize,
     /// One run per firing fraction.
     pub runs: Vec<BacktestRun>,
     /// Count mismatches (empty when every count agrees).
@@ -61,6 +64,10 @@ pub struct Pass {
     pub seconds: f64,
     /// `events / seconds`.
     pub events_per_sec: f64,
+    /// CPU time the process used meanwhile (every thread: reading, decoding, rules).
+    pub cpu_seconds: f64,
+    /// `events / cpu_seconds`: the rate one core would sustain, whatever else the machine runs.
+    pub events_per_cpu_sec: f64,
 }
 
 /// Runs the backtest bench; exit 1 when the counts disagree.
@@ -70,6 +77,9 @@ pub(super) async fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
             cpus: std::thread::available_parallelism().map_or(1, usize::from),
             rules: args.rules,
             partitions: args.partitions,
+            decode_threads: args
+                .decode_threads
+                .unwrap_or_else(crate::cli::backtest::decode::default_threads),
             runs: Vec::new(),
             problems: Vec::new(),
         };
@@ -134,24 +144,28 @@ impl Bench {
             until: None,
             timeout: Duration::from_secs(30),
             progress: false,
+            decode_threads: self
+                .args
+                .decode_threads
+                .unwrap_or_else(crate::cli::backtest::decode::default_threads),
         };
         let rules = Arc::clone(&self.rules);
         let expected_firings = self.workload.expected_firings(produced, fire_ppm);
         tokio::task::spawn_blocking(move || {
             let decoder = Decoder::new(&config, &topic, None);
-            let started = Instant::now();
+            let started = Start::now();
             let mut events = 0;
             read_kafka(&config, &slice, &decoder, |_| events += 1)?;
-            let read = Pass::new(events, started.elapsed());
+            let read = started.pass(events);
             let mut simulation = Simulation::new(rules, &config, false);
-            let started = Instant::now();
+            let started = Start::now();
             let mut events = 0;
             read_kafka(&config, &slice, &decoder, |event| {
                 events += 1;
                 simulation.event(event);
             })?;
             simulation.finish(None);
-            let backtest = Pass::new(events, started.elapsed());
+            let backtest = started.pass(events);
             Ok(BacktestRun {
                 fire_fraction: fraction,
                 produced,
@@ -165,13 +179,29 @@ impl Bench {
     }
 }
 
-impl Pass {
-    fn new(events: u64, took: Duration) -> Self {
-        let seconds = took.as_secs_f64();
+/// When a pass started, by the clock and by the CPU time used.
+struct Start {
+    at: Instant,
+    cpu: f64,
+}
+
+impl Start {
+    fn now() -> Self {
         Self {
+            at: Instant::now(),
+            cpu: cpu_seconds(),
+        }
+    }
+
+    fn pass(&self, events: u64) -> Pass {
+        let seconds = self.at.elapsed().as_secs_f64();
+        let cpu = cpu_seconds() - self.cpu;
+        Pass {
             events,
             seconds,
             events_per_sec: events as f64 / seconds,
+            cpu_seconds: cpu,
+            events_per_cpu_sec: events as f64 / cpu,
         }
     }
 }
@@ -181,20 +211,22 @@ fn render(report: &BacktestReport) -> String {
     // Writing into a String cannot fail.
     let _ = writeln!(
         out,
-        "reflex bench --backtest: {} rules, {} partitions, {} CPUs",
-        report.rules, report.partitions, report.cpus
+        "reflex bench --backtest: {} rules, {} partitions, {} CPUs, {} decoding threads",
+        report.rules, report.partitions, report.cpus, report.decode_threads
     );
     for run in &report.runs {
         let _ = writeln!(
             out,
-            "{:>5.1}% firing, {} records: read+decode {:.0} events/s ({:.2} s); backtest {:.0} \
-             events/s ({:.2} s), {} firings",
+            "{:>5.1}% firing, {} records: read+decode {:.0} events/s ({:.2} s, {:.0} per CPU \
+             second); backtest {:.0} events/s ({:.2} s, {:.0} per CPU second), {} firings",
             run.fire_fraction * 100.0,
             run.produced,
             run.read.events_per_sec,
             run.read.seconds,
+            run.read.events_per_cpu_sec,
             run.backtest.events_per_sec,
             run.backtest.seconds,
+            run.backtest.events_per_cpu_sec,
             run.firings
         );
     }
