@@ -86,10 +86,13 @@ pub fn events(t0: DateTime<Utc>, total: usize) -> Vec<(DateTime<Utc>, Value)> {
         .collect()
 }
 
-/// What `reflex backtest --rules tests/data/backtest/rules-new` reports per rule:
-/// `(rule, firings, [(target, actions)], refused by the loop guard)`, for the whole history
-/// (`slice: false`) or for [`SLICE`].
-pub fn expected(slice: bool) -> Vec<(&'static str, u64, Vec<(&'static str, u64)>, u64)> {
+/// What the report says of one rule: `(rule, firings, [(target, actions)], refused by the
+/// loop guard)`.
+pub type Expected = (&'static str, u64, Vec<(&'static str, u64)>, u64);
+
+/// What `reflex backtest --rules tests/data/backtest/rules-new` reports per rule, for the whole
+/// history (`slice: false`) or for [`SLICE`].
+pub fn expected(slice: bool) -> Vec<Expected> {
     if slice {
         vec![
             (
