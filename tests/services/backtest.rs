@@ -145,8 +145,7 @@ async fn backtest_reads_kafka_history_by_time_reports_the_seeded_firings_and_com
     assert_eq!(report["events"], RECORDS, "every record read once");
     assert_eq!(report["skipped"], 0);
     history::assert_report(&report, false);
-    // Decoding on the reading thread alone gives the very same report: the decoding threads
-    // keep the read order.
+    // Decoding on two more threads gives the very same report: they keep the read order.
     let one_thread = backtest(
         &bootstrap,
         &topic,

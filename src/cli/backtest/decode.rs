@@ -1,8 +1,8 @@
-//! Decoding the history on every core while keeping its order. Decoding a record (JSON parsing
-//! into a tree) costs several times what reading it or running the rules on it does, and the
-//! engine must see the events one by one in time order; so one thread reads (the merge of
-//! [`History`]), `workers` threads decode batches of records, and the caller's thread takes
-//! the batches back in read order and runs them.
+//! Decoding the history, on the reading thread or on several, keeping its order. Decoding a
+//! record (JSON parsing into a tree) costs more than reading it or running the rules on it, and
+//! the engine must see the events one by one in time order; with `workers` threads, one thread
+//! reads (the merge of [`History`]), the workers decode batches of records, and the caller's
+//! thread takes the batches back in read order and runs them.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -35,10 +35,12 @@ pub struct Skipped {
     pub why: String,
 }
 
-/// One decoding thread per core.
-pub fn default_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, usize::from)
-}
+/// Decoding threads by default: none. Measured on the project's 2-vCPU machine
+/// (docs/performance.md), decoding on other threads doubled the CPU time per event — the
+/// events' JSON trees are allocated on one thread and freed on another, which glibc's
+/// allocator pays for — and lowered throughput; `--decode-threads` turns them on where cores
+/// are plenty.
+pub const DEFAULT_THREADS: usize = 0;
 
 /// Reads `history` to its end, decodes on `workers` threads (0: on this one) and hands every
 /// record's events (or why it was skipped) to `each`, in read order.

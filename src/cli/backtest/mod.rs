@@ -73,8 +73,8 @@ pub struct BacktestArgs {
     /// Print reading progress to stderr even when it is not a terminal.
     #[arg(long)]
     pub progress: bool,
-    /// Threads decoding Kafka records beside the reading one (default: one per core); 0: the
-    /// reading thread decodes.
+    /// Threads decoding Kafka records beside the reading one (default 0: the reading thread
+    /// decodes, the fastest on 2 cores; see docs/performance.md).
     #[arg(long, value_name = "N")]
     pub decode_threads: Option<usize>,
     /// Longest wait for Kafka metadata, offsets, or the next record, in seconds.
@@ -173,7 +173,7 @@ fn backtest(args: &BacktestArgs) -> anyhow::Result<ExitCode> {
                 until,
                 timeout: Duration::from_secs(args.timeout),
                 progress: args.progress,
-                decode_threads: args.decode_threads.unwrap_or_else(decode::default_threads),
+                decode_threads: args.decode_threads.unwrap_or(decode::DEFAULT_THREADS),
             };
             run.skipped = read_kafka(&config, &slice, &decoder, |event| run.event(event))?;
             (

@@ -79,7 +79,7 @@ pub(super) async fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
             partitions: args.partitions,
             decode_threads: args
                 .decode_threads
-                .unwrap_or_else(crate::cli::backtest::decode::default_threads),
+                .unwrap_or(crate::cli::backtest::decode::DEFAULT_THREADS),
             runs: Vec::new(),
             problems: Vec::new(),
         };
@@ -147,7 +147,7 @@ impl Bench {
             decode_threads: self
                 .args
                 .decode_threads
-                .unwrap_or_else(crate::cli::backtest::decode::default_threads),
+                .unwrap_or(crate::cli::backtest::decode::DEFAULT_THREADS),
         };
         let rules = Arc::clone(&self.rules);
         let expected_firings = self.workload.expected_firings(produced, fire_ppm);

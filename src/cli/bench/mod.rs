@@ -118,8 +118,8 @@ pub struct BenchArgs {
     /// generated rules with the guardrails simulated (see docs/performance.md).
     #[arg(long)]
     pub backtest: bool,
-    /// With `--backtest`: threads decoding records beside the reading one (default: one per
-    /// core; 0: the reading thread decodes).
+    /// With `--backtest`: threads decoding records beside the reading one (default 0: the
+    /// reading thread decodes).
     #[arg(long, value_name = "N")]
     pub decode_threads: Option<usize>,
     /// Also print the process's Prometheus metrics (what `/metrics` of `reflex run` would show
