@@ -9,6 +9,7 @@ pub mod support;
 
 mod offline {
     mod actions_webhook;
+    mod cli_backtest;
     mod cli_closed_loop;
     mod cli_rules;
     mod closed_loop_rule_tests;

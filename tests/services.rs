@@ -12,6 +12,7 @@ pub mod support;
 mod services {
     mod actions_kafka;
     mod actions_kubernetes;
+    mod backtest;
     mod cli_closed_loop;
     mod cli_rbac;
     mod guardrails;

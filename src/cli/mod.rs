@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 pub mod audit;
+pub mod backtest;
 pub mod bench;
 pub mod history;
 pub mod import;
@@ -59,6 +60,9 @@ pub enum Command {
     Test(test::TestArgs),
     /// Show what the rules would do for each event of a JSON-lines file.
     Replay(replay::ReplayArgs),
+    /// What the rules would have done over past events (Kafka history by time, or a file),
+    /// guardrails simulated; with `--against OLD_DIR`, only what a rule change changes.
+    Backtest(backtest::BacktestArgs),
     /// Query the audit store for past outcomes (or one remediation's story, or remediations).
     History(history::HistoryArgs),
     /// Release the loop guard's quarantines of a target, so its rules act on it again.
@@ -102,6 +106,7 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Validate(args) => validate::run(&args),
         Command::Test(args) => test::run(&args),
         Command::Replay(args) => replay::run(&args),
+        Command::Backtest(args) => backtest::run(&args),
         Command::Schema(args) => schema::run(&args),
         Command::History(args) => history::run(&args),
         Command::Release(args) => release::run_release(&args),

@@ -55,6 +55,7 @@ use std::future::Future;
 
 pub use kafka::KafkaSource;
 pub use status::{Status, StatusSnapshot};
+pub use worker::raw_record;
 
 use crate::event::decode::RawRecord;
 

@@ -23,19 +23,14 @@ fn count(run: &Value, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("`{name}` missing from {run}"))
 }
 
-#[tokio::test]
-async fn bench_counts_agree_across_produced_handled_committed_and_outcomes() {
+/// `reflex bench --json` with 20 rules, 3 partitions, EVENTS records per run firing 0 and 10 %,
+/// and `args`: the report, once the bench succeeded and found no count mismatch.
+async fn bench_json(args: &[&str]) -> Value {
     let bootstrap = support::require_kafka().await;
     let output = Command::new(env!("CARGO_BIN_EXE_reflex"))
         .args(["bench", "--json", "--rules", "20", "--partitions", "3"])
         .args(["--events", &EVENTS.to_string(), "--fire", "0,0.1"])
-        .args([
-            "--rate",
-            &RATE.to_string(),
-            "--duration",
-            &format!("{SECONDS}s"),
-        ])
-        .args(["--latency-fire", "0.05"])
+        .args(args)
         .env("KAFKA_BOOTSTRAP_SERVERS", &bootstrap)
         .env("RUST_LOG", "warn")
         .output()
@@ -45,6 +40,20 @@ async fn bench_counts_agree_across_produced_handled_committed_and_outcomes() {
     let report: Value = serde_json::from_slice(&output.stdout)
         .unwrap_or_else(|err| panic!("the report is not JSON ({err}): {stderr}"));
     assert_eq!(report["problems"], Value::Array(Vec::new()), "{report}");
+    report
+}
+
+#[tokio::test]
+async fn bench_counts_agree_across_produced_handled_committed_and_outcomes() {
+    let report = bench_json(&[
+        "--rate",
+        &RATE.to_string(),
+        "--duration",
+        &format!("{SECONDS}s"),
+        "--latency-fire",
+        "0.05",
+    ])
+    .await;
     assert_eq!(report["rules"], 20);
     assert_eq!(report["store"], "sqlite");
     assert!(report["at_rest"]["rss_mib"].as_f64().unwrap_or(0.0) > 0.0);
@@ -76,4 +85,19 @@ async fn bench_counts_agree_across_produced_handled_committed_and_outcomes() {
     );
     assert_eq!(latency["all"]["count"], produced);
     assert_eq!(latency["firing"]["count"], produced / 20);
+}
+
+#[tokio::test]
+async fn bench_backtest_reads_every_record_back_and_fires_as_predicted() {
+    let report = bench_json(&["--backtest"]).await;
+    let runs = report["runs"].as_array().expect("backtest runs");
+    assert_eq!(runs.len(), 2);
+    // Both passes read every record once; a fraction f of N events fires floor(N * f) times.
+    for (run, firing) in runs.iter().zip([0, EVENTS / 10]) {
+        assert_eq!(count(run, "produced"), EVENTS, "{run}");
+        assert_eq!(count(&run["read"], "events"), EVENTS, "{run}");
+        assert_eq!(count(&run["backtest"], "events"), EVENTS, "{run}");
+        assert_eq!(count(run, "firings"), firing, "{run}");
+        assert_eq!(count(run, "expected_firings"), firing, "{run}");
+    }
 }

@@ -61,14 +61,21 @@ pub struct Refusal {
     pub message: String,
 }
 
-/// The guardrails of one process.
-#[derive(Debug)]
-pub struct Guard {
-    dry_run: bool,
+/// The guardrails' pure verdicts: where an action may act and which circuit limits apply to
+/// it, without the slots, locks and store of executing. `reflex backtest` simulates with them.
+#[derive(Debug, Clone)]
+pub struct Policies {
     namespaces: namespace::NamespacePolicy,
     cluster_scoped: scope::ClusterScopedPolicy,
     topics: topic::TopicPolicy,
     circuit: CircuitConfig,
+}
+
+/// The guardrails of one process.
+#[derive(Debug)]
+pub struct Guard {
+    dry_run: bool,
+    policies: Policies,
     slots: Semaphore,
     max_concurrent: usize,
     timeout: Duration,
@@ -81,16 +88,9 @@ impl Guard {
     /// `actions.own_namespace`, else `POD_NAMESPACE`.
     pub fn new(full: &Config, store: &Store) -> Self {
         let config = &full.actions;
-        let own = config
-            .own_namespace
-            .clone()
-            .or_else(|| std::env::var(ENV_POD_NAMESPACE).ok());
         Self {
             dry_run: config.dry_run,
-            namespaces: namespace::NamespacePolicy::new(&config.namespaces, own.as_deref()),
-            cluster_scoped: scope::ClusterScopedPolicy::new(&config.cluster_scoped.allow),
-            topics: topic::TopicPolicy::new(full),
-            circuit: config.circuit.clone(),
+            policies: Policies::new(full),
             slots: Semaphore::new(config.max_concurrent),
             max_concurrent: config.max_concurrent,
             timeout: config.timeout,
@@ -100,7 +100,7 @@ impl Guard {
 
     /// `actions.circuit.announce_topic`, if set.
     pub fn announce_topic(&self) -> Option<&str> {
-        self.circuit.announce_topic.as_deref()
+        self.policies.circuit.announce_topic.as_deref()
     }
 
     /// `actions.dry_run`: nothing executes.
@@ -108,53 +108,14 @@ impl Guard {
         self.dry_run
     }
 
-    /// The verdict of the policies on where an action may act: a Kubernetes action's
-    /// namespace, or its cluster-scoped kind (and, for a Namespace object, its name under the
-    /// namespace policy); a Kafka action's topic. Webhook hosts are confined by their executor;
-    /// `log` acts nowhere.
+    /// The policies' verdict on where `action` may act ([`Policies::check`]).
     pub fn check(&self, action: &PlannedAction, rule: &RuleGuard) -> Result<(), Refusal> {
-        let refuse = |policy| move |message| Refusal { policy, message };
-        let name = action.rule.as_str();
-        if let Action::Kafka(kafka) = &action.action {
-            return self
-                .topics
-                .check(&kafka.topic, name)
-                .map_err(refuse(Policy::KafkaTopic));
-        }
-        match scope::action_scope(&action.action) {
-            Some(scope::Scope::Namespaced(ns)) => self
-                .namespaces
-                .check(ns, name, rule)
-                .map_err(refuse(Policy::Namespace)),
-            Some(scope::Scope::Cluster(object)) => {
-                self.cluster_scoped
-                    .check(&object, name)
-                    .map_err(refuse(Policy::ClusterScoped))?;
-                match object.namespace_object() {
-                    Some(ns) => self
-                        .namespaces
-                        .check(ns, name, rule)
-                        .map_err(refuse(Policy::Namespace)),
-                    None => Ok(()),
-                }
-            }
-            None => Ok(()),
-        }
+        self.policies.check(action, rule)
     }
 
-    /// The circuit limits of an action of a rule. Kubernetes actions (the remediations that
-    /// can loop) get the global limits unless the rule overrides them; webhook and Kafka
-    /// actions (often notifications, legitimately frequent) are limited only when the rule
-    /// sets its own `guard.max_per_rule` / `max_per_target`. `log` is never limited.
+    /// The circuit limits of an action of a rule ([`Policies::limits`]).
     pub fn limits(&self, kind: ActionKind, rule: &RuleGuard) -> circuit::Limits {
-        if kind == ActionKind::Log {
-            return circuit::Limits::for_rule(&unlimited(&self.circuit), &RuleGuard::default());
-        }
-        if kind.is_kubernetes() {
-            circuit::Limits::for_rule(&self.circuit, rule)
-        } else {
-            circuit::Limits::for_rule(&unlimited(&self.circuit), rule)
-        }
+        self.policies.limits(kind, rule)
     }
 
     /// The object an action is serialized on, if its kind takes the per-target lock:
@@ -230,6 +191,73 @@ impl Guard {
                 "timeout",
             )
         })
+    }
+}
+
+impl Policies {
+    /// The policies of `actions:`, with Reflex's own topics from `kafka:` and `consumer:`.
+    /// Reflex's own namespace is `actions.own_namespace`, else `POD_NAMESPACE`.
+    pub fn new(full: &Config) -> Self {
+        let config = &full.actions;
+        let own = config
+            .own_namespace
+            .clone()
+            .or_else(|| std::env::var(ENV_POD_NAMESPACE).ok());
+        Self {
+            namespaces: namespace::NamespacePolicy::new(&config.namespaces, own.as_deref()),
+            cluster_scoped: scope::ClusterScopedPolicy::new(&config.cluster_scoped.allow),
+            topics: topic::TopicPolicy::new(full),
+            circuit: config.circuit.clone(),
+        }
+    }
+
+    /// The verdict of the policies on where an action may act: a Kubernetes action's
+    /// namespace, or its cluster-scoped kind (and, for a Namespace object, its name under the
+    /// namespace policy); a Kafka action's topic. Webhook hosts are confined by their executor;
+    /// `log` acts nowhere.
+    pub fn check(&self, action: &PlannedAction, rule: &RuleGuard) -> Result<(), Refusal> {
+        let refuse = |policy| move |message| Refusal { policy, message };
+        let name = action.rule.as_str();
+        if let Action::Kafka(kafka) = &action.action {
+            return self
+                .topics
+                .check(&kafka.topic, name)
+                .map_err(refuse(Policy::KafkaTopic));
+        }
+        match scope::action_scope(&action.action) {
+            Some(scope::Scope::Namespaced(ns)) => self
+                .namespaces
+                .check(ns, name, rule)
+                .map_err(refuse(Policy::Namespace)),
+            Some(scope::Scope::Cluster(object)) => {
+                self.cluster_scoped
+                    .check(&object, name)
+                    .map_err(refuse(Policy::ClusterScoped))?;
+                match object.namespace_object() {
+                    Some(ns) => self
+                        .namespaces
+                        .check(ns, name, rule)
+                        .map_err(refuse(Policy::Namespace)),
+                    None => Ok(()),
+                }
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// The circuit limits of an action of a rule. Kubernetes actions (the remediations that
+    /// can loop) get the global limits unless the rule overrides them; webhook and Kafka
+    /// actions (often notifications, legitimately frequent) are limited only when the rule
+    /// sets its own `guard.max_per_rule` / `max_per_target`. `log` is never limited.
+    pub fn limits(&self, kind: ActionKind, rule: &RuleGuard) -> circuit::Limits {
+        if kind == ActionKind::Log {
+            return circuit::Limits::for_rule(&unlimited(&self.circuit), &RuleGuard::default());
+        }
+        if kind.is_kubernetes() {
+            circuit::Limits::for_rule(&self.circuit, rule)
+        } else {
+            circuit::Limits::for_rule(&unlimited(&self.circuit), rule)
+        }
     }
 }
 

@@ -230,6 +230,26 @@ pub fn memory() -> Memory {
     }
 }
 
+/// CPU time this process (every thread) has used, user and system, from `/proc/self/stat`;
+/// 0 where `/proc` is not available. The kernel counts it in ticks of 1/100 s (`USER_HZ`).
+pub fn cpu_seconds() -> f64 {
+    /// `USER_HZ`: fixed at 100 for `/proc` on every Linux architecture Reflex runs on.
+    const TICKS_PER_SECOND: f64 = 100.0;
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces, so split after its `)`): state is
+    // the first, utime the 12th, stime the 13th.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / TICKS_PER_SECOND
+}
+
 /// Resets VmHWM to the current RSS (Linux `clear_refs` code 5), so a phase's peak is its own;
 /// false when the kernel refused.
 pub fn reset_peak() -> bool {
@@ -252,6 +272,15 @@ mod tests {
         let empty = Percentiles::of(&mut []);
         assert_eq!(empty.count, 0);
         assert_eq!(empty.max_ms, 0.0);
+    }
+
+    #[test]
+    fn cpu_time_grows_with_work() {
+        let before = cpu_seconds();
+        // Tens of milliseconds of work at least, several of the kernel's 10 ms ticks.
+        let sum = (0..50_000_000u64).fold(0u64, |a, b| a.wrapping_add(std::hint::black_box(b)));
+        assert!(sum > 0);
+        assert!(cpu_seconds() > before, "{before}");
     }
 
     #[test]

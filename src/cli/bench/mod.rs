@@ -19,6 +19,7 @@
 //! events × one action) and the command fails when they disagree. The topics are deleted at
 //! the end.
 
+mod backtest;
 mod kafka;
 mod measure;
 mod phase;
@@ -116,6 +117,15 @@ pub struct BenchArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Measure `reflex backtest` instead: per `--fire` fraction, `--events` records on a fresh
+    /// topic of `--partitions` partitions, read back by time and run through the `--rules`
+    /// generated rules with the guardrails simulated (see docs/performance.md).
+    #[arg(long)]
+    pub backtest: bool,
+    /// With `--backtest`: threads decoding records beside the reading one (default 0: the
+    /// reading thread decodes).
+    #[arg(long, value_name = "N")]
+    pub decode_threads: Option<usize>,
     /// Also print the process's Prometheus metrics (what `/metrics` of `reflex run` would show
     /// after the same work) to standard error at the end.
     #[arg(long)]
@@ -208,6 +218,9 @@ pub struct ThroughputRun {
 pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     validate(args)?;
     let runtime = tokio::runtime::Runtime::new()?;
+    if args.backtest {
+        return runtime.block_on(backtest::run(args));
+    }
     let report = runtime.block_on(bench(args))?;
     if args.metrics {
         eprint!("{}", crate::metrics::global().encode());
@@ -271,6 +284,15 @@ struct Bench {
 }
 
 async fn bench(args: &BenchArgs) -> anyhow::Result<Report> {
+    with_bench(args, async |bench: &mut Bench| bench.run_phases().await).await
+}
+
+/// Prepares the bench, runs `body`, then deletes the topics it created, closes the store and
+/// removes the temporary directory, whatever `body` returned.
+async fn with_bench<T>(
+    args: &BenchArgs,
+    body: impl AsyncFnOnce(&mut Bench) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
     let stamp = chrono::Utc::now().format("%Y%m%d%H%M%S");
     let prefix = format!("reflex-bench-{stamp}-{}", std::process::id());
     let dir = std::env::temp_dir().join(&prefix);
@@ -278,7 +300,12 @@ async fn bench(args: &BenchArgs) -> anyhow::Result<Report> {
         .with_context(|| format!("cannot create the directory {}", dir.display()))?;
     let result = prepare(args, prefix, dir.clone()).await;
     let report = match result {
-        Ok(bench) => bench.phases().await,
+        Ok(mut bench) => {
+            let result = body(&mut bench).await;
+            bench.delete_topics().await;
+            bench.store.close().await;
+            result
+        }
         Err(err) => Err(err),
     };
     // Best effort: a leftover directory in the temporary folder harms nothing.
@@ -329,13 +356,6 @@ async fn prepare(args: &BenchArgs, prefix: String, dir: PathBuf) -> anyhow::Resu
 }
 
 impl Bench {
-    async fn phases(mut self) -> anyhow::Result<Report> {
-        let result = self.run_phases().await;
-        self.delete_topics().await;
-        self.store.close().await;
-        result
-    }
-
     async fn run_phases(&mut self) -> anyhow::Result<Report> {
         let mut report = Report {
             cpus: std::thread::available_parallelism().map_or(1, usize::from),

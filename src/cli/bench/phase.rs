@@ -132,7 +132,7 @@ impl Bench {
 }
 
 /// Awaits every delivery; returns how many the broker acknowledged.
-async fn delivered(deliveries: Vec<rdkafka::producer::DeliveryFuture>) -> u64 {
+pub(super) async fn delivered(deliveries: Vec<rdkafka::producer::DeliveryFuture>) -> u64 {
     let mut acknowledged = 0;
     for delivery in deliveries {
         if matches!(delivery.await, Ok(Ok(_))) {

@@ -115,6 +115,9 @@ pub struct Evaluation {
     /// Firings of rules with a closed loop ([`Rule::remediation`]): the pipeline follows each
     /// up as one remediation of the actions planned for it.
     pub fired: Vec<Fired>,
+    /// Positions in the rule set of the rules the event matched (selector and condition held,
+    /// whether or not the rule fired), in evaluation order; `reflex backtest` counts them.
+    pub matched: Vec<usize>,
 }
 
 /// A firing of a rule with a closed loop.
@@ -303,6 +306,9 @@ impl Engine {
             }
             let (verdict, condition, matched) =
                 self.evaluate_rule(rule, event, now, trace, &mut out);
+            if matched {
+                out.matched.push(pos as usize);
+            }
             // `stop` means "this rule handles the event": it fired, or its condition held and only
             // its throttle or threshold held it back. Correlation and absence rules consume the
             // event only when they fire: a half-built correlation must not hide the event.
