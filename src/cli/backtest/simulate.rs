@@ -22,8 +22,8 @@ use crate::config::Config;
 use crate::event::Event;
 use crate::rules::action::ActionKind;
 use crate::rules::engine::{Engine, Evaluation};
+use crate::rules::remediation::object::describe_target;
 use crate::rules::remediation::object_of;
-use crate::rules::remediation::progress::describe_target;
 use crate::rules::{PlannedAction, RuleSet};
 
 /// The guard that refused an action in the simulation.

@@ -277,7 +277,7 @@ impl Pipeline {
                 error,
                 details,
             );
-            row.target = Some(crate::rules::remediation::progress::describe_target(
+            row.target = Some(crate::rules::remediation::object::describe_target(
                 &plan.target,
             ));
             count += self.record_once(&row, None, false).await?;

@@ -4,15 +4,16 @@
 //! (`crate::pipeline`) persists that state and feeds it observations; `reflex test` feeds it
 //! simulated ones.
 
+pub mod object;
 pub mod plan;
 pub mod progress;
 pub mod readiness;
 pub mod spec;
 
+pub use object::{describe_target, object_holds, object_of};
 pub use plan::{KubeCheck, LoopGuard, Plan, Step, Undo, Verify};
 pub use progress::{
-    Effect, Ending, Observed, Progress, Stage, StepEnd, StepRef, object_of, remediation_id,
-    step_key,
+    Effect, Ending, Observed, Progress, Stage, StepEnd, StepRef, remediation_id, step_key,
 };
 
 #[cfg(test)]

@@ -16,7 +16,8 @@ use crate::event::Event;
 use crate::rules::action::ActionKind;
 use crate::rules::action::kubernetes::TargetParams;
 use crate::rules::engine::{Evaluation, PlannedAction, RuleFailure, idempotency_key};
-use crate::rules::remediation::progress::{describe_target, object_of, occurrence};
+use crate::rules::remediation::object::{describe_target, object_of};
+use crate::rules::remediation::progress::occurrence;
 use crate::rules::remediation::{
     Effect, Ending, Observed, Progress, Stage, StepEnd, remediation_id,
 };

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value, json};
 
-use super::progress::{describe_target, object_of, occurrence};
+use super::object::{describe_target, object_of};
+use super::progress::occurrence;
 use super::*;
 use crate::event::Event;
 use crate::event::decode::{Decoding, decode_json};
