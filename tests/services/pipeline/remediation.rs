@@ -2,15 +2,12 @@
 //! the outcome recorded — and a redelivery of the same record restarts nothing.
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Namespace;
-use kube::Api;
-use kube::api::{DeleteParams, PostParams};
+use kube::api::DeleteParams;
 use reflex::actions::Executors;
 use reflex::actions::kubernetes::KubeExecutor;
 use reflex::config::PipelineConfig;
 use reflex::pipeline::Handled;
 use reflex::store::OutcomeStatus;
-use serde_json::json;
 
 use super::harness::*;
 use super::support;
@@ -28,36 +25,7 @@ fn restarted_at(d: &Deployment) -> Option<String> {
 
 #[tokio::test]
 async fn a_crash_loop_alert_restarts_the_real_deployment_once_even_when_redelivered() {
-    support::install_crypto_provider();
-    let client = support::kube_client(&support::kubeconfig()).await;
-    let namespace = support::unique_name("remedy");
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": namespace}})).expect("namespace"),
-        )
-        .await
-        .expect("create namespace");
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
-    let manifest = json!({
-        "metadata": {"name": "checkout"},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": "checkout"}},
-            "template": {
-                "metadata": {"labels": {"app": "checkout"}},
-                "spec": {"containers": [{"name": "checkout", "image": "registry.example.org/shop/checkout:1.0.0"}]}
-            }
-        }
-    });
-    deployments
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(manifest).expect("deployment"),
-        )
-        .await
-        .expect("create deployment");
+    let (client, namespace, namespaces, deployments) = checkout_namespace("remedy").await;
 
     let kafka = Kafka::new().await;
     let db = Db::sqlite().await;
