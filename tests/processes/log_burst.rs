@@ -6,7 +6,8 @@
 //! (named by the pod's `app` label) once: the restart annotation changes, the outcome is on the
 //! outcomes topic and in the store.
 //!
-//! "Restart nothing" is asserted once the group has committed every record produced (each
+//! Records the topic's decoding cannot read are dead-lettered with the reason. "Restart
+//! nothing" is asserted once the group has committed every record produced (each
 //! record's outcomes are durable before its offset is), not after a sleep.
 //!
 //! Run: `eval "$(scripts/services env)"; cargo test --features services --test processes
@@ -193,7 +194,45 @@ async fn five_error_lines_of_one_pod_within_a_minute_restart_its_deployment_and_
         quiet.extend([(POD, ERROR_LINE), (SIBLING, ERROR_LINE), (POD, INFO_LINE)]);
     }
     produce(&producer, &setup.events, &namespace, &quiet).await;
+    // Records a log_json topic cannot read: dead-lettered with the reason, nothing else.
+    for bad in [
+        "GET /healthz 200 0.3ms",
+        r#"{"stream": "stderr", "kubernetes": {}}"#,
+    ] {
+        producer
+            .send(
+                FutureRecord::to(&setup.events).key("bad").payload(bad),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap_or_else(|(err, _)| panic!("produce to {}: {err}", setup.events));
+    }
     wait_handled(&setup, &reflex).await;
+    let dead_letters = running::reader(
+        &setup.bootstrap,
+        &format!("{}.dead-letters", setup.events.trim_end_matches(".events")),
+    );
+    let mut letters = Vec::new();
+    running::read_until(
+        &dead_letters,
+        "two dead letters",
+        || reflex.log(),
+        |m| {
+            use rdkafka::Message as _;
+            letters.push(support::header_map(&m.detach()));
+            letters.len() == 2
+        },
+    )
+    .await;
+    assert_eq!(letters[0]["reflex-dlq-reason"], "not_json", "{letters:?}");
+    assert_eq!(
+        letters[1]["reflex-dlq-reason"], "wrong_format",
+        "{letters:?}"
+    );
+    assert!(
+        letters[1]["reflex-dlq-error"].contains("no `message`, `log` or `msg` string"),
+        "{letters:?}"
+    );
     assert_eq!(
         stamp(&deployments).await.as_deref(),
         Some(OLD_STAMP),
