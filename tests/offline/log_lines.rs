@@ -29,6 +29,21 @@ fn file(dir: &Path, name: &str, lines: &[&str]) -> PathBuf {
     path
 }
 
+/// `reflex replay` of `lines` through rules/logs/ as topic `logs` with `--decoding decoding`.
+fn replay_logs(decoding: &str, lines: &Path) -> Output {
+    let lines = lines.to_str().expect("a UTF-8 path");
+    reflex(&[
+        "replay",
+        "--rules",
+        "rules/logs",
+        "--topic",
+        "logs",
+        "--decoding",
+        decoding,
+        lines,
+    ])
+}
+
 const FLUENT_BIT_LOG: &str = "tests/data/events/fluent-bit-checkout-errors.log";
 
 /// The fifth error line of the pod in the Fluent Bit log, 30 s after its first.
@@ -46,16 +61,7 @@ fn replay_reads_raw_syslog_lines_and_skips_what_run_would_dead_letter() {
             "<14>Dec  4 23:10:10 web-1 sshd[4123]: Accepted publickey for deploy",
         ],
     );
-    let out = reflex(&[
-        "replay",
-        "--rules",
-        "rules/logs",
-        "--topic",
-        "logs",
-        "--decoding",
-        "syslog",
-        lines.to_str().unwrap(),
-    ]);
+    let out = replay_logs("syslog", &lines);
     let (stdout, stderr) = texts(&out);
     assert!(out.status.success(), "{stdout}{stderr}");
     assert!(
@@ -87,16 +93,7 @@ fn replay_reads_raw_syslog_lines_and_skips_what_run_would_dead_letter() {
 
 #[test]
 fn replay_of_fluent_bit_lines_restarts_on_the_fifth_error_of_a_pod_within_a_minute() {
-    let quiet = reflex(&[
-        "replay",
-        "--rules",
-        "rules/logs",
-        "--topic",
-        "logs",
-        "--decoding",
-        "log_json",
-        FLUENT_BIT_LOG,
-    ]);
+    let quiet = replay_logs("log_json", Path::new(FLUENT_BIT_LOG));
     let (stdout, stderr) = texts(&quiet);
     assert!(
         stderr.contains("replayed 6 event(s): 0 planned action(s), 0 line(s) skipped"),
@@ -106,16 +103,7 @@ fn replay_of_fluent_bit_lines_restarts_on_the_fifth_error_of_a_pod_within_a_minu
     let dir = tempfile::tempdir().unwrap();
     let shipped = std::fs::read_to_string(FLUENT_BIT_LOG).unwrap();
     let burst = file(dir.path(), "burst.log", &[shipped.trim_end(), FIFTH_ERROR]);
-    let out = reflex(&[
-        "replay",
-        "--rules",
-        "rules/logs",
-        "--topic",
-        "logs",
-        "--decoding",
-        "log-json",
-        burst.to_str().unwrap(),
-    ]);
+    let out = replay_logs("log-json", &burst);
     let (stdout, stderr) = texts(&out);
     assert!(
         stderr.contains("replayed 7 event(s): 1 planned action(s), 0 line(s) skipped"),
