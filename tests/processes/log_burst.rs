@@ -218,7 +218,6 @@ async fn five_error_lines_of_one_pod_within_a_minute_restart_its_deployment_and_
         "two dead letters",
         || reflex.log(),
         |m| {
-            use rdkafka::Message as _;
             letters.push(support::header_map(&m.detach()));
             letters.len() == 2
         },
