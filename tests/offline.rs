@@ -14,5 +14,6 @@ mod offline {
     mod cli_rules;
     mod closed_loop_rule_tests;
     mod eda_import;
+    mod log_lines;
     mod rules_engine;
 }

@@ -17,6 +17,7 @@ mod processes {
     mod faults;
     mod helm_chart;
     mod ingest;
+    mod log_burst;
     mod reload;
     mod run_pipeline;
     mod run_replicas;

@@ -156,7 +156,7 @@ fn the_shipped_rule_tests_pass() {
     let out = reflex(&["test", "rules"]);
     let text = stdout(&out);
     assert!(out.status.success(), "{text}");
-    assert!(text.contains("rule tests: 29 passed, 0 failed"), "{text}");
+    assert!(text.contains("rule tests: 33 passed, 0 failed"), "{text}");
 }
 
 #[test]

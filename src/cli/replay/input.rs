@@ -1,6 +1,6 @@
-//! What `replay` and `backtest` share: reading a JSON-lines event file, decoding its lines and
-//! Kafka records as `reflex run` would (configured per-topic decoding and limits), and running
-//! the engine on the events' own time with due timers fired as time passes.
+//! What `replay` and `backtest` share: reading an events file (JSON lines, or raw log lines),
+//! decoding its lines and Kafka records as `reflex run` would (configured per-topic decoding and
+//! limits), and running the engine on the events' own time with due timers fired as time passes.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::config::Config;
 use crate::event::Event;
-use crate::event::decode::{DecodeLimits, Decoding, RawRecord, decode};
+use crate::event::decode::{DecodeLimits, Decoding, RawRecord, decode, logs};
 use crate::rules::engine::Evaluation;
 use crate::rules::testing::run_timers;
 use crate::rules::{Engine, LoadError, RuleSet, load_dir};
@@ -106,15 +106,21 @@ impl Decoder {
             .map(serde_json::from_value)
             .transpose()
             .map_err(|e| format!("bad envelope: {e}"))?;
-        let payload = match &envelope {
-            Some(env) => Cow::Owned(
-                serde_json::to_vec(&env.payload).map_err(|e| format!("bad payload: {e}"))?,
-            ),
+        let env = envelope.as_ref();
+        let topic = env.map_or(self.topic.as_str(), |e| e.topic.as_str());
+        let payload = match env.map(|e| &e.payload) {
+            // A log line in an envelope is a JSON string; the record `reflex run` would read
+            // holds the line itself, not its JSON quoting.
+            Some(Value::String(text)) if logs::is_text(self.decoding_of(topic)) => {
+                Cow::Borrowed(text.as_bytes())
+            }
+            Some(payload) => {
+                Cow::Owned(serde_json::to_vec(payload).map_err(|e| format!("bad payload: {e}"))?)
+            }
             None => Cow::Borrowed(line),
         };
-        let env = envelope.as_ref();
         let record = RawRecord {
-            topic: env.map_or(self.topic.as_str(), |e| e.topic.as_str()),
+            topic,
             partition: 0,
             offset: i64::try_from(number).unwrap_or(i64::MAX),
             key: env.and_then(|e| e.key.as_deref()).map(str::as_bytes),
@@ -140,8 +146,9 @@ impl Decoder {
     }
 }
 
-/// Reads the JSON-lines file `path` (`-`: stdin), one event per line, either a bare payload or
-/// an envelope `{"topic", "payload", "key"?, "headers"?, "timestamp"?}`, and hands each
+/// Reads the events file `path` (`-`: stdin), one record per line, either a bare record value
+/// (JSON, or a raw log line under a log decoding) or an envelope `{"topic", "payload", "key"?,
+/// "headers"?, "timestamp"?}`, and hands each
 /// decoded event to `each` with its line number. Lines that are too long or cannot be decoded
 /// are reported on stderr and skipped; returns how many were.
 pub fn read_events(

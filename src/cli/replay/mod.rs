@@ -22,8 +22,10 @@ pub struct ReplayArgs {
     /// Rules directory or file.
     #[arg(long, default_value = "rules")]
     pub rules: PathBuf,
-    /// JSON-lines file: one event per line, either a bare payload or an envelope
-    /// `{"topic": ..., "payload": ..., "key"?, "headers"?, "timestamp"?}`. `-` reads stdin.
+    /// Events file, one record per line: a bare record value (a JSON document, or a raw log
+    /// line under a log decoding: `--decoding syslog`, or the topic's `pipeline.decoding`) or an
+    /// envelope `{"topic": ..., "payload": ..., "key"?, "headers"?, "timestamp"?}` (under a
+    /// text decoding a string payload is the line itself). `-` reads stdin.
     pub events: PathBuf,
     /// Topic for bare payload lines.
     #[arg(long, default_value = "events")]
@@ -33,7 +35,9 @@ pub struct ReplayArgs {
     /// Without it, the defaults apply.
     #[arg(long, short = 'c', value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Force a decoder instead of the configured one (`pipeline.decoding`) or auto-detection.
+    /// Force a decoder instead of the configured one (`pipeline.decoding`) or auto-detection;
+    /// the log decodings (`log`, `syslog`, `logfmt`, `log-json`, `otlp-json`) read raw log
+    /// lines as `reflex run` reads records of a topic configured with them.
     #[arg(long, value_enum)]
     pub decoding: Option<ReplayDecoding>,
     /// For every event, show every rule's verdict and its condition's evaluation, and for a
@@ -57,9 +61,22 @@ pub enum ReplayDecoding {
     /// Alertmanager webhook payload.
     Alertmanager,
     /// Kubernetes Event.
+    #[value(alias = "kubernetes_event")]
     KubernetesEvent,
     /// Falco alert.
     Falco,
+    /// Plain-text log lines: each line is the `message`.
+    Log,
+    /// Syslog lines (RFC 5424, RFC 3164, rsyslog's file formats).
+    Syslog,
+    /// logfmt lines (`key=value` pairs).
+    Logfmt,
+    /// A log shipper's JSON record per line (Fluent Bit, Vector, Filebeat).
+    #[value(alias = "log_json")]
+    LogJson,
+    /// An OpenTelemetry logs export in OTLP/JSON per line.
+    #[value(alias = "otlp_json")]
+    OtlpJson,
 }
 
 impl From<ReplayDecoding> for Decoding {
@@ -71,6 +88,11 @@ impl From<ReplayDecoding> for Decoding {
             ReplayDecoding::Alertmanager => Decoding::Alertmanager,
             ReplayDecoding::KubernetesEvent => Decoding::KubernetesEvent,
             ReplayDecoding::Falco => Decoding::Falco,
+            ReplayDecoding::Log => Decoding::Log,
+            ReplayDecoding::Syslog => Decoding::Syslog,
+            ReplayDecoding::Logfmt => Decoding::Logfmt,
+            ReplayDecoding::LogJson => Decoding::LogJson,
+            ReplayDecoding::OtlpJson => Decoding::OtlpJson,
         }
     }
 }

@@ -20,8 +20,15 @@ use chrono::DateTime;
 use serde_json::{Map, Value};
 
 use super::logs::{LogLine, normalize_level};
-use super::{DecodeError, Decoding, Origin, detect, kind_of};
+use super::{DecodeError, Decoding, Origin, detect, json_len, kind_of};
 use crate::event::{Event, Format};
+
+/// How many times `pipeline.max_payload_bytes` the copies of resource and scope attributes
+/// into the events of one export may add up to. Every event carries its resource's and
+/// scope's attributes, so an export of thousands of records under one large resource would
+/// otherwise turn a 1 MiB record into gigabytes of events; a real export (the Collector's
+/// batches of a few thousand records, a few hundred bytes of attributes) stays far below.
+pub(super) const MAX_COPY_FACTOR: usize = 8;
 
 /// The events of one export.
 pub(super) fn build(value: &Value, origin: &Origin<'_>) -> Result<Vec<Event>, DecodeError> {
@@ -37,12 +44,18 @@ pub(super) fn build(value: &Value, origin: &Origin<'_>) -> Result<Vec<Event>, De
         });
     };
     let mut events = Vec::new();
+    let most_copied = origin
+        .limits
+        .max_payload_bytes
+        .saturating_mul(MAX_COPY_FACTOR);
+    let mut copied = 0usize;
     for (r, resource_log) in resource_logs.iter().enumerate() {
-        let resource = attributes(
+        let resource = Value::Object(attributes(
             resource_log
                 .get("resource")
                 .and_then(|r| r.get("attributes")),
-        );
+        ));
+        let resource_len = json_len(&resource);
         let host = ["host.name", "k8s.pod.name"]
             .iter()
             .find_map(|k| resource.get(*k).and_then(Value::as_str))
@@ -65,18 +78,31 @@ pub(super) fn build(value: &Value, origin: &Origin<'_>) -> Result<Vec<Event>, De
                 "attributes".to_owned(),
                 Value::Object(attributes(scope.and_then(|s| s.get("attributes")))),
             );
+            let scope_fields = Value::Object(scope_fields);
+            let shared_len = resource_len + json_len(&scope_fields);
             let path = format!("resourceLogs[{r}].scopeLogs[{s}]");
             for (l, record) in list(scope_log, "logRecords", &path, origin)?
                 .iter()
                 .enumerate()
             {
                 let path = format!("{path}.logRecords[{l}]");
+                copied = copied.saturating_add(shared_len);
+                if copied > most_copied {
+                    return Err(origin.invalid(
+                        Format::Log,
+                        path,
+                        format!(
+                            "would make the export's events repeat its resource and scope \
+                             attributes past {most_copied} bytes ({MAX_COPY_FACTOR} times \
+                             `pipeline.max_payload_bytes`); export smaller batches (the \
+                             Collector's batch processor `send_batch_max_size`)"
+                        ),
+                    ));
+                }
                 let mut line = log_record(record, &path, origin)?;
                 line.host.clone_from(&host);
-                line.fields
-                    .insert("resource".to_owned(), Value::Object(resource.clone()));
-                line.fields
-                    .insert("scope".to_owned(), Value::Object(scope_fields.clone()));
+                line.fields.insert("resource".to_owned(), resource.clone());
+                line.fields.insert("scope".to_owned(), scope_fields.clone());
                 let id = format!("{}#{}", origin.position_id(), events.len());
                 events.push(line.into_event("otlp", id, origin));
             }

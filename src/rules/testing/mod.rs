@@ -78,13 +78,22 @@ pub struct Step {
     /// Record headers (e.g. CloudEvents `ce_` headers for binary mode).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
-    /// Force a decoder instead of auto-detection.
+    /// Force a decoder instead of auto-detection (a log topic's decoding: `log`, `syslog`,
+    /// `logfmt`, `log_json`, `otlp_json`).
     #[serde(default)]
     pub decoding: Decoding,
-    /// The record value, inline (YAML is converted to JSON).
+    /// The record value, inline (YAML is converted to JSON; under a text decoding, a string is
+    /// the line).
     pub payload: Option<Value>,
     /// The record value from a JSON file, relative to this test file.
     pub file: Option<String>,
+    /// Raw records, one per line (a syslog line, a Fluent Bit JSON record...), each read from
+    /// its bytes by the decoder `reflex run` uses for a topic with this step's `decoding`; they
+    /// arrive in order at the step's clock.
+    pub lines: Option<Vec<String>>,
+    /// Raw records from a text file (e.g. a `.log` file), one per non-empty line, relative to
+    /// this test file; read as `lines` are.
+    pub lines_file: Option<String>,
     /// Kubernetes objects as the API server would return them (`kind`, `metadata.name`,
     /// `metadata.namespace`, `status`, ...), set after the clock moves and before the event. A
     /// `verify.kubernetes` check reads them by kind, namespace and name; an object never given

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::closed_loop::{ClosedLoop, Outcome};
 use super::{DEFAULT_TOPIC, Step, TestCase, default_start};
-use crate::event::decode::decode_json;
+use crate::event::decode::{DecodeLimits, RawRecord, decode, decode_json};
 use crate::rules::RuleSet;
 use crate::rules::engine::{Engine, Evaluation};
 
@@ -28,6 +28,7 @@ pub(super) fn execute(
     let mut closed = ClosedLoop::new(Arc::clone(rules));
     let mut out = Outcome::default();
     let mut now = case.start.unwrap_or_else(default_start);
+    let mut skew = 0i64;
     check_year(now).map_err(|e| format!("`start`: {e}"))?;
     for (index, step) in case.steps.iter().enumerate() {
         let at = |what: &str| format!("step {}: {what}", index + 1);
@@ -62,21 +63,30 @@ pub(super) fn execute(
         for object in &step.objects {
             closed.set_object(object).map_err(|e| at(&e))?;
         }
-        let Some(value) = record_value(base, step).map_err(|e| at(&e))? else {
+        let Some(records) = records(base, step).map_err(|e| at(&e))? else {
             continue;
         };
         let topic = step.topic.as_deref().unwrap_or(DEFAULT_TOPIC);
-        let events = decode_json(
-            value,
-            topic,
-            0,
-            index as i64,
-            step.key.as_deref(),
-            &step.headers,
-            Some(now),
-            step.decoding,
-        )
-        .map_err(|e| at(&e.to_string()))?;
+        // Each record has an offset of its own (a log line's identity is its position); a
+        // case without `lines` keeps one offset per step, its index.
+        let offset = index as i64 + skew;
+        let events = match records {
+            Records::Document(value) => decode_json(
+                value,
+                topic,
+                0,
+                offset,
+                step.key.as_deref(),
+                &step.headers,
+                Some(now),
+                step.decoding,
+            )
+            .map_err(|e| at(&e.to_string()))?,
+            Records::Lines(lines) => {
+                skew += lines.len().saturating_sub(1) as i64;
+                decode_lines(&lines, topic, offset, step, now).map_err(|e| at(&e))?
+            }
+        };
         for event in &events {
             closed.arrived(event, now, &mut out);
             let eval = engine.process(event, now);
@@ -88,26 +98,98 @@ pub(super) fn execute(
     Ok(out)
 }
 
-/// The step's record value; `None` when the step only moves the clock or sets objects.
-fn record_value(base: &Path, step: &Step) -> Result<Option<Value>, String> {
-    match (&step.payload, &step.file) {
-        (Some(_), Some(_)) => Err("give `payload` or `file`, not both".to_owned()),
-        (Some(v), None) => Ok(Some(v.clone())),
-        (None, Some(f)) => {
-            let path = base.join(f);
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            serde_json::from_str(&text)
-                .map(Some)
-                .map_err(|e| format!("{} is not JSON: {e}", path.display()))
-        }
-        (None, None) if step.advance.is_some() || step.at.is_some() || !step.objects.is_empty() => {
-            Ok(None)
-        }
-        (None, None) => {
-            Err("a step needs `payload`, `file`, `advance`, `at` or `objects`".to_owned())
-        }
+/// What a step's records are given as.
+enum Records {
+    /// One record value as a JSON document (`payload`, `file`).
+    Document(Value),
+    /// Raw record values, one per line (`lines`, `lines_file`).
+    Lines(Vec<String>),
+}
+
+/// The step's records; `None` when the step only moves the clock or sets objects.
+fn records(base: &Path, step: &Step) -> Result<Option<Records>, String> {
+    let given = [
+        step.payload.is_some(),
+        step.file.is_some(),
+        step.lines.is_some(),
+        step.lines_file.is_some(),
+    ];
+    if given.iter().filter(|g| **g).count() > 1 {
+        return Err("give one of `payload`, `file`, `lines`, `lines_file`".to_owned());
     }
+    let read = |f: &str| {
+        let path = base.join(f);
+        std::fs::read_to_string(&path)
+            .map(|text| (path.display().to_string(), text))
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))
+    };
+    if let Some(v) = &step.payload {
+        return Ok(Some(Records::Document(v.clone())));
+    }
+    if let Some(f) = &step.file {
+        let (path, text) = read(f)?;
+        return serde_json::from_str(&text)
+            .map(|v| Some(Records::Document(v)))
+            .map_err(|e| format!("{path} is not JSON: {e}"));
+    }
+    if let Some(lines) = &step.lines {
+        if lines.is_empty() {
+            return Err("`lines` is empty; give at least one line".to_owned());
+        }
+        return Ok(Some(Records::Lines(lines.clone())));
+    }
+    if let Some(f) = &step.lines_file {
+        let (path, text) = read(f)?;
+        let lines: Vec<String> = text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(str::to_owned)
+            .collect();
+        if lines.is_empty() {
+            return Err(format!("{path} has no line"));
+        }
+        return Ok(Some(Records::Lines(lines)));
+    }
+    if step.advance.is_some() || step.at.is_some() || !step.objects.is_empty() {
+        Ok(None)
+    } else {
+        Err(
+            "a step needs `payload`, `file`, `advance`, `at` or `objects` (or raw records: \
+             `lines`, `lines_file`)"
+                .to_owned(),
+        )
+    }
+}
+
+/// The events of raw lines, each decoded from its bytes as `reflex run` decodes a Kafka record
+/// of a topic with the step's decoding (and the default limits), at offsets from `offset` on.
+fn decode_lines(
+    lines: &[String],
+    topic: &str,
+    offset: i64,
+    step: &Step,
+    now: DateTime<Utc>,
+) -> Result<Vec<crate::event::Event>, String> {
+    let mut events = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let record = RawRecord {
+            topic,
+            partition: 0,
+            offset: offset + i as i64,
+            key: step.key.as_deref().map(str::as_bytes),
+            headers: step
+                .headers
+                .iter()
+                .map(|(name, value)| (name.as_str(), Some(value.as_bytes())))
+                .collect(),
+            payload: Some(line.as_bytes()),
+            timestamp: Some(now),
+        };
+        let decoded = decode(&record, step.decoding, &DecodeLimits::default())
+            .map_err(|e| format!("line {}: {e}", i + 1))?;
+        events.extend(decoded);
+    }
+    Ok(events)
 }
 
 /// Lets time pass up to `until`: engine timers fire and remediations are looked at when due,

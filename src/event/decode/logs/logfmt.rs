@@ -9,15 +9,22 @@
 use serde_json::Value;
 
 use super::syslog::quoted;
-use super::{LogLine, normalize_level};
+use super::{LogLine, MAX_FIELDS, normalize_level};
 use crate::event::decode::parse::parse_time;
 
 /// Parses one logfmt line; `Err` says why it is not one.
 pub(super) fn parse(line: &str) -> Result<LogLine, String> {
     let mut out = LogLine::default();
-    let mut pairs = 0usize;
+    let (mut pairs, mut keys) = (0usize, 0usize);
     let mut rest = line.trim_start();
     while !rest.is_empty() {
+        keys += 1;
+        if keys > MAX_FIELDS {
+            return Err(format!(
+                "the line has more than {MAX_FIELDS} keys; a log line carries tens, so this \
+                 is likely not logfmt, or split the record"
+            ));
+        }
         let key_end = rest.find(['=', ' ']).unwrap_or(rest.len());
         let key = &rest[..key_end];
         if key.is_empty() || key.contains('"') {

@@ -35,6 +35,11 @@ use crate::event::{Event, Format};
 /// 16 KiB), low enough that a binary blob sent to a log topic is refused with a clear reason.
 pub const MAX_LINE_BYTES: usize = 256 * 1024;
 
+/// Most `key=value` pairs in a logfmt line, and most parameters in a syslog line's structured
+/// data: real lines carry tens; the line-length bound alone would admit some 60,000 (`a=1 `),
+/// each a map entry in the event that every rule's condition may walk.
+pub const MAX_FIELDS: usize = 1000;
+
 /// One log line, decoded: the fields of the common event shape.
 #[derive(Debug, Default)]
 pub(super) struct LogLine {
@@ -65,8 +70,9 @@ impl LogLine {
     }
 }
 
-/// Whether a decoding reads the record value as text rather than JSON.
-pub(super) fn is_text(decoding: Decoding) -> bool {
+/// Whether a decoding reads the record value as text rather than JSON (`reflex replay` and
+/// `reflex test` hand such a decoding the line itself).
+pub fn is_text(decoding: Decoding) -> bool {
     matches!(
         decoding,
         Decoding::Log | Decoding::Syslog | Decoding::Logfmt

@@ -12,7 +12,7 @@
 use chrono::{DateTime, Datelike, Duration, NaiveDateTime, Utc};
 use serde_json::{Map, Value};
 
-use super::LogLine;
+use super::{LogLine, MAX_FIELDS};
 use crate::event::decode::parse::parse_time;
 
 const SEVERITIES: [&str; 8] = [
@@ -137,7 +137,9 @@ fn structured_data(text: &str) -> Result<(Map<String, Value>, &str), String> {
         return Ok((elements, rest));
     }
     let mut rest = text;
+    let mut count = 0usize;
     while let Some(element) = rest.strip_prefix('[') {
+        one_more(&mut count)?;
         let id_end = element
             .find([' ', ']'])
             .ok_or("a STRUCTURED-DATA element has no closing `]`")?;
@@ -148,6 +150,7 @@ fn structured_data(text: &str) -> Result<(Map<String, Value>, &str), String> {
         let mut params = Map::new();
         rest = &element[id_end..];
         while let Some(param) = rest.strip_prefix(' ') {
+            one_more(&mut count)?;
             let (name, after) = param
                 .split_once("=\"")
                 .ok_or_else(|| format!("SD-ID `{id}` has a parameter without `=\"value\"`"))?;
@@ -165,6 +168,18 @@ fn structured_data(text: &str) -> Result<(Map<String, Value>, &str), String> {
         return Err("STRUCTURED-DATA is neither `-` nor `[...]`".to_owned());
     }
     Ok((elements, rest))
+}
+
+/// Counts one more STRUCTURED-DATA element or parameter, within [`MAX_FIELDS`].
+fn one_more(count: &mut usize) -> Result<(), String> {
+    *count += 1;
+    if *count > MAX_FIELDS {
+        return Err(format!(
+            "the STRUCTURED-DATA has more than {MAX_FIELDS} elements and parameters; split the \
+             record"
+        ));
+    }
+    Ok(())
 }
 
 /// The value of a quoted string whose opening quote is already consumed (escapes `\"`, `\\`,

@@ -8,6 +8,7 @@ mod detection;
 mod falco;
 mod forced;
 mod kubernetes;
+mod log_bounds;
 mod logs;
 mod otlp;
 mod props;
