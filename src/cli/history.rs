@@ -5,7 +5,7 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
@@ -50,7 +50,7 @@ pub struct HistoryArgs {
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_HISTORY_LIMIT)))]
     pub limit: u32,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
 }
 
@@ -95,7 +95,10 @@ pub async fn query(args: &HistoryArgs) -> anyhow::Result<String> {
     if let (Some(since), Some(until)) = (args.since, args.until)
         && since >= until
     {
-        bail!("--since ({since}) must be before --until ({until})");
+        return Err(super::Error::Usage(format!(
+            "--since ({since}) must be before --until ({until})"
+        ))
+        .into());
     }
     let store = args.audit.open().await?;
     let output = query_store(&store, args).await;
