@@ -16,6 +16,7 @@ pub mod release;
 pub mod replay;
 pub mod run;
 pub mod schema;
+pub mod table;
 pub mod test;
 pub mod validate;
 pub mod version;

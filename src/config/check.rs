@@ -66,10 +66,13 @@ pub fn check(
         // A section emptied by earlier elisions reads as `null`; that is not the file's fault.
         let consequence = line > 0 && block_of(&original, line - 1).any(|i| elided[i]);
         if !consequence {
-            // Name the field whose value it is, when the position is a value's.
-            let message = match at.iter().find(|(_, l)| {
-                (l.line(), l.column()) == (problem.line, problem.column)
-            }) {
+            // Name the field whose value it is, when the position is a value's (an unknown
+            // key names itself, and its position can be its section's value too).
+            let field = at
+                .iter()
+                .find(|(_, l)| (l.line(), l.column()) == (problem.line, problem.column))
+                .filter(|_| !problem.message.starts_with("unknown field"));
+            let message = match field {
                 Some((field, _)) => format!("{field}: {}", problem.message),
                 None => problem.message,
             };
