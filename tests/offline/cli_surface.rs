@@ -263,3 +263,34 @@ fn exit_codes_tell_findings_from_usage_from_runtime_errors() {
         }
     }
 }
+
+#[test]
+fn a_schema_modeline_is_a_comment_validation_accepts_and_names_a_committed_schema() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "restart.yaml",
+        "# yaml-language-server: $schema=https://raw.githubusercontent.com/reflex-project/reflex/main/docs/schema/rules.schema.json\n\
+         rules:\n  - name: restart\n    actions:\n      - log: {message: hi}\n",
+    );
+    let out = reflex(&["validate", dir.path().to_str().expect("utf-8")]);
+    assert!(out.status.success(), "{}", stdout(&out));
+
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut checked = 0;
+    for entry in walkdir::WalkDir::new(root.join("rules")) {
+        let path = entry.expect("readable rules dir").into_path();
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let Some(target) = text
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("# yaml-language-server: $schema="))
+        else {
+            continue;
+        };
+        let schema = path.parent().expect("in a folder").join(target);
+        assert!(schema.is_file(), "{}: {target} does not exist", path.display());
+        checked += 1;
+    }
+    assert!(checked > 0, "the shipped rule tests carry the modeline");
+}
