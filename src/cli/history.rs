@@ -392,7 +392,10 @@ mod tests {
             ],
             OutputFormat::Text,
         );
-        let lines: Vec<Vec<&str>> = text.lines().map(|l| l.split_whitespace().collect()).collect();
+        let lines: Vec<Vec<&str>> = text
+            .lines()
+            .map(|l| l.split_whitespace().collect())
+            .collect();
         assert_eq!(lines[0], OUTCOME_COLUMNS, "a header row first: {text}");
         let remediation = |line: &[&str]| line[OUTCOME_COLUMNS.len() - 2].to_owned();
         assert_eq!(remediation(&lines[1]), "rem-1/0", "{text}");

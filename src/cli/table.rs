@@ -5,7 +5,13 @@
 /// An empty cell is shown as `-`, so every row splits into the same number of words up to
 /// the last column.
 pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
-    let cell = |text: &str| if text.is_empty() { "-".to_owned() } else { text.to_owned() };
+    let cell = |text: &str| {
+        if text.is_empty() {
+            "-".to_owned()
+        } else {
+            text.to_owned()
+        }
+    };
     let lines: Vec<Vec<String>> = std::iter::once(header.iter().map(|h| cell(h)).collect())
         .chain(rows.iter().map(|row| row.iter().map(|c| cell(c)).collect()))
         .collect();
@@ -39,7 +45,11 @@ mod tests {
             &["NAME", "STATUS", "ERROR"],
             &[
                 vec!["a".into(), "succeeded".into(), String::new()],
-                vec!["longer-name".into(), "failed".into(), "timed out after 5s".into()],
+                vec![
+                    "longer-name".into(),
+                    "failed".into(),
+                    "timed out after 5s".into(),
+                ],
             ],
         );
         assert_eq!(

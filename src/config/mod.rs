@@ -27,8 +27,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use check::check;
 pub use actions::{ActionsConfig, CircuitConfig, ClusterScopedLists, NamespaceLists};
+pub use check::check;
 pub use consumer::{ConsumerConfig, RESERVED_CONSUMER_PROPERTIES};
 pub use kafka::{KafkaConfig, TopicsConfig};
 pub use kubernetes::KubernetesConfig;

@@ -9,9 +9,15 @@ const MASK: &str = "***";
 /// OAUTHBEARER client secrets and configurations (which may embed one).
 fn is_secret_property(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
-    ["password", "secret", "token", "ssl.key.pem", "sasl.oauthbearer.config"]
-        .iter()
-        .any(|word| name.contains(word))
+    [
+        "password",
+        "secret",
+        "token",
+        "ssl.key.pem",
+        "sasl.oauthbearer.config",
+    ]
+    .iter()
+    .any(|word| name.contains(word))
 }
 
 impl Config {
@@ -44,7 +50,10 @@ mod tests {
             ("sasl.oauthbearer.client.secret", "oauth"),
             ("security.protocol", "SASL_SSL"),
         ] {
-            config.kafka.client.insert(name.to_owned(), value.to_owned());
+            config
+                .kafka
+                .client
+                .insert(name.to_owned(), value.to_owned());
         }
         config.store.url = "postgres://reflex:hunter2@db:5432/reflex".to_owned();
         let shown = config.redacted();
@@ -54,6 +63,9 @@ mod tests {
         }
         assert_eq!(shown.kafka.client["security.protocol"], "SASL_SSL");
         assert_eq!(shown.store.url, "postgres://reflex:***@db:5432/reflex");
-        assert_eq!(shown.kafka.bootstrap_servers, config.kafka.bootstrap_servers);
+        assert_eq!(
+            shown.kafka.bootstrap_servers,
+            config.kafka.bootstrap_servers
+        );
     }
 }

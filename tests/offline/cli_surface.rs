@@ -51,8 +51,16 @@ fn version_names_the_commit_and_build_date_as_text_and_json() {
     assert!(!commit.is_empty(), "{info}");
     let date = info["build_date"].as_str().expect("build date");
     chrono::DateTime::parse_from_rfc3339(date).expect("build date is RFC 3339");
-    assert!(info["rustc"].as_str().is_some_and(|r| r.starts_with("rustc ")), "{info}");
-    assert!(info["target"].as_str().is_some_and(|t| !t.is_empty()), "{info}");
+    assert!(
+        info["rustc"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("rustc ")),
+        "{info}"
+    );
+    assert!(
+        info["target"].as_str().is_some_and(|t| !t.is_empty()),
+        "{info}"
+    );
 
     let flag = reflex(&["--version"]);
     assert!(flag.status.success());
@@ -88,7 +96,11 @@ fn completion_scripts_are_generated_for_each_shell_and_bash_accepts_its_own() {
         }
     }
     let out = reflex(&["completion", "powershell"]);
-    assert_eq!(out.status.code(), Some(2), "an unsupported shell is a usage error");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an unsupported shell is a usage error"
+    );
 }
 
 const BAD_CONFIG: &str = "\
@@ -117,7 +129,11 @@ fn config_check_reports_every_bad_config_class_at_once_with_positions() {
         (4, 20, "consumer.retry_min_delay: unknown unit `x`"),
         (5, 20, "consumer.partition_queue: invalid u64"),
         (7, 19, "actions.max_concurrent: must be between 1 and 256"),
-        (9, 8, "store.url: `mysql://reflex:***@db/reflex` has an unknown scheme"),
+        (
+            9,
+            8,
+            "store.url: `mysql://reflex:***@db/reflex` has an unknown scheme",
+        ),
         (11, 11, "server.listen: invalid socket address"),
     ];
     for (line, column, message) in expected {
@@ -129,13 +145,20 @@ fn config_check_reports_every_bad_config_class_at_once_with_positions() {
     }
     assert!(text.contains("did you mean `bootstrap_servers`?"), "{text}");
     assert!(text.ends_with("6 problem(s) found\n"), "{text}");
-    assert!(!text.contains("hunter2"), "the password is never shown: {text}");
+    assert!(
+        !text.contains("hunter2"),
+        "the password is never shown: {text}"
+    );
 
     let json = reflex(&["config", "check", &file, "-o", "json"]);
     assert_eq!(json.status.code(), Some(1));
     let report: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON");
     assert_eq!(report["valid"], false);
-    assert_eq!(report["problems"].as_array().map(Vec::len), Some(6), "{report}");
+    assert_eq!(
+        report["problems"].as_array().map(Vec::len),
+        Some(6),
+        "{report}"
+    );
     assert_eq!(report["problems"][0]["line"], 2);
 
     let example = reflex(&["config", "check", "deploy/config.example.yaml"]);
@@ -158,12 +181,18 @@ fn config_print_shows_the_effective_configuration_with_secrets_masked() {
         .expect("runs");
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
-    assert!(!text.contains("s3cret") && !text.contains("hunter2"), "{text}");
+    assert!(
+        !text.contains("s3cret") && !text.contains("hunter2"),
+        "{text}"
+    );
     let config: serde_json::Value = serde_json::from_str(&text).expect("JSON");
     assert_eq!(config["kafka"]["bootstrap_servers"], "broker-from-env:9092");
     assert_eq!(config["kafka"]["client"]["sasl.password"], "***");
     assert_eq!(config["kafka"]["client"]["security.protocol"], "SASL_SSL");
-    assert_eq!(config["store"]["url"], "postgres://reflex:***@db:5432/reflex");
+    assert_eq!(
+        config["store"]["url"],
+        "postgres://reflex:***@db:5432/reflex"
+    );
     assert_eq!(config["actions"]["timeout"], "45s", "defaults filled in");
 
     // The YAML form is itself a configuration `check` accepts.
@@ -182,16 +211,24 @@ fn every_committed_schema_carries_an_id_naming_its_file() {
         ("config", "config.schema.json"),
     ] {
         let text = std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/schema").join(file),
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("docs/schema")
+                .join(file),
         )
         .expect("committed schema");
         let schema: serde_json::Value = serde_json::from_str(&text).expect("JSON");
         let id = schema["$id"].as_str().unwrap_or_default();
-        assert!(id.starts_with("https://") && id.ends_with(file), "{kind}: {id}");
+        assert!(
+            id.starts_with("https://") && id.ends_with(file),
+            "{kind}: {id}"
+        );
     }
     let out = reflex(&["config", "schema"]);
     let schema: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
-    assert_eq!(schema["additionalProperties"], false, "unknown keys are refused");
+    assert_eq!(
+        schema["additionalProperties"], false,
+        "unknown keys are refused"
+    );
     assert!(schema["properties"]["kafka"].is_object(), "{schema}");
 }
 
@@ -230,23 +267,43 @@ fn exit_codes_tell_findings_from_usage_from_runtime_errors() {
     let bad = write(dir.path(), "reflex.yaml", BAD_CONFIG);
     let cases: [(&[&str], i32, &str); 9] = [
         (&["validate", "rules"], 0, "valid rules"),
-        (&["validate", "tests/data/rules-invalid"], 1, "invalid rules"),
+        (
+            &["validate", "tests/data/rules-invalid"],
+            1,
+            "invalid rules",
+        ),
         (&["config", "check", &bad], 1, "invalid configuration"),
         (&["validate", "--no-such-flag"], 2, "unknown flag"),
         (&["frobnicate"], 2, "unknown command"),
         (
-            &["history", "--since", "1h", "--until", "2h", "--store", "sqlite::memory:"],
+            &[
+                "history",
+                "--since",
+                "1h",
+                "--until",
+                "2h",
+                "--store",
+                "sqlite::memory:",
+            ],
             2,
             "--since after --until",
         ),
-        (&["release", " ", "--store", "sqlite::memory:"], 2, "empty TARGET"),
+        (
+            &["release", " ", "--store", "sqlite::memory:"],
+            2,
+            "empty TARGET",
+        ),
         (
             // Nothing listens on port 1: the database is unreachable.
             &["history", "--store", "postgres://reflex@127.0.0.1:1/reflex"],
             3,
             "unreachable database",
         ),
-        (&["config", "check", "/nonexistent/reflex.yaml"], 3, "unreadable file"),
+        (
+            &["config", "check", "/nonexistent/reflex.yaml"],
+            3,
+            "unreadable file",
+        ),
     ];
     for (args, code, what) in cases {
         let out = reflex(args);
@@ -289,7 +346,11 @@ fn a_schema_modeline_is_a_comment_validation_accepts_and_names_a_committed_schem
             continue;
         };
         let schema = path.parent().expect("in a folder").join(target);
-        assert!(schema.is_file(), "{}: {target} does not exist", path.display());
+        assert!(
+            schema.is_file(),
+            "{}: {target} does not exist",
+            path.display()
+        );
         checked += 1;
     }
     assert!(checked > 0, "the shipped rule tests carry the modeline");

@@ -38,7 +38,10 @@ fn every_class_of_problem_is_reported_at_once_in_reading_order() {
 fn a_section_emptied_by_its_own_mistakes_is_not_reported_again() {
     // Both lines of `consumer:` are wrong; with them set aside the section is empty, which is
     // not a third problem.
-    let found = problems("consumer:\n  partition_queue: x\n  commit_interval: 1y\n", &[]);
+    let found = problems(
+        "consumer:\n  partition_queue: x\n  commit_interval: 1y\n",
+        &[],
+    );
     assert_eq!(found.len(), 2, "{found:?}");
     assert_eq!((found[0].0, found[1].0), (2, 3), "{found:?}");
 }
@@ -58,7 +61,11 @@ fn a_value_set_by_the_environment_is_blamed_on_the_variable() {
 fn a_problem_of_an_absent_field_points_at_its_section_or_nowhere() {
     let found = problems("pipeline:\n  max_depth: 16\nactions:\n  timeout: 5m\n", &[]);
     assert_eq!(found.len(), 1, "{found:?}");
-    assert_eq!((found[0].0, found[0].1), (2, 3), "at `pipeline:`'s value: {found:?}");
+    assert_eq!(
+        (found[0].0, found[0].1),
+        (2, 3),
+        "at `pipeline:`'s value: {found:?}"
+    );
     assert!(found[0].2.contains("claim_lease_secs"), "{found:?}");
 }
 
@@ -71,8 +78,12 @@ fn malformed_yaml_is_one_located_problem() {
 
 #[test]
 fn a_valid_file_and_an_empty_one_give_the_configuration() {
-    let config = check("kafka:\n  bootstrap_servers: b:9092\n", Path::new("x"), |_| None)
-        .expect("valid");
+    let config = check(
+        "kafka:\n  bootstrap_servers: b:9092\n",
+        Path::new("x"),
+        |_| None,
+    )
+    .expect("valid");
     assert_eq!(config.kafka.bootstrap_servers, "b:9092");
     assert_eq!(
         check("# only a comment\n", Path::new("x"), |_| None).expect("valid"),
