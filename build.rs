@@ -53,10 +53,20 @@ fn main() {
     };
     if let (Some(git_dir), Some(common_dir)) = (git("--git-dir"), git("--git-common-dir")) {
         println!("cargo:rerun-if-changed={git_dir}/HEAD");
-        if let Ok(head) = std::fs::read_to_string(format!("{git_dir}/HEAD"))
-            && let Some(reference) = head.trim().strip_prefix("ref: ")
+        // Only files that exist: Cargo reruns the script on every build for a missing one,
+        // and a new build date each time would rebuild the crate each time. A packed ref
+        // lives in packed-refs.
+        let reference = std::fs::read_to_string(format!("{git_dir}/HEAD"))
+            .ok()
+            .and_then(|head| head.trim().strip_prefix("ref: ").map(str::to_owned));
+        for path in reference
+            .map(|r| format!("{common_dir}/{r}"))
+            .into_iter()
+            .chain([format!("{common_dir}/packed-refs")])
         {
-            println!("cargo:rerun-if-changed={common_dir}/{reference}");
+            if std::path::Path::new(&path).exists() {
+                println!("cargo:rerun-if-changed={path}");
+            }
         }
     }
 }
