@@ -20,9 +20,11 @@
 //!   and executors, timers, signals, critical tasks, HTTP server); `reflex run` and `bench` use it.
 //! - [`config`]: the `reflex run` configuration file and its defaults.
 //! - [`cli`]: the subcommands behind the `reflex` binary.
+//! - [`build_info`]: the version, commit and build date the binary was built from.
 
 pub mod actions;
 pub mod app;
+pub mod build_info;
 pub mod cli;
 pub mod config;
 pub mod event;

@@ -12,6 +12,7 @@ mod offline {
     mod cli_backtest;
     mod cli_closed_loop;
     mod cli_rules;
+    mod cli_surface;
     mod closed_loop_rule_tests;
     mod eda_import;
     mod log_lines;

@@ -5,7 +5,7 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
@@ -50,7 +50,7 @@ pub struct HistoryArgs {
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_HISTORY_LIMIT)))]
     pub limit: u32,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
 }
 
@@ -95,7 +95,10 @@ pub async fn query(args: &HistoryArgs) -> anyhow::Result<String> {
     if let (Some(since), Some(until)) = (args.since, args.until)
         && since >= until
     {
-        bail!("--since ({since}) must be before --until ({until})");
+        return Err(super::Error::Usage(format!(
+            "--since ({since}) must be before --until ({until})"
+        ))
+        .into());
     }
     let store = args.audit.open().await?;
     let output = query_store(&store, args).await;
@@ -151,17 +154,48 @@ pub fn render(records: &[OutcomeRecord], format: OutputFormat) -> String {
             if records.is_empty() {
                 return "no outcomes match\n".to_owned();
             }
-            let mut text = String::new();
-            for r in records {
-                text.push_str(&line(r));
-                if let Some((id, step)) = remediation_of(r) {
-                    text.push_str(&format!("  remediation={id} step={step}"));
-                }
-                text.push('\n');
-            }
-            text
+            let rows: Vec<Vec<String>> = records.iter().map(row).collect();
+            super::table::render(&OUTCOME_COLUMNS, &rows)
         }
     }
+}
+
+/// The header of `reflex history`'s text table; [`row`] fills one line of it.
+const OUTCOME_COLUMNS: [&str; 10] = [
+    "STARTED",
+    "STATUS",
+    "RULE",
+    "ACTION",
+    "TARGET",
+    "ATTEMPTS",
+    "DURATION",
+    "EVENT",
+    "REMEDIATION/STEP",
+    "ERROR",
+];
+
+/// The cells of one outcome under [`OUTCOME_COLUMNS`].
+fn row(r: &OutcomeRecord) -> Vec<String> {
+    vec![
+        r.started_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        r.status.as_str().to_owned(),
+        r.rule.clone(),
+        r.action_kind.clone(),
+        r.target.clone().unwrap_or_default(),
+        r.attempts.to_string(),
+        duration(r),
+        r.event_id.clone(),
+        remediation_of(r).map_or_else(String::new, |(id, step)| format!("{id}/{step}")),
+        r.error.clone().unwrap_or_default(),
+    ]
+}
+
+/// How long an outcome's action took, `-` while it has not finished.
+fn duration(r: &OutcomeRecord) -> String {
+    r.finished_at
+        .map(|end| format!("{}ms", (end - r.started_at).num_milliseconds()))
+        .unwrap_or_else(|| "-".to_owned())
 }
 
 /// One remediation's outcomes, oldest first, under a line saying what it is.
@@ -193,10 +227,6 @@ fn render_story(id: &str, row: Option<&RemediationRow>, records: &[OutcomeRecord
 
 /// The text line of one outcome, without its remediation.
 fn line(r: &OutcomeRecord) -> String {
-    let duration = r
-        .finished_at
-        .map(|end| format!("{}ms", (end - r.started_at).num_milliseconds()))
-        .unwrap_or_else(|| "-".to_owned());
     let mut text = format!(
         "{}  {:<15}  {}  {}  {}  attempts={} {}  event={}",
         r.started_at
@@ -206,7 +236,7 @@ fn line(r: &OutcomeRecord) -> String {
         r.action_kind,
         r.target.as_deref().unwrap_or("-"),
         r.attempts,
-        duration,
+        duration(r),
         r.event_id,
     );
     if let Some(error) = &r.error {
@@ -256,24 +286,28 @@ pub fn render_remediations(rows: &[RemediationRow], format: OutputFormat) -> Str
             if rows.is_empty() {
                 return "no remediations match\n".to_owned();
             }
-            let mut text = String::new();
-            for row in rows {
-                let (step, ending) = doc_step_and_ending(&row.doc);
-                text.push_str(&format!(
-                    "{}  {:<9}  step={}  {:<11}  {}  {}  id={}\n",
-                    created(row).map_or_else(
-                        || row.created_ms.to_string(),
-                        |t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-                    ),
-                    row.phase.as_str(),
-                    step.map_or_else(|| "?".to_owned(), |s| s.to_string()),
-                    ending.unwrap_or("-"),
-                    row.rule,
-                    row.target.as_deref().unwrap_or("-"),
-                    row.id,
-                ));
-            }
-            text
+            let cells: Vec<Vec<String>> = rows
+                .iter()
+                .map(|row| {
+                    let (step, ending) = doc_step_and_ending(&row.doc);
+                    vec![
+                        created(row).map_or_else(
+                            || row.created_ms.to_string(),
+                            |t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                        ),
+                        row.phase.as_str().to_owned(),
+                        step.map_or_else(|| "?".to_owned(), |s| s.to_string()),
+                        ending.unwrap_or_default().to_owned(),
+                        row.rule.clone(),
+                        row.target.clone().unwrap_or_default(),
+                        row.id.clone(),
+                    ]
+                })
+                .collect();
+            super::table::render(
+                &["CREATED", "PHASE", "STEP", "ENDING", "RULE", "TARGET", "ID"],
+                &cells,
+            )
         }
     }
 }
@@ -358,9 +392,16 @@ mod tests {
             ],
             OutputFormat::Text,
         );
-        let lines: Vec<&str> = text.lines().collect();
-        assert!(lines[0].ends_with("  remediation=rem-1 step=0"), "{text}");
-        assert!(!lines[1].contains("remediation="), "{text}");
+        let lines: Vec<Vec<&str>> = text
+            .lines()
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert_eq!(lines[0], OUTCOME_COLUMNS, "a header row first: {text}");
+        let remediation = |line: &[&str]| line[OUTCOME_COLUMNS.len() - 2].to_owned();
+        assert_eq!(remediation(&lines[1]), "rem-1/0", "{text}");
+        assert_eq!(remediation(&lines[2]), "-", "{text}");
+        assert_eq!(lines[2][1], "succeeded", "{text}");
+        assert_eq!(lines[2][OUTCOME_COLUMNS.len() - 1], "-", "no error: {text}");
     }
 
     #[test]

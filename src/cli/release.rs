@@ -26,7 +26,7 @@ pub struct ReleaseArgs {
     #[command(flatten)]
     pub audit: StoreArgs,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
 }
 
@@ -40,7 +40,7 @@ pub struct QuarantinesArgs {
     #[command(flatten)]
     pub audit: StoreArgs,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
 }
 
@@ -91,10 +91,13 @@ pub fn run_list(args: &QuarantinesArgs) -> anyhow::Result<ExitCode> {
 /// Releases the active quarantines of the target (of `--rule` only, when given).
 pub async fn release(args: &ReleaseArgs) -> anyhow::Result<Report> {
     let target = target_name(&args.target);
-    anyhow::ensure!(
-        !target.is_empty(),
-        "TARGET is empty; name the object as outcomes do, e.g. deployment/shop/checkout"
-    );
+    if target.is_empty() {
+        return Err(super::Error::Usage(
+            "TARGET is empty; name the object as outcomes do, e.g. deployment/shop/checkout"
+                .to_owned(),
+        )
+        .into());
+    }
     let rule = args.rule.as_deref().filter(|r| !r.is_empty());
     let store = args.audit.open().await?;
     let now_ms = Utc::now().timestamp_millis();

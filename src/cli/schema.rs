@@ -1,4 +1,6 @@
-//! `reflex schema`: the JSON Schema of rule files and of rule test files, for editors and CI.
+//! `reflex schema`: the JSON Schema of rule files, rule test files and the configuration file,
+//! for editors and CI. Each carries an `$id`: where the committed copy (docs/schema/) is
+//! published, so a `# yaml-language-server: $schema=` line can name it.
 
 use std::process::ExitCode;
 
@@ -12,6 +14,24 @@ pub enum SchemaKind {
     Rules,
     /// A rule test file (`*.test.yaml`).
     Tests,
+    /// The `reflex run` configuration file (also `reflex config schema`).
+    Config,
+}
+
+/// Where the committed schemas (docs/schema/) are published; a schema's `$id` is this
+/// followed by its file name.
+pub const SCHEMA_BASE_URL: &str =
+    "https://raw.githubusercontent.com/reflex-project/reflex/main/docs/schema/";
+
+impl SchemaKind {
+    /// The committed file's name under docs/schema/.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            SchemaKind::Rules => "rules.schema.json",
+            SchemaKind::Tests => "tests.schema.json",
+            SchemaKind::Config => "config.schema.json",
+        }
+    }
 }
 
 /// Arguments of `reflex schema`.
@@ -24,10 +44,15 @@ pub struct SchemaArgs {
 
 /// The schema as pretty JSON.
 pub fn schema_json(kind: SchemaKind) -> String {
-    let schema = match kind {
+    let mut schema = match kind {
         SchemaKind::Rules => schemars::schema_for!(crate::rules::model::RuleFile),
         SchemaKind::Tests => schemars::schema_for!(crate::rules::testing::TestFile),
+        SchemaKind::Config => schemars::schema_for!(crate::config::Config),
     };
+    schema.insert(
+        "$id".to_owned(),
+        format!("{SCHEMA_BASE_URL}{}", kind.file_name()).into(),
+    );
     serde_json::to_string_pretty(&schema).expect("a schema always serializes")
 }
 

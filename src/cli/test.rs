@@ -14,7 +14,7 @@ pub struct TestArgs {
     #[arg(default_value = "rules")]
     pub dir: PathBuf,
     /// Report format.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
 }
 

@@ -15,11 +15,12 @@ pub struct ValidateArgs {
     #[arg(default_value = "rules")]
     pub dir: PathBuf,
     /// Report format.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
 }
 
-/// Exit 0 when every rule is valid, 1 when there are problems.
+/// Exit 0 when every rule is valid, 1 when there are problems (listed on stdout: they are
+/// what was asked for).
 pub fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
     match load_dir(&args.dir) {
         Ok(rules) => {
@@ -37,21 +38,7 @@ pub fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Err(LoadError::Invalid(problems)) => {
-            match args.format {
-                OutputFormat::Text => {
-                    for p in &problems {
-                        println!("{p}");
-                    }
-                    println!("{} problem(s) found", problems.len());
-                }
-                OutputFormat::Json => println!(
-                    "{}",
-                    serde_json::json!({"valid": false, "problems": problems})
-                ),
-            }
-            Ok(ExitCode::FAILURE)
-        }
+        Err(LoadError::Invalid(problems)) => Ok(super::print_problems(&problems, args.format)),
         Err(err) => Err(err).with_context(|| format!("validating {}", args.dir.display())),
     }
 }

@@ -12,7 +12,7 @@ use super::{Problems, duration_text};
 /// Which executors carry out planned actions. A kind whose executor is off is recorded
 /// `not_implemented` and nothing is done (rules can be validated and tested before any of this
 /// is switched on).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ActionsConfig {
     /// Carry out Kubernetes actions through the client configured under `kubernetes`, with the
@@ -53,6 +53,7 @@ pub struct ActionsConfig {
     /// then recorded `failed`. Default `45s`. Keep it below `pipeline.claim_lease_secs`, so a
     /// claim is never presumed dead while its action still runs.
     #[serde(with = "duration_text")]
+    #[schemars(with = "String")]
     pub timeout: Duration,
 }
 
@@ -81,7 +82,7 @@ impl Default for ActionsConfig {
 const MAX_CONCURRENT: usize = 256;
 
 /// Allow and deny lists of namespace globs (`*` matches any run of characters).
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct NamespaceLists {
     /// When not empty, only namespaces matching one of these may be acted on. Naming
@@ -94,7 +95,7 @@ pub struct NamespaceLists {
 }
 
 /// Cluster-scoped kinds Kubernetes actions may act on (`actions.cluster_scoped`).
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClusterScopedLists {
     /// Kinds of cluster-scoped objects actions may act on: `Node` (that kind in any API group)
@@ -113,7 +114,7 @@ pub struct ClusterScopedLists {
 /// Executions are counted in the audit store, so the limits hold across restarts and across
 /// replicas sharing PostgreSQL. These limits apply to Kubernetes actions; webhook and Kafka
 /// actions only when their rule sets `guard.max_per_rule` / `max_per_target`; `log` never.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct CircuitConfig {
     /// Executions of one rule allowed per window; `null` for no limit. Default 30.
@@ -123,10 +124,12 @@ pub struct CircuitConfig {
     pub max_per_target: Option<u32>,
     /// The sliding window executions are counted in. Default `10m`.
     #[serde(with = "duration_text")]
+    #[schemars(with = "String")]
     pub window: Duration,
     /// How long an open circuit stays open; executions resume after it, counted afresh.
     /// Default `10m`.
     #[serde(with = "duration_text")]
+    #[schemars(with = "String")]
     pub cool_down: Duration,
     /// Topic of the `dev.reflex.circuit.opened` / `.closed` announcements. Default: the
     /// outcomes topic.

@@ -7,7 +7,7 @@ use super::{KafkaConfig, Problems, duration_text};
 /// The Kafka consumer: subscriptions, buffering, retries, rebalance and shutdown bounds.
 /// librdkafka's own consumer settings (`session.timeout.ms`, `auto.offset.reset`, ...) go in
 /// `kafka.client`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ConsumerConfig {
     /// Topic regular expressions consumed besides `kafka.topics.events`, each starting with `^`
@@ -21,23 +21,28 @@ pub struct ConsumerConfig {
     /// First delay before a record whose handling failed (store or Kafka unavailable) is tried
     /// again; the delay doubles, with jitter, up to `retry_max_delay`. Default `200ms`.
     #[serde(with = "duration_text")]
+    #[schemars(with = "String")]
     pub retry_min_delay: std::time::Duration,
     /// Longest delay between two tries of the same record. Default `30s`.
     #[serde(with = "duration_text")]
+    #[schemars(with = "String")]
     pub retry_max_delay: std::time::Duration,
     /// How long a rebalance waits for the workers of revoked partitions to finish the record in
     /// hand before committing their offsets and releasing them. Default `10s`.
     #[serde(with = "duration_text")]
+    #[schemars(with = "String")]
     pub revoke_timeout: std::time::Duration,
     /// How long a shutdown (SIGTERM) waits for buffered records to be handled before it
     /// commits and leaves the group. Default `10s`; keep it under the pod's
     /// `terminationGracePeriodSeconds` (30 s by default).
     #[serde(with = "duration_text")]
+    #[schemars(with = "String")]
     pub drain_timeout: std::time::Duration,
     /// How often offsets of handled records are committed (`auto.commit.interval.ms`). Default
     /// `1s`. A crash redelivers at most this much work; actions are not run twice because of
     /// their idempotency keys.
     #[serde(with = "duration_text")]
+    #[schemars(with = "String")]
     pub commit_interval: std::time::Duration,
 }
 

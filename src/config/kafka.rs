@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::Problems;
 
 /// Kafka connection and topics.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct KafkaConfig {
     /// Comma-separated `host:port` list of brokers. Default `127.0.0.1:9092`; the environment
@@ -32,7 +32,7 @@ impl Default for KafkaConfig {
 }
 
 /// Topic names Reflex reads and writes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct TopicsConfig {
     /// Topics consumed as events. Default `[reflex.events]`.

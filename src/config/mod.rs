@@ -12,10 +12,12 @@
 //! values and [`Config::validate`] reports every problem found at once.
 
 mod actions;
+mod check;
 mod consumer;
 mod kafka;
 mod kubernetes;
 mod pipeline;
+mod redact;
 mod rules;
 mod server;
 mod store;
@@ -26,6 +28,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use actions::{ActionsConfig, CircuitConfig, ClusterScopedLists, NamespaceLists};
+pub use check::check;
 pub use consumer::{ConsumerConfig, RESERVED_CONSUMER_PROPERTIES};
 pub use kafka::{KafkaConfig, TopicsConfig};
 pub use kubernetes::KubernetesConfig;
@@ -143,7 +146,7 @@ impl Problems {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The whole `reflex run` configuration.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Kafka: where events come from and outcomes go.
@@ -186,11 +189,7 @@ impl Config {
     /// Parses a configuration from YAML text; `origin` names it in errors. Empty text gives the
     /// defaults.
     pub fn from_yaml(text: &str, origin: &Path) -> Result<Self> {
-        // A file holding only comments or nothing is a valid "all defaults" configuration.
-        let has_content = text
-            .lines()
-            .any(|line| !line.trim().is_empty() && !line.trim_start().starts_with('#'));
-        let config: Config = if has_content {
+        let config: Config = if has_content(text) {
             serde_saphyr::from_str(text).map_err(|source| Error::Parse {
                 path: origin.to_owned(),
                 source: Box::new(source),
@@ -206,21 +205,7 @@ impl Config {
     /// process environment.
     pub fn load(path: Option<&Path>) -> Result<Self> {
         let mut config = match path {
-            Some(path) => {
-                let read_err = |source| Error::Read {
-                    path: path.to_owned(),
-                    source,
-                };
-                let size = std::fs::metadata(path).map_err(read_err)?.len();
-                if size > MAX_FILE_BYTES {
-                    return Err(Error::TooLarge {
-                        path: path.to_owned(),
-                        size,
-                    });
-                }
-                let text = std::fs::read_to_string(path).map_err(read_err)?;
-                Self::from_yaml(&text, path)?
-            }
+            Some(path) => Self::from_yaml(&read_file(path)?, path)?,
             None => Config::default(),
         };
         config.apply_env(|name| std::env::var(name).ok());
@@ -283,6 +268,29 @@ impl Config {
         }
         problems.into_result()
     }
+}
+
+/// Reads a configuration file, refusing one larger than any real configuration.
+pub fn read_file(path: &Path) -> Result<String> {
+    let read_err = |source| Error::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let size = std::fs::metadata(path).map_err(read_err)?.len();
+    if size > MAX_FILE_BYTES {
+        return Err(Error::TooLarge {
+            path: path.to_owned(),
+            size,
+        });
+    }
+    std::fs::read_to_string(path).map_err(read_err)
+}
+
+/// Whether `text` holds more than blank lines and comments: such a file is a valid "all
+/// defaults" configuration.
+fn has_content(text: &str) -> bool {
+    text.lines()
+        .any(|line| !line.trim().is_empty() && !line.trim_start().starts_with('#'))
 }
 
 /// Parses `text` as the file `test.yaml`, for the unit tests of every section.

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::Problems;
 
 /// How the pipeline decodes, evaluates and records each record.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct PipelineConfig {
     /// Decoding per topic name (`auto`, `json`, `cloudevents`, `alertmanager`,

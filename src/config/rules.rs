@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::duration_text;
 
 /// Where the rule files live and how changes are picked up.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct RulesConfig {
     /// Directory of `*.yaml` rule files, relative to the working directory. Default `rules`.
@@ -16,6 +16,7 @@ pub struct RulesConfig {
     /// symlink targets); a change reloads the whole set. SIGHUP reloads at once. Default `5s`;
     /// `0s` turns polling off (SIGHUP still works).
     #[serde(with = "duration_text")]
+    #[schemars(with = "String")]
     pub reload_interval: std::time::Duration,
 }
 

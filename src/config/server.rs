@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::{KafkaConfig, PipelineConfig, Problems, duration_text};
 
 /// The HTTP server.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
     /// Address for `/healthz`, `/readyz`, `/metrics`, `/v1/rules` and the ingest endpoints.
@@ -33,7 +33,7 @@ impl Default for ServerConfig {
 }
 
 /// The HTTP ingest endpoints (`server.ingest`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct IngestConfig {
     /// Serve the ingest endpoints. Default `true`, but they stay off while no token is
@@ -59,6 +59,7 @@ pub struct IngestConfig {
     /// How long a request waits for the broker's acknowledgement before answering 503 (the
     /// sender retries). Default `10s`, Alertmanager's usual webhook timeout.
     #[serde(with = "duration_text")]
+    #[schemars(with = "String")]
     pub ack_timeout: std::time::Duration,
 }
 

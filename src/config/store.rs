@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::Problems;
 
 /// The SQL audit store.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
     /// `sqlite://<file>` (created if missing) or `postgres://user@host:port/db`. Default
@@ -33,6 +33,16 @@ impl StoreConfig {
                 "store.url",
                 format!(
                     "`{}` has an unknown scheme; use sqlite://<file> or postgres://user@host:port/db",
+                    crate::store::redact_url(url)
+                ),
+            );
+        } else if url.starts_with("postgres")
+            && let Err(err) = url::Url::parse(url)
+        {
+            problems.add(
+                "store.url",
+                format!(
+                    "`{}` is not a valid URL ({err}); write postgres://user@host:port/db",
                     crate::store::redact_url(url)
                 ),
             );

@@ -241,8 +241,8 @@ fn release_refuses_a_store_that_does_not_exist_instead_of_creating_one() {
     let out = reflex(&["release", "deployment/shop/checkout", "--store", &url]);
     assert_eq!(
         out.status.code(),
-        Some(2),
-        "an error, not `nothing was quarantined`"
+        Some(3),
+        "a runtime error, not `nothing was quarantined`"
     );
     assert!(
         stderr(&out).contains("no audit store at"),

@@ -285,6 +285,7 @@ fn the_committed_json_schemas_match_the_code() {
     for (kind, file) in [
         ("rules", "docs/schema/rules.schema.json"),
         ("tests", "docs/schema/tests.schema.json"),
+        ("config", "docs/schema/config.schema.json"),
     ] {
         let out = reflex(&["schema", "--kind", kind]);
         assert!(out.status.success());

@@ -39,7 +39,7 @@ fn import(name: &str, dir: &Path, extra: &[&str]) -> Output {
         "import",
         "eda",
         &rulebook,
-        "-o",
+        "--out",
         out.to_str().expect("utf-8 temp path"),
     ];
     args.extend_from_slice(extra);

@@ -68,7 +68,7 @@ pub struct BacktestArgs {
     #[arg(long, value_enum)]
     pub decoding: Option<ReplayDecoding>,
     /// Report format.
-    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    #[arg(long, short = 'o', value_enum, default_value_t = ReportFormat::Text)]
     pub format: ReportFormat,
     /// Print reading progress to stderr even when it is not a terminal.
     #[arg(long)]

@@ -63,7 +63,7 @@ pub struct RbacArgs {
     #[arg(default_value = "rules")]
     pub dir: PathBuf,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = RbacFormat::Yaml)]
+    #[arg(long, short = 'o', value_enum, default_value_t = RbacFormat::Yaml)]
     pub format: RbacFormat,
     /// Name of the ClusterRole and of each Role.
     #[arg(long, default_value = "reflex")]

@@ -45,7 +45,7 @@ pub struct ReplayArgs {
     #[arg(long)]
     pub explain: bool,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
 }
 

@@ -18,8 +18,14 @@ mod condition;
 pub struct EdaArgs {
     /// The ansible-rulebook rulebook (a YAML list of plays).
     pub rulebook: PathBuf,
-    /// Write the rules file here instead of stdout.
-    #[arg(short = 'o', long)]
+    /// Write the rules file here instead of stdout (`-o` is `--format` on every other
+    /// command, so the output file has its own letter).
+    #[arg(
+        long = "out",
+        short = 'O',
+        visible_alias = "output",
+        value_name = "FILE"
+    )]
     pub output: Option<PathBuf>,
     /// Exit 0 even when some parts could not be converted (they are still listed on stderr).
     #[arg(long)]
