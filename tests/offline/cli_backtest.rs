@@ -132,25 +132,33 @@ fn the_text_report_names_each_rule_with_its_busiest_targets() {
 }
 
 #[test]
-fn bad_input_exits_2_saying_what_is_wrong() {
-    let cases: [(&[&str], &str); 4] = [
+fn bad_input_exits_2_for_usage_and_3_when_it_cannot_run_saying_what_is_wrong() {
+    let cases: [(&[&str], i32, &str); 5] = [
         (
             &["--rules", "tests/data/rules-invalid", "--file", "-"],
+            3,
             "problem(s) in the rules",
         ),
-        (&["--rules", NEW, "--topic", "t"], "--since is required"),
+        (&["--rules", NEW, "--topic", "t"], 2, "--since is required"),
         (
             &["--rules", NEW, "--file", "-", "--since", "last week"],
+            2,
             "RFC 3339",
         ),
         (
+            &["--rules", NEW, "--file", "-", "--since", "1h", "--until", "2h"],
+            2,
+            "is before --since",
+        ),
+        (
             &["--rules", NEW, "--file", "no/such/file.jsonl"],
+            3,
             "no/such/file.jsonl",
         ),
     ];
-    for (args, says) in cases {
+    for (args, code, says) in cases {
         let out = reflex(&[&["backtest"], args].concat());
-        exit_code(&out, 2);
+        exit_code(&out, code);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(says), "{args:?}: {stderr}");
     }

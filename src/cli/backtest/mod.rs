@@ -28,8 +28,10 @@ use simulate::Simulation;
 
 /// Exit code when `--against` finds differences.
 const EXIT_DIFFERENT: u8 = 1;
-/// Exit code when the backtest could not run (bad rules, unreachable Kafka, bad arguments).
-const EXIT_ERROR: u8 = 2;
+/// Exit code when the backtest could not run (invalid rules, unreachable Kafka): the CLI's
+/// runtime-error code, kept apart from `EXIT_DIFFERENT` so a CI job can tell "the change does
+/// something" from "the check itself broke".
+const EXIT_ERROR: u8 = crate::cli::Exit::Runtime as u8;
 
 /// Arguments of `reflex backtest`.
 #[derive(Debug, clap::Args)]
@@ -95,13 +97,14 @@ pub enum ReportFormat {
 }
 
 /// Runs the backtest: exit 0 when it ran (with `--against`: and nothing changed), 1 when
-/// `--against` found differences, 2 when it could not run.
+/// `--against` found differences, 2 for a usage mistake (`--since`/`--until`), 3 when it could
+/// not run.
 pub fn run(args: &BacktestArgs) -> anyhow::Result<ExitCode> {
     match backtest(args) {
         Ok(code) => Ok(code),
         Err(err) => {
             eprintln!("reflex backtest: {err:#}");
-            Ok(ExitCode::from(EXIT_ERROR))
+            Ok(ExitCode::from(crate::cli::exit_code_of(&err) as u8))
         }
     }
 }
@@ -125,7 +128,7 @@ fn backtest(args: &BacktestArgs) -> anyhow::Result<ExitCode> {
     if let (Some(since), Some(until)) = (since, until)
         && until < since
     {
-        bail!("--until ({until}) is before --since ({since})");
+        return Err(usage(format!("--until ({until}) is before --since ({since})")));
     }
     let Some(rules) = input::load_rules(&args.rules)? else {
         return Ok(ExitCode::from(EXIT_ERROR));
@@ -165,7 +168,9 @@ fn backtest(args: &BacktestArgs) -> anyhow::Result<ExitCode> {
         }
         None => {
             let Some(since) = since else {
-                bail!("--since is required when reading Kafka (e.g. --since 24h), or use --file");
+                return Err(usage(
+                    "--since is required when reading Kafka (e.g. --since 24h), or use --file".into(),
+                ));
             };
             let slice = kafka::Slice {
                 topics: topics.clone(),
@@ -286,11 +291,15 @@ fn instant(text: &str, now: DateTime<Utc>) -> anyhow::Result<DateTime<Utc>> {
     crate::rules::duration::parse(text)
         .map(|ago| now - ago)
         .map_err(|why| {
-            anyhow::anyhow!(
+            usage(format!(
                 "`{text}` is neither an RFC 3339 time (2026-01-31T08:00:00Z) nor a duration \
                  back from now: {why}"
-            )
+            ))
         })
+}
+
+fn usage(message: String) -> anyhow::Error {
+    crate::cli::Error::Usage(message).into()
 }
 
 #[cfg(test)]
