@@ -9,10 +9,12 @@ pub mod support;
 
 mod offline {
     mod actions_webhook;
+    mod chart_readme;
     mod cli_backtest;
     mod cli_closed_loop;
     mod cli_rules;
     mod closed_loop_rule_tests;
     mod eda_import;
+    mod release_metadata;
     mod rules_engine;
 }
