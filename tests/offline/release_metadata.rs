@@ -49,7 +49,12 @@ fn the_image_carries_the_oci_labels_with_the_crates_license() {
     // Version and revision come from build arguments, stated in the build command.
     assert_eq!(label("version"), "${VERSION}");
     assert_eq!(label("revision"), "${REVISION}");
-    for arg in ["ARG VERSION", "ARG REVISION", "--build-arg VERSION", "--build-arg REVISION"] {
+    for arg in [
+        "ARG VERSION",
+        "ARG REVISION",
+        "--build-arg VERSION",
+        "--build-arg REVISION",
+    ] {
         assert!(dockerfile.contains(arg), "deploy/Dockerfile lacks `{arg}`");
     }
 }
@@ -58,7 +63,9 @@ fn the_image_carries_the_oci_labels_with_the_crates_license() {
 fn the_values_schema_has_an_id_naming_its_place_in_the_repository() {
     let schema: Value =
         serde_json::from_str(&read("helm/reflex/values.schema.json")).expect("JSON");
-    let id = schema["$id"].as_str().expect("values.schema.json has an $id");
+    let id = schema["$id"]
+        .as_str()
+        .expect("values.schema.json has an $id");
     assert!(id.ends_with("/helm/reflex/values.schema.json"), "{id}");
     assert!(id.starts_with("https://"), "{id}");
 }
@@ -83,12 +90,24 @@ fn registered_metrics() -> BTreeSet<String> {
     let m = Metrics::default();
     let (topic, rule) = (String::from("t"), String::from("r"));
     m.set_ready(Dependency::Kafka, true);
-    m.action("restart", "failed", Some(std::time::Duration::from_millis(1)));
+    m.action(
+        "restart",
+        "failed",
+        Some(std::time::Duration::from_millis(1)),
+    );
     m.store_error("claim");
-    m.events_consumed.get_or_create(&TopicLabels { topic: topic.clone() });
-    let decoded = DecodedLabels { topic: topic.clone(), format: "json".into() };
+    m.events_consumed.get_or_create(&TopicLabels {
+        topic: topic.clone(),
+    });
+    let decoded = DecodedLabels {
+        topic: topic.clone(),
+        format: "json".into(),
+    };
     m.events_decoded.get_or_create(&decoded);
-    let dead = DeadLetterLabels { topic: topic.clone(), reason: "decode".into() };
+    let dead = DeadLetterLabels {
+        topic: topic.clone(),
+        reason: "decode".into(),
+    };
     m.events_dead_lettered.get_or_create(&dead);
     let by_rule = RuleLabels { rule: rule.clone() };
     m.rule_evaluations.get_or_create(&by_rule);
@@ -96,11 +115,22 @@ fn registered_metrics() -> BTreeSet<String> {
     m.circuit_open.get_or_create(&by_rule);
     m.circuit_trips.get_or_create(&by_rule);
     m.state_keys_evicted.get_or_create(&by_rule);
-    m.consumer_lag.get_or_create(&PartitionLabels { topic, partition: 0 });
-    m.rule_reloads.get_or_create(&ReloadLabels { result: "failed".into() });
-    let ingest = IngestLabels { endpoint: "events".into(), code: 200 };
+    m.consumer_lag.get_or_create(&PartitionLabels {
+        topic,
+        partition: 0,
+    });
+    m.rule_reloads.get_or_create(&ReloadLabels {
+        result: "failed".into(),
+    });
+    let ingest = IngestLabels {
+        endpoint: "events".into(),
+        code: 200,
+    };
     m.ingest_requests.get_or_create(&ingest);
-    let remediation = RemediationLabels { rule, result: "quarantined".into() };
+    let remediation = RemediationLabels {
+        rule,
+        result: "quarantined".into(),
+    };
     m.remediation_results.get_or_create(&remediation);
     m.verification.get_or_create(&remediation).observe(1.0);
     // The process-wide instance too, for anything registered there only.
@@ -154,7 +184,10 @@ fn queries() -> Vec<(String, String)> {
     for group in alerts["groups"].as_array().expect("groups") {
         for rule in group["rules"].as_array().expect("rules") {
             let name = rule["alert"].as_str().expect("alert name");
-            queries.push((format!("alert {name}"), rule["expr"].as_str().expect("expr").to_owned()));
+            queries.push((
+                format!("alert {name}"),
+                rule["expr"].as_str().expect("expr").to_owned(),
+            ));
         }
     }
     let dashboard: Value =
@@ -177,7 +210,10 @@ fn alerts_and_dashboard_query_only_metrics_reflex_registers() {
         ["a_bucket", "b_total", "c"].map(String::from).into()
     );
     let registered = registered_metrics();
-    assert!(registered.contains("reflex_actions_total"), "{registered:?}");
+    assert!(
+        registered.contains("reflex_actions_total"),
+        "{registered:?}"
+    );
     for pending in PENDING {
         assert!(
             !registered.contains(*pending),
@@ -218,12 +254,17 @@ fn every_alert_the_issue_asks_for_has_a_severity_summary_and_description() {
     for rule in rules {
         let name = &rule["alert"];
         assert!(
-            matches!(rule["labels"]["severity"].as_str(), Some("warning" | "critical")),
+            matches!(
+                rule["labels"]["severity"].as_str(),
+                Some("warning" | "critical")
+            ),
             "{name}: severity"
         );
         for annotation in ["summary", "description", "runbook_url"] {
             assert!(
-                rule["annotations"][annotation].as_str().is_some_and(|s| !s.is_empty()),
+                rule["annotations"][annotation]
+                    .as_str()
+                    .is_some_and(|s| !s.is_empty()),
                 "{name}: {annotation}"
             );
         }
@@ -233,5 +274,8 @@ fn every_alert_the_issue_asks_for_has_a_severity_summary_and_description() {
         read("deploy/prometheus/reflex-alerts.yaml"),
         read("helm/reflex/files/prometheus/reflex-alerts.yaml")
     );
-    assert_eq!(read("deploy/grafana/reflex.json"), read("helm/reflex/files/grafana/reflex.json"));
+    assert_eq!(
+        read("deploy/grafana/reflex.json"),
+        read("helm/reflex/files/grafana/reflex.json")
+    );
 }

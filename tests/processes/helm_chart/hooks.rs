@@ -6,8 +6,8 @@
 
 use std::process::Command;
 
-use kube::api::{Api, DeleteParams};
 use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, DeleteParams};
 use serde_json::{Value, json};
 
 use super::cluster::{NotApplied, apply, create_namespace};
@@ -65,7 +65,11 @@ fn every_object_and_every_pod_carries_the_recommended_labels() {
         let docs = documents(&template("reflex", "ops", extra));
         for doc in &docs {
             let what = format!("{} {} ({extra:?})", doc["kind"], doc["metadata"]["name"]);
-            let component = if doc["kind"] == "Pod" { "test" } else { "controller" };
+            let component = if doc["kind"] == "Pod" {
+                "test"
+            } else {
+                "controller"
+            };
             assert_labelled(&what, labels(doc), component);
             if doc["kind"] == "Deployment" {
                 assert_labelled(&what, labels(&doc["spec"]["template"]), "controller");
@@ -90,7 +94,9 @@ fn log_level_environment_volumes_and_sidecars_render_into_the_pod() {
     let position = |name: &str| env.iter().position(|e| e["name"] == name).expect(name);
     assert!(position("RUST_LOG") < position("HTTPS_PROXY"));
     assert_eq!(volume(deployment, "scratch")["emptyDir"], json!({}));
-    let mounts = container(deployment)["volumeMounts"].as_array().expect("mounts");
+    let mounts = container(deployment)["volumeMounts"]
+        .as_array()
+        .expect("mounts");
     assert!(
         mounts.contains(&json!({ "name": "scratch", "mountPath": "/var/cache/reflex" })),
         "{mounts:?}"
@@ -98,7 +104,12 @@ fn log_level_environment_volumes_and_sidecars_render_into_the_pod() {
     let pod = &deployment["spec"]["template"]["spec"];
     let names = |list: &Value| -> Vec<String> {
         list.as_array()
-            .map(|items| items.iter().map(|c| c["name"].as_str().unwrap_or("?").to_owned()).collect())
+            .map(|items| {
+                items
+                    .iter()
+                    .map(|c| c["name"].as_str().unwrap_or("?").to_owned())
+                    .collect()
+            })
             .unwrap_or_default()
     };
     assert_eq!(names(&pod["containers"]), ["reflex", "log-shipper"]);
@@ -107,8 +118,15 @@ fn log_level_environment_volumes_and_sidecars_render_into_the_pod() {
     // The default log level.
     let docs = documents(&template("reflex", "ops", &[]));
     let deployment = find(&docs, "Deployment", "reflex");
-    assert_eq!(env_var(deployment, "RUST_LOG").expect("RUST_LOG")["value"], "info");
-    assert!(deployment["spec"]["template"]["spec"].get("initContainers").is_none());
+    assert_eq!(
+        env_var(deployment, "RUST_LOG").expect("RUST_LOG")["value"],
+        "info"
+    );
+    assert!(
+        deployment["spec"]["template"]["spec"]
+            .get("initContainers")
+            .is_none()
+    );
 }
 
 #[test]
@@ -119,7 +137,10 @@ fn the_git_sync_recipe_shares_one_volume_between_git_sync_and_the_rules_dir() {
         "no rules ConfigMap when the rules come from a volume"
     );
     let deployment = find(&docs, "Deployment", "reflex");
-    assert_eq!(volume(deployment, "rules"), &json!({ "name": "rules", "emptyDir": {} }));
+    assert_eq!(
+        volume(deployment, "rules"),
+        &json!({ "name": "rules", "emptyDir": {} })
+    );
     let pod = &deployment["spec"]["template"]["spec"];
     let mount_of = |c: &Value| {
         c["volumeMounts"]
@@ -128,7 +149,10 @@ fn the_git_sync_recipe_shares_one_volume_between_git_sync_and_the_rules_dir() {
             .map(|m| m["mountPath"].clone())
     };
     // Reflex reads the volume where its config says the rules are; git-sync writes into it.
-    assert_eq!(mount_of(container(deployment)), Some(json!("/etc/reflex/rules")));
+    assert_eq!(
+        mount_of(container(deployment)),
+        Some(json!("/etc/reflex/rules"))
+    );
     assert_eq!(mount_of(&pod["containers"][1]), Some(json!("/git")));
     assert_eq!(mount_of(&pod["initContainers"][0]), Some(json!("/git")));
     assert!(
@@ -193,7 +217,10 @@ fn the_test_hook_validates_the_mounted_rules_and_asks_the_service_for_readiness(
         .and_then(|c| c.last())
         .expect("the URL ends the wget command");
     assert_eq!(url, &json!(format!("http://reflex.ops.svc:{port}/readyz")));
-    assert_eq!(container(deployment)["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(
+        container(deployment)["readinessProbe"]["httpGet"]["path"],
+        "/readyz"
+    );
 
     // The validate step as the Pod runs it, on the rules as the ConfigMap volume holds them:
     // passes for the bundled rules, fails (exit 1, naming the file) once a broken file is added.
@@ -208,16 +235,28 @@ fn the_test_hook_validates_the_mounted_rules_and_asks_the_service_for_readiness(
         .as_array()
         .expect("args")
         .iter()
-        .map(|a| a.as_str().expect("string").replace("/etc/reflex/rules", &dir.path().display().to_string()))
+        .map(|a| {
+            a.as_str()
+                .expect("string")
+                .replace("/etc/reflex/rules", &dir.path().display().to_string())
+        })
         .collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let ok = reflex(&args);
     let stdout = String::from_utf8_lossy(&ok.stdout);
-    assert!(ok.status.success(), "{stdout}{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(
+        ok.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
     assert!(stdout.contains("rule(s) valid"), "{stdout}");
     std::fs::write(dir.path().join("broken.yaml"), "rules:\n  - name: broken\n").expect("write");
     let broken = reflex(&args);
-    assert_eq!(broken.status.code(), Some(1), "a broken rule fails the hook");
+    assert_eq!(
+        broken.status.code(),
+        Some(1),
+        "a broken rule fails the hook"
+    );
     let report = format!(
         "{}{}",
         String::from_utf8_lossy(&broken.stdout),
@@ -227,7 +266,11 @@ fn the_test_hook_validates_the_mounted_rules_and_asks_the_service_for_readiness(
 
     // Off, the hook is not rendered; with rules from a git-sync volume, only readiness is
     // checked (the rules are not in any ConfigMap the hook could mount).
-    let off = documents(&template("reflex", "ops", &["--set", "helmTest.enabled=false"]));
+    let off = documents(&template(
+        "reflex",
+        "ops",
+        &["--set", "helmTest.enabled=false"],
+    ));
     assert!(off.iter().all(|d| d["kind"] != "Pod"));
     let synced = documents(&template("reflex", "ops", &["-f", GIT_SYNC]));
     let pod = hook_pod(&synced, "reflex");
@@ -271,7 +314,14 @@ async fn dry_run_hooks(admin: kube::Client, ns: String) {
             Err(NotApplied::UnknownKind(why)) => panic!("the API server does not know {why}"),
         }
     }
-    for expected in ["Pod reflex-test", "Pod synced-reflex-test", "Deployment synced-reflex"] {
-        assert!(applied.iter().any(|a| a == expected), "{expected} in {applied:?}");
+    for expected in [
+        "Pod reflex-test",
+        "Pod synced-reflex-test",
+        "Deployment synced-reflex",
+    ] {
+        assert!(
+            applied.iter().any(|a| a == expected),
+            "{expected} in {applied:?}"
+        );
     }
 }

@@ -55,8 +55,8 @@ pub(crate) fn cached_tool(script: &str, var: &str, bin: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("scripts/{script} sets {var}"));
     let cache = std::env::var_os("REFLEX_CACHE").map_or_else(
         || {
-            let home = std::env::var_os("HOME")
-                .expect("HOME or REFLEX_CACHE is set (as for the scripts)");
+            let home =
+                std::env::var_os("HOME").expect("HOME or REFLEX_CACHE is set (as for the scripts)");
             PathBuf::from(home).join(".cache/reflex")
         },
         PathBuf::from,

@@ -48,8 +48,13 @@ fn the_prometheus_rule_and_the_dashboard_config_map_carry_the_committed_files() 
     );
     let dashboard = find(&docs, "ConfigMap", "reflex-dashboard");
     assert_eq!(dashboard["metadata"]["labels"]["grafana_dashboard"], "1");
-    assert_eq!(dashboard["metadata"]["annotations"]["grafana_folder"], "Reflex");
-    let json = dashboard["data"]["reflex.json"].as_str().expect("reflex.json");
+    assert_eq!(
+        dashboard["metadata"]["annotations"]["grafana_folder"],
+        "Reflex"
+    );
+    let json = dashboard["data"]["reflex.json"]
+        .as_str()
+        .expect("reflex.json");
     let committed = std::fs::read_to_string(repo().join("deploy/grafana/reflex.json"))
         .expect("committed dashboard");
     assert_eq!(json.trim_end(), committed.trim_end());
@@ -58,11 +63,15 @@ fn the_prometheus_rule_and_the_dashboard_config_map_carry_the_committed_files() 
 }
 
 fn promtool(args: &[&str]) -> String {
-    let out = Command::new(cached_tool("promtool", "PROMETHEUS_MODULE_VERSION", "promtool"))
-        .args(args)
-        .current_dir(repo())
-        .output()
-        .expect("promtool runs");
+    let out = Command::new(cached_tool(
+        "promtool",
+        "PROMETHEUS_MODULE_VERSION",
+        "promtool",
+    ))
+    .args(args)
+    .current_dir(repo())
+    .output()
+    .expect("promtool runs");
     let report = format!("{}{}", text(&out.stdout), text(&out.stderr));
     assert!(out.status.success(), "promtool {args:?}:\n{report}");
     report

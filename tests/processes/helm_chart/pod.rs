@@ -178,7 +178,10 @@ async fn the_binary_becomes_ready_with_the_charts_arguments_config_and_rules() {
         .and_then(|u| u.as_str())
         .expect("the hook's URL");
     let local = url.replace("reflex.ops.svc:8080", &listen);
-    assert_ne!(local, url, "the hook targets the Service on the chart's port: {url}");
+    assert_ne!(
+        local, url,
+        "the hook targets the Service on the chart's port: {url}"
+    );
     let answer = http.get(&local).send().await.expect("GET the hook's URL");
     assert_eq!(answer.status(), reqwest::StatusCode::OK, "{local}");
     let log_text = read_log();
