@@ -96,42 +96,48 @@ fn registered_metrics() -> BTreeSet<String> {
         Some(std::time::Duration::from_millis(1)),
     );
     m.store_error("claim");
-    m.events_consumed.get_or_create(&TopicLabels {
-        topic: topic.clone(),
-    });
+    m.events_consumed
+        .get_or_create(&TopicLabels {
+            topic: topic.clone(),
+        })
+        .inc();
     let decoded = DecodedLabels {
         topic: topic.clone(),
         format: "json".into(),
     };
-    m.events_decoded.get_or_create(&decoded);
+    m.events_decoded.get_or_create(&decoded).inc();
     let dead = DeadLetterLabels {
         topic: topic.clone(),
         reason: "decode".into(),
     };
-    m.events_dead_lettered.get_or_create(&dead);
+    m.events_dead_lettered.get_or_create(&dead).inc();
     let by_rule = RuleLabels { rule: rule.clone() };
-    m.rule_evaluations.get_or_create(&by_rule);
-    m.rule_matches.get_or_create(&by_rule);
-    m.circuit_open.get_or_create(&by_rule);
-    m.circuit_trips.get_or_create(&by_rule);
-    m.state_keys_evicted.get_or_create(&by_rule);
-    m.consumer_lag.get_or_create(&PartitionLabels {
-        topic,
-        partition: 0,
-    });
-    m.rule_reloads.get_or_create(&ReloadLabels {
-        result: "failed".into(),
-    });
+    m.rule_evaluations.get_or_create(&by_rule).inc();
+    m.rule_matches.get_or_create(&by_rule).inc();
+    m.circuit_open.get_or_create(&by_rule).set(0);
+    m.circuit_trips.get_or_create(&by_rule).inc();
+    m.state_keys_evicted.get_or_create(&by_rule).inc();
+    m.consumer_lag
+        .get_or_create(&PartitionLabels {
+            topic,
+            partition: 0,
+        })
+        .set(0);
+    m.rule_reloads
+        .get_or_create(&ReloadLabels {
+            result: "failed".into(),
+        })
+        .inc();
     let ingest = IngestLabels {
         endpoint: "events".into(),
         code: 200,
     };
-    m.ingest_requests.get_or_create(&ingest);
+    m.ingest_requests.get_or_create(&ingest).inc();
     let remediation = RemediationLabels {
         rule,
         result: "quarantined".into(),
     };
-    m.remediation_results.get_or_create(&remediation);
+    m.remediation_results.get_or_create(&remediation).inc();
     m.verification.get_or_create(&remediation).observe(1.0);
     // The process-wide instance too, for anything registered there only.
     let text = m.encode() + &global().encode();
