@@ -416,6 +416,7 @@ fn the_install_notes_say_it_observes_how_to_watch_it_and_the_value_to_go_live() 
     let observing = notes(&[]);
     assert!(observing.contains("OBSERVE mode"), "{observing}");
     assert!(observing.contains("reflex history"), "{observing}");
+    assert!(observing.contains("helm test demo -n ops"), "{observing}");
     assert!(observing.contains("/metrics"), "{observing}");
     assert!(
         observing.contains("--set config.actions.dry_run=false"),
