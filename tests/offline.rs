@@ -9,6 +9,7 @@ pub mod support;
 
 mod offline {
     mod actions_webhook;
+    mod chart_readme;
     mod cli_backtest;
     mod cli_closed_loop;
     mod cli_rules;
@@ -16,5 +17,6 @@ mod offline {
     mod closed_loop_rule_tests;
     mod eda_import;
     mod log_lines;
+    mod release_metadata;
     mod rules_engine;
 }

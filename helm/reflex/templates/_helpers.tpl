@@ -22,11 +22,21 @@ contains it. Truncated to 63 characters, the DNS label limit. */}}
 {{- end }}
 {{- end }}
 
-{{/* Labels on every object. */}}
+{{/* Labels on every object, the pods included: Kubernetes' recommended
+app.kubernetes.io/* set plus the chart, so `kubectl get all -l app.kubernetes.io/instance=<release>`
+and cost or inventory tools find everything the release made. */}}
 {{- define "reflex.labels" -}}
+{{ include "reflex.commonLabels" . }}
+app.kubernetes.io/component: controller
+{{- end }}
+
+{{/* The labels above without app.kubernetes.io/component, for objects that are not the
+controller (the `helm test` Pod). */}}
+{{- define "reflex.commonLabels" -}}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{ include "reflex.selectorLabels" . }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/part-of: reflex
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 

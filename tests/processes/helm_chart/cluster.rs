@@ -20,14 +20,14 @@ use super::{documents, find, kinds, support, template};
 
 /// Why an object was not sent to the API server.
 #[derive(Debug)]
-enum NotApplied {
+pub(super) enum NotApplied {
     /// The API server does not serve the kind (its CRD is not installed).
     UnknownKind(String),
 }
 
 /// Server-side apply of one rendered object, resolved through discovery; namespaced objects
 /// without a namespace go to `namespace` (what `helm install -n` does).
-async fn apply(
+pub(super) async fn apply(
     client: &kube::Client,
     namespace: &str,
     doc: &Value,
@@ -58,7 +58,7 @@ async fn apply(
     Ok(applied.unwrap_or_else(|err| panic!("the API server refused {kind} {name}: {err}")))
 }
 
-async fn create_namespace(admin: &kube::Client, name: &str) {
+pub(super) async fn create_namespace(admin: &kube::Client, name: &str) {
     let namespaces: Api<Namespace> = Api::all(admin.clone());
     let ns = serde_json::from_value(json!({ "metadata": { "name": name } })).expect("namespace");
     namespaces
@@ -121,8 +121,9 @@ async fn dry_run_renders(admin: kube::Client, ns: String) {
         1,
         "exactly the ServiceMonitor is skipped: {skipped:?}"
     );
-    // 8 objects with default values, 11 - 1 skipped with the options.
-    assert_eq!(applied.len(), 8 + 10, "{applied:?}");
+    // 9 objects with default values (the `helm test` Pod included), 12 - 1 skipped with the
+    // options.
+    assert_eq!(applied.len(), 9 + 11, "{applied:?}");
 }
 
 /// A client that authenticates with `token` only: the API server URL and CA come from the

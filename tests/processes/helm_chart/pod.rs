@@ -103,8 +103,15 @@ async fn the_binary_becomes_ready_with_the_charts_arguments_config_and_rules() {
     // The downward-API variables as the kubelet would set them; the store moves from the pod's
     // emptyDir to the temp dir through DATABASE_URL, which overrides config.store.url.
     let database_url = format!("sqlite://{}", root.path().join("reflex.db").display());
+    // The chart's logLevel, as the container's RUST_LOG.
+    let rust_log = container["env"]
+        .as_array()
+        .and_then(|env| env.iter().find(|e| e["name"] == "RUST_LOG"))
+        .and_then(|e| e["value"].as_str())
+        .expect("RUST_LOG from logLevel");
     let mut child = Command::new(env!("CARGO_BIN_EXE_reflex"))
         .args(&args)
+        .env("RUST_LOG", rust_log)
         .env("POD_NAMESPACE", "ops")
         .env("POD_NAME", "reflex-0")
         .env("KUBECONFIG", &kubeconfig)
@@ -162,6 +169,21 @@ async fn the_binary_becomes_ready_with_the_charts_arguments_config_and_rules() {
         "the rules ConfigMap holds files"
     );
     assert_eq!(listing["count"], shipped, "{listing}");
+    // `helm test` against this pod: the hook's URL (the Service, here the process itself)
+    // answers 200 once ready.
+    let hook = find(&docs, "Pod", "reflex-test");
+    let url = hook["spec"]["containers"][0]["command"]
+        .as_array()
+        .and_then(|c| c.last())
+        .and_then(|u| u.as_str())
+        .expect("the hook's URL");
+    let local = url.replace("reflex.ops.svc:8080", &listen);
+    assert_ne!(
+        local, url,
+        "the hook targets the Service on the chart's port: {url}"
+    );
+    let answer = http.get(&local).send().await.expect("GET the hook's URL");
+    assert_eq!(answer.status(), reqwest::StatusCode::OK, "{local}");
     let log_text = read_log();
     // The chart's logFormat: one JSON object per line.
     let first = log_text.lines().next().unwrap_or_default();
