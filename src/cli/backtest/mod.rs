@@ -14,7 +14,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::bail;
 use chrono::{DateTime, Utc};
 use clap::ValueEnum;
 
