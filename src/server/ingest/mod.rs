@@ -255,11 +255,7 @@ pub(super) async fn gitlab(
 }
 
 async fn answer(state: &AppState, endpoint: Endpoint, headers: &HeaderMap, body: Body) -> Response {
-    let accepted = match endpoint {
-        Endpoint::Git(provider) => git::accept(state, provider, headers, body).await,
-        _ => accept(state, endpoint, headers, body).await,
-    };
-    let response = match accepted {
+    let response = match accept(state, endpoint, headers, body).await {
         Ok(accepted) => (StatusCode::OK, Json(accepted)).into_response(),
         Err(err) => {
             tracing::debug!(endpoint = endpoint.as_str(), status = %err.status, error = %err.error, "ingest request refused");
@@ -283,6 +279,10 @@ async fn accept(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Accepted, ApiError> {
+    if let Endpoint::Git(provider) = endpoint {
+        // Webhooks carry their source's secret instead of the bearer token.
+        return git::accept(state, provider, headers, body).await;
+    }
     let ingest = match &state.ingest {
         IngestState::On(ingest) => ingest,
         IngestState::Off { why } => return Err(off(why)),
@@ -299,11 +299,12 @@ async fn accept(
             vec![alertmanager_record(body)?],
             Decoding::Alertmanager,
         ),
-        Endpoint::Events | Endpoint::Git(_) => (
+        Endpoint::Events => (
             &ingest.events_topic,
             super::cloudevents::records(headers, body)?,
             Decoding::Cloudevents,
         ),
+        Endpoint::Git(_) => unreachable!("webhooks returned above"),
     };
     let mut events = 0;
     for record in &records {
