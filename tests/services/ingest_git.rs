@@ -3,7 +3,8 @@
 //! or token is exactly one record on the source's topic, keyed by the repository and decoded by
 //! Reflex's own CloudEvents decoder into the provider's event type with the payload reachable by
 //! path; a bad or missing signature or a wrong GitLab token is 401 and the topic stays empty
-//! (read to its end); GitHub's `ping` is 200 and writes nothing.
+//! (read to its end); GitHub's `ping` is 200 and writes nothing. No bearer token is configured:
+//! the webhooks need none, and `/v1/alertmanager` stays off.
 //!
 //! Run: `scripts/services up && eval "$(scripts/services env)" && cargo test --features services --test services ingest_git::`
 
@@ -242,6 +243,13 @@ async fn a_bad_or_missing_github_signature_is_401_and_nothing_reaches_kafka() {
     let (status, body) = server.post("/v1/github", &ping, PING).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["records"], Value::Array(Vec::new()), "{body}");
+
+    // No bearer token is configured: the webhook sources serve, the bearer-token endpoints
+    // stay off and say why.
+    let (status, body) = server.post("/v1/alertmanager", &[], "{}").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let error = body["error"].as_str().unwrap_or_default();
+    assert!(error.contains("no bearer token"), "{body}");
 
     assert_eq!(server.records().await, 0, "refused requests wrote records");
 }

@@ -182,6 +182,7 @@ impl Sources {
             };
             let secret = match provider {
                 Provider::Github => Secret::Hmac(text.into_bytes()),
+                // `read` returns trimmed, non-empty text, which is always a token.
                 Provider::Gitlab => Secret::Token(Token::new(&text).expect("a non-empty secret")),
             };
             Ok(Some(Source {
