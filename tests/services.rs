@@ -16,6 +16,7 @@ mod services {
     mod cli_closed_loop;
     mod cli_rbac;
     mod guardrails;
+    mod ingest_git;
     mod pipeline;
     mod services_smoke;
     mod source_kafka;

@@ -34,7 +34,7 @@ pub use kafka::{KafkaConfig, TopicsConfig};
 pub use kubernetes::KubernetesConfig;
 pub use pipeline::PipelineConfig;
 pub use rules::RulesConfig;
-pub use server::{IngestConfig, ServerConfig};
+pub use server::{GitWebhookConfig, IngestConfig, ServerConfig};
 pub use store::StoreConfig;
 
 /// Environment variable that overrides `kafka.bootstrap_servers`.

@@ -12,8 +12,8 @@ use super::Problems;
 pub struct PipelineConfig {
     /// Decoding per topic name (`auto`, `json`, `cloudevents`, `alertmanager`,
     /// `kubernetes_event`, `falco`, and for logs `log`, `syslog`, `logfmt`, `log_json`,
-    /// `otlp_json`). Topics not listed are auto-detected; log lines never are, so a log topic
-    /// must be listed. Default: none.
+    /// `otlp_json`, `otlp_proto`). Topics not listed are auto-detected; log lines never are, so
+    /// a log topic must be listed. Default: none.
     pub decoding: BTreeMap<String, crate::event::decode::Decoding>,
     /// Largest record value decoded, in bytes; larger records are dead-lettered. Default 1 MiB
     /// (Kafka's default `message.max.bytes` is about 1 MB).

@@ -61,6 +61,30 @@ pub struct IngestConfig {
     #[serde(with = "duration_text")]
     #[schemars(with = "String")]
     pub ack_timeout: std::time::Duration,
+    /// `POST /v1/github`: GitHub webhooks, verified by their `X-Hub-Signature-256`. Unset: the
+    /// endpoint answers 404.
+    pub github: Option<GitWebhookConfig>,
+    /// `POST /v1/gitlab`: GitLab webhooks, verified by their `X-Gitlab-Token`. Unset: the
+    /// endpoint answers 404.
+    pub gitlab: Option<GitWebhookConfig>,
+}
+
+/// One Git/CI webhook source (`server.ingest.github`, `server.ingest.gitlab`). The bearer token
+/// does not apply: the source's secret authenticates its requests.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GitWebhookConfig {
+    /// File holding the webhook secret configured at the provider (GitHub: "Secret"; GitLab:
+    /// "Secret token"), e.g. a mounted Secret key. Surrounding whitespace is ignored. Read at
+    /// start-up.
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
+    /// Name of an environment variable holding the secret (used when `secret_file` is unset).
+    #[serde(default)]
+    pub secret_env: Option<String>,
+    /// Topic the webhooks are written to, as CloudEvents. Default: `server.ingest.events_topic`.
+    #[serde(default)]
+    pub topic: Option<String>,
 }
 
 impl Default for IngestConfig {
@@ -74,6 +98,8 @@ impl Default for IngestConfig {
             alertmanager_topic: None,
             events_topic: None,
             ack_timeout: std::time::Duration::from_secs(10),
+            github: None,
+            gitlab: None,
         }
     }
 }
@@ -93,6 +119,15 @@ impl IngestConfig {
             .or_else(|| kafka.topics.events.first().map(String::as_str))
     }
 
+    /// The topic a webhook source writes to (`None` only when no topic can be derived).
+    pub fn git_topic<'a>(
+        &'a self,
+        source: &'a GitWebhookConfig,
+        kafka: &'a KafkaConfig,
+    ) -> Option<&'a str> {
+        source.topic.as_deref().or_else(|| self.events_topic(kafka))
+    }
+
     /// Checks the ingest topics exist (or can be derived) and are decoded the way the endpoint
     /// writes them, so an accepted request can never end on the dead-letter topic.
     pub(crate) fn validate(
@@ -108,7 +143,7 @@ impl IngestConfig {
         if self.max_body_bytes == 0 {
             problems.add("server.ingest.max_body_bytes", "must be at least 1");
         }
-        let endpoints = [
+        let mut endpoints = vec![
             (
                 "server.ingest.alertmanager_topic",
                 self.alertmanager_topic(kafka),
@@ -120,6 +155,29 @@ impl IngestConfig {
                 Decoding::Cloudevents,
             ),
         ];
+        for (field, source) in [
+            ("server.ingest.github", &self.github),
+            ("server.ingest.gitlab", &self.gitlab),
+        ] {
+            let Some(source) = source else { continue };
+            if source.secret_file.is_none() && source.secret_env.is_none() {
+                problems.add(
+                    field,
+                    "has neither secret_file nor secret_env; set the secret the provider \
+                     signs its webhooks with (unsigned webhooks would let anyone inject events)",
+                );
+            }
+            let topic_field = if field.ends_with("github") {
+                "server.ingest.github.topic"
+            } else {
+                "server.ingest.gitlab.topic"
+            };
+            endpoints.push((
+                topic_field,
+                self.git_topic(source, kafka),
+                Decoding::Cloudevents,
+            ));
+        }
         for (field, topic, wanted) in endpoints {
             let Some(topic) = topic.filter(|t| !t.trim().is_empty()) else {
                 problems.add(
@@ -184,5 +242,33 @@ mod tests {
              server:\n  ingest:\n    enabled: false\n",
         )
         .expect("disabled ingest needs no topic");
+    }
+
+    #[test]
+    fn git_webhook_sources_need_a_secret_and_a_cloudevents_topic() {
+        let config = parse(
+            "kafka:\n  topics:\n    events: [alerts]\nserver:\n  ingest:\n    github:\n      \
+             secret_env: GH\n    gitlab:\n      secret_file: /s\n      topic: ci\n",
+        )
+        .expect("valid");
+        let ingest = &config.server.ingest;
+        let github = ingest.github.as_ref().expect("github");
+        assert_eq!(ingest.git_topic(github, &config.kafka), Some("alerts"));
+        let gitlab = ingest.gitlab.as_ref().expect("gitlab");
+        assert_eq!(ingest.git_topic(gitlab, &config.kafka), Some("ci"));
+
+        let err =
+            parse("server:\n  ingest:\n    github:\n      topic: ci\n").expect_err("no secret");
+        assert!(err.to_string().contains("server.ingest.github"), "{err}");
+        assert!(err.to_string().contains("secret_file"), "{err}");
+        let err = parse(
+            "server:\n  ingest:\n    gitlab:\n      secret_env: GL\n      topic: k8s\n\
+             pipeline:\n  decoding:\n    k8s: kubernetes_event\n",
+        )
+        .expect_err("a topic decoded as another format");
+        assert!(
+            err.to_string().contains("server.ingest.gitlab.topic"),
+            "{err}"
+        );
     }
 }

@@ -471,6 +471,7 @@ pub fn dead_letter_reason(err: &DecodeError) -> &'static str {
         DecodeError::TooLarge { .. } => "too_large",
         DecodeError::NotUtf8 { .. } => "not_utf8",
         DecodeError::NotJson { .. } => "not_json",
+        DecodeError::NotProtobuf { .. } => "not_protobuf",
         DecodeError::TooDeep { .. } => "too_deep",
         DecodeError::WrongFormat { .. } => "wrong_format",
         DecodeError::MissingAttributes { .. } => "missing_attributes",

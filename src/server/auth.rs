@@ -8,12 +8,16 @@ use sha2::{Digest, Sha256};
 use super::problem::ApiError;
 use crate::config::IngestConfig;
 
-/// Why the token could not be read.
+/// Why a token or secret could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The token file could not be read.
-    #[error("cannot read the ingest token file {path} (server.ingest.token_file)")]
+    /// The file could not be read.
+    #[error("cannot read {what} file {path} ({field}_file)")]
     Read {
+        /// What the file holds (`the ingest token`).
+        what: &'static str,
+        /// The configuration field, without `_file` (`server.ingest.token`).
+        field: &'static str,
         /// The file.
         path: PathBuf,
         /// What the operating system said.
@@ -21,20 +25,79 @@ pub enum Error {
         source: std::io::Error,
     },
     /// The file or variable holds nothing but whitespace.
-    #[error("the ingest token from {origin} is empty; put the token in it")]
+    #[error("{what} from {origin} is empty; put the {noun} in it")]
     Empty {
+        /// What it holds (`the ingest token`).
+        what: &'static str,
+        /// `token` or `secret`.
+        noun: &'static str,
         /// Where it came from.
         origin: String,
     },
     /// The named environment variable is not set.
-    #[error("the environment variable {name} (server.ingest.token_env) is not set")]
+    #[error("the environment variable {name} ({field}_env) is not set")]
     MissingEnv {
+        /// The configuration field, without `_env`.
+        field: &'static str,
         /// Its name.
         name: String,
     },
 }
 
-/// Largest token file read. A bearer token is tens of bytes; the bound keeps a wrong path
+/// Where a token or secret is configured: a file (read first) or an environment variable, as
+/// `server.ingest.token_file` / `token_env` and the webhook sources' `secret_file` /
+/// `secret_env`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SecretSource<'a> {
+    /// What it holds, for messages (`the ingest token`).
+    pub what: &'static str,
+    /// `token` or `secret`.
+    pub noun: &'static str,
+    /// The configuration field without `_file` / `_env` (`server.ingest.token`).
+    pub field: &'static str,
+    /// The `_file` setting.
+    pub file: Option<&'a Path>,
+    /// The `_env` setting.
+    pub env: Option<&'a str>,
+}
+
+impl SecretSource<'_> {
+    /// The text, surrounding whitespace (a file's final newline) trimmed; `None` when neither
+    /// setting is given.
+    pub(crate) fn read(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<String>, Error> {
+        let (text, origin) = if let Some(path) = self.file {
+            let text = read_file(path).map_err(|source| Error::Read {
+                what: self.what,
+                field: self.field,
+                path: path.to_owned(),
+                source,
+            })?;
+            (text, format!("file {}", path.display()))
+        } else if let Some(name) = self.env {
+            let text = env(name).ok_or_else(|| Error::MissingEnv {
+                field: self.field,
+                name: name.to_owned(),
+            })?;
+            (text, format!("environment variable {name}"))
+        } else {
+            return Ok(None);
+        };
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(Error::Empty {
+                what: self.what,
+                noun: self.noun,
+                origin,
+            });
+        }
+        Ok(Some(text.to_owned()))
+    }
+}
+
+/// Largest token or secret file read. A bearer token or webhook secret is tens of bytes; the bound keeps a wrong path
 /// from being read whole into memory.
 const MAX_TOKEN_BYTES: u64 = 4096;
 
@@ -66,20 +129,18 @@ impl Token {
         config: &IngestConfig,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Option<Self>, Error> {
-        if let Some(path) = &config.token_file {
-            return read_file(path).map(Some);
-        }
-        let Some(name) = &config.token_env else {
-            return Ok(None);
+        let source = SecretSource {
+            what: "the ingest token",
+            noun: "token",
+            field: "server.ingest.token",
+            file: config.token_file.as_deref(),
+            env: config.token_env.as_deref(),
         };
-        let text = env(name).ok_or_else(|| Error::MissingEnv { name: name.clone() })?;
-        Self::new(&text).map(Some).ok_or_else(|| Error::Empty {
-            origin: format!("environment variable {name}"),
-        })
+        Ok(source.read(env)?.as_deref().and_then(Self::new))
     }
 
     /// Whether `presented` is this token, in time independent of where they differ.
-    fn matches(&self, presented: &str) -> bool {
+    pub(crate) fn matches(&self, presented: &str) -> bool {
         let other: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         self.digest
             .iter()
@@ -119,21 +180,15 @@ impl Token {
     }
 }
 
-fn read_file(path: &Path) -> Result<Token, Error> {
-    let read = |source| Error::Read {
-        path: path.to_owned(),
-        source,
-    };
-    let size = std::fs::metadata(path).map_err(read)?.len();
+/// A token or secret file's text, refusing one over [`MAX_TOKEN_BYTES`].
+fn read_file(path: &Path) -> Result<String, std::io::Error> {
+    let size = std::fs::metadata(path)?.len();
     if size > MAX_TOKEN_BYTES {
-        return Err(read(std::io::Error::other(format!(
+        return Err(std::io::Error::other(format!(
             "{size} bytes; a token file holds at most {MAX_TOKEN_BYTES}"
-        ))));
+        )));
     }
-    let text = std::fs::read_to_string(path).map_err(read)?;
-    Token::new(&text).ok_or_else(|| Error::Empty {
-        origin: format!("file {}", path.display()),
-    })
+    std::fs::read_to_string(path)
 }
 
 #[cfg(test)]

@@ -10,8 +10,8 @@
 //! - `GET /metrics`: OpenMetrics text ([`crate::metrics`]).
 //! - `GET /v1/rules`: the loaded rules, their state and last match, the last reload
 //!   ([`rules_api`]).
-//! - `POST /v1/alertmanager`, `POST /v1/events`: write what is posted to Kafka, answering 200
-//!   only once the broker acknowledged it ([`ingest`]).
+//! - `POST /v1/alertmanager`, `POST /v1/events`, `POST /v1/github`, `POST /v1/gitlab`: write
+//!   what is posted to Kafka, answering 200 only once the broker acknowledged it ([`ingest`]).
 //! - `GET /v1/quarantines`, `POST /v1/quarantines/release`: the loop guard's quarantines, and
 //!   lifting them ([`quarantines`]).
 
@@ -96,6 +96,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/rules", get(rules_api::list))
         .route("/v1/alertmanager", post(ingest::alertmanager))
         .route("/v1/events", post(ingest::events))
+        .route("/v1/github", post(ingest::github))
+        .route("/v1/gitlab", post(ingest::gitlab))
         .route("/v1/quarantines", get(quarantines::list))
         .route("/v1/quarantines/release", post(quarantines::release))
         .with_state(state)

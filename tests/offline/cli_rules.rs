@@ -21,7 +21,7 @@ fn the_shipped_rules_are_valid() {
     let out = reflex(&["validate", "rules"]);
     assert!(out.status.success(), "{}", stdout(&out));
     assert!(
-        stdout(&out).contains("10 rule(s) valid"),
+        stdout(&out).contains("12 rule(s) valid"),
         "{}",
         stdout(&out)
     );
@@ -156,7 +156,7 @@ fn the_shipped_rule_tests_pass() {
     let out = reflex(&["test", "rules"]);
     let text = stdout(&out);
     assert!(out.status.success(), "{text}");
-    assert!(text.contains("rule tests: 33 passed, 0 failed"), "{text}");
+    assert!(text.contains("rule tests: 36 passed, 0 failed"), "{text}");
 }
 
 #[test]

@@ -5,7 +5,7 @@ mod allow;
 mod error;
 mod prepare;
 mod retry;
-mod sign;
+pub(crate) mod sign;
 
 pub use allow::HostAllowList;
 pub use error::Error;

@@ -78,6 +78,18 @@ pub enum DecodeError {
         /// The parser's message, with line and column.
         reason: String,
     },
+    /// The record value is not the protobuf message the topic's decoding expects.
+    #[error(
+        "{at}: the record value is not an OTLP logs export in protobuf \
+         (ExportLogsServiceRequest): {reason}; the producer must send the OpenTelemetry \
+         Collector's `encoding: otlp_proto` (decode the topic as `otlp_json` if it sends JSON)"
+    )]
+    NotProtobuf {
+        /// The record.
+        at: RecordPosition,
+        /// The protobuf decoder's message.
+        reason: String,
+    },
     /// The document nests arrays and objects deeper than [`DecodeLimits::max_depth`].
     #[error(
         "{at}: the JSON nests arrays and objects deeper than {max} levels; \
@@ -143,6 +155,7 @@ impl DecodeError {
             | DecodeError::TooLarge { at, .. }
             | DecodeError::NotUtf8 { at, .. }
             | DecodeError::NotJson { at, .. }
+            | DecodeError::NotProtobuf { at, .. }
             | DecodeError::TooDeep { at, .. }
             | DecodeError::WrongFormat { at, .. }
             | DecodeError::MissingAttributes { at, .. }

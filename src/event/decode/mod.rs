@@ -16,7 +16,7 @@
 //! Log lines are never auto-detected: almost any text is a valid plain log line, and a JSON
 //! document with a `message` field is as likely an application event as a shipper's envelope.
 //! A topic of logs says so with its decoding (`log`, `syslog`, `logfmt`, `log_json`,
-//! `otlp_json`); every log shape becomes one [`Format::Log`] event (see [`logs`]).
+//! `otlp_json`, `otlp_proto`); every log shape becomes one [`Format::Log`] event (see [`logs`]).
 //!
 //! Identity ([`Metadata::id`], the base of action idempotency keys) is stable across
 //! redeliveries of the same record and distinct for distinct occurrences; each format module
@@ -101,6 +101,10 @@ pub enum Decoding {
     /// An OpenTelemetry logs export in OTLP/JSON (the Collector's Kafka exporter with
     /// `encoding: otlp_json`); one event per log record.
     OtlpJson,
+    /// An OpenTelemetry logs export in protobuf (the Collector's Kafka exporter with
+    /// `encoding: otlp_proto`); the same events as `otlp_json`. A JSON document given for such
+    /// a topic (`reflex test`) is read in its OTLP/JSON form.
+    OtlpProto,
 }
 
 impl Decoding {
@@ -118,6 +122,7 @@ impl Decoding {
             Decoding::Logfmt => "logfmt",
             Decoding::LogJson => "log_json",
             Decoding::OtlpJson => "otlp_json",
+            Decoding::OtlpProto => "otlp_proto",
         }
     }
 }
@@ -193,6 +198,7 @@ pub fn decode(
     }
     let value = match record.payload {
         None => return Err(DecodeError::Tombstone { at: origin.at() }),
+        Some(bytes) if decoding == Decoding::OtlpProto => return otlp::from_proto(bytes, &origin),
         Some(bytes) if logs::is_text(decoding) => {
             return logs::from_text(text(bytes, &origin)?, &origin, decoding);
         }
@@ -287,7 +293,7 @@ fn decode_value(
             return logs::from_value(value, origin, decoding);
         }
         Decoding::LogJson => return logs::shippers::build(value, origin).map(|e| vec![e]),
-        Decoding::OtlpJson => return otlp::build(&value, origin),
+        Decoding::OtlpJson | Decoding::OtlpProto => return otlp::build(&value, origin),
     };
     match chosen {
         Format::Json => Ok(vec![json::build(value, origin)]),

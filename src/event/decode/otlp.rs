@@ -1,7 +1,10 @@
-//! OpenTelemetry logs in OTLP/JSON, as the OpenTelemetry Collector's Kafka exporter writes them
-//! with `encoding: otlp_json`: an `ExportLogsServiceRequest`, `resourceLogs[].scopeLogs[]
-//! .logRecords[]`. One [`Format::Log`] event per log record (`log_format: otlp`), in the common
-//! log shape (see [`super::logs`]):
+//! OpenTelemetry logs as the OpenTelemetry Collector's Kafka exporter writes them: an
+//! `ExportLogsServiceRequest`, `resourceLogs[].scopeLogs[].logRecords[]`, in OTLP/JSON
+//! (`encoding: otlp_json`) or protobuf (`encoding: otlp_proto`). A protobuf export is decoded with
+//! the `opentelemetry-proto` types and turned into its OTLP/JSON form (their serde mapping follows
+//! the OTLP JSON encoding: hex ids, `intValue` as a string, camelCase names), so both encodings
+//! go through one mapping and give the same events. One [`Format::Log`] event per log record
+//! (`log_format: otlp`), in the common log shape (see [`super::logs`]):
 //!
 //! - `message`: the body when it is a string, else the body as JSON text (the structured body
 //!   itself is `fields.body`);
@@ -17,10 +20,12 @@
 //! Identity is `topic/partition/offset#N`, N the record's index in the export.
 
 use chrono::DateTime;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use prost::Message as _;
 use serde_json::{Map, Value};
 
 use super::logs::{LogLine, normalize_level};
-use super::{DecodeError, Decoding, Origin, detect, json_len, kind_of};
+use super::{DecodeError, Decoding, Origin, detect, json_len, kind_of, value_depth};
 use crate::event::{Event, Format};
 
 /// How many times `pipeline.max_payload_bytes` the copies of resource and scope attributes
@@ -29,6 +34,28 @@ use crate::event::{Event, Format};
 /// otherwise turn a 1 MiB record into gigabytes of events; a real export (the Collector's
 /// batches of a few thousand records, a few hundred bytes of attributes) stays far below.
 pub(super) const MAX_COPY_FACTOR: usize = 8;
+
+/// The events of a protobuf export: decoded (prost bounds its recursion at 100 nested
+/// messages), turned into OTLP/JSON, held to the depth limit like a JSON export, then mapped
+/// as one. The size limit was checked on the record before.
+pub(super) fn from_proto(bytes: &[u8], origin: &Origin<'_>) -> Result<Vec<Event>, DecodeError> {
+    let request =
+        ExportLogsServiceRequest::decode(bytes).map_err(|err| DecodeError::NotProtobuf {
+            at: origin.at(),
+            reason: err.to_string(),
+        })?;
+    let value = serde_json::to_value(&request).map_err(|err| DecodeError::NotProtobuf {
+        at: origin.at(),
+        reason: format!("cannot map the export to OTLP/JSON: {err}"),
+    })?;
+    if value_depth(&value) > origin.limits.max_depth {
+        return Err(DecodeError::TooDeep {
+            at: origin.at(),
+            max: origin.limits.max_depth,
+        });
+    }
+    build(&value, origin)
+}
 
 /// The events of one export.
 pub(super) fn build(value: &Value, origin: &Origin<'_>) -> Result<Vec<Event>, DecodeError> {
@@ -70,7 +97,11 @@ pub(super) fn build(value: &Value, origin: &Origin<'_>) -> Result<Vec<Event>, De
             let scope = scope_log.get("scope");
             let mut scope_fields = Map::new();
             for key in ["name", "version"] {
-                if let Some(v) = scope.and_then(|s| s.get(key)).filter(|v| !v.is_null()) {
+                // Empty is unset: protobuf cannot tell them apart, so neither encoding does.
+                if let Some(v) = scope
+                    .and_then(|s| s.get(key))
+                    .filter(|v| !v.is_null() && *v != "")
+                {
                     scope_fields.insert(key.to_owned(), v.clone());
                 }
             }
@@ -165,7 +196,11 @@ fn log_record(record: &Value, path: &str, origin: &Origin<'_>) -> Result<LogLine
         ("severityNumber", "severity_number"),
         ("eventName", "event_name"),
     ] {
-        if let Some(v) = record.get(key).filter(|v| !v.is_null() && *v != "") {
+        // Empty and 0 (`SEVERITY_NUMBER_UNSPECIFIED`) are unset, as in protobuf.
+        if let Some(v) = record
+            .get(key)
+            .filter(|v| !v.is_null() && *v != "" && *v != 0)
+        {
             line.fields.insert(field.to_owned(), v.clone());
         }
     }

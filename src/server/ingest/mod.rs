@@ -1,5 +1,5 @@
 //! `POST /v1/alertmanager` and `POST /v1/events`: accept what Alertmanager and CloudEvents
-//! producers post and write it to Kafka, answering 200 only once the broker acknowledged the
+//! producers post (and, in [`git`], GitHub and GitLab webhooks) and write it to Kafka, answering 200 only once the broker acknowledged the
 //! record (durable first: a sender that gets no 200 retries, so nothing is lost in between).
 //!
 //! Every accepted request is checked with the very decoder the consumer will run on the record
@@ -34,13 +34,14 @@ use crate::config::Config;
 use crate::event::decode::{self, DecodeError, DecodeLimits, Decoding, RawRecord};
 use crate::metrics::IngestLabels;
 
+mod git;
 mod produce;
 
 /// Why ingest could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The token could not be read.
-    #[error("server.ingest: cannot read the bearer token")]
+    /// The token or a webhook secret could not be read.
+    #[error("server.ingest: cannot read a token or secret")]
     Token(#[source] super::auth::Error),
     /// The Kafka producer could not be created.
     #[error("server.ingest: invalid Kafka producer configuration")]
@@ -66,13 +67,26 @@ pub enum IngestState {
     },
 }
 
+/// Who may post to `/v1/alertmanager` and `/v1/events`.
+#[derive(Debug)]
+enum Bearer {
+    /// Callers send this token.
+    Token(Token),
+    /// `allow_unauthenticated: true`.
+    Open,
+    /// No token is configured: those two endpoints are off (the webhook sources, which carry
+    /// their own secrets, still serve); why.
+    Off(String),
+}
+
 /// What the ingest endpoints need: a producer, their topics, the token and the limits.
 pub struct Ingest {
     producer: FutureProducer,
     alertmanager_topic: String,
     events_topic: String,
-    /// `None` only with `allow_unauthenticated: true`.
-    token: Option<Token>,
+    bearer: Bearer,
+    /// `POST /v1/github` and `/v1/gitlab`.
+    git: git::Sources,
     max_body_bytes: usize,
     ack_timeout: Duration,
     limits: DecodeLimits,
@@ -83,7 +97,8 @@ impl std::fmt::Debug for Ingest {
         f.debug_struct("Ingest")
             .field("alertmanager_topic", &self.alertmanager_topic)
             .field("events_topic", &self.events_topic)
-            .field("authenticated", &self.token.is_some())
+            .field("bearer", &self.bearer)
+            .field("git", &self.git)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("ack_timeout", &self.ack_timeout)
             .finish_non_exhaustive()
@@ -91,8 +106,8 @@ impl std::fmt::Debug for Ingest {
 }
 
 impl IngestState {
-    /// Sets ingest up from `config.server.ingest`: off when disabled, or when no token is
-    /// configured and `allow_unauthenticated` is not set. `client` is the Kafka client
+    /// Sets ingest up from `config.server.ingest`: off when disabled, or when no token and no
+    /// webhook source is configured and `allow_unauthenticated` is not set. `client` is the Kafka client
     /// configuration (bootstrap servers and pass-through settings); `env` looks up the token
     /// variable.
     pub fn configure(
@@ -106,15 +121,21 @@ impl IngestState {
                 why: "server.ingest.enabled is false".to_owned(),
             });
         }
-        let token = Token::from_config(ingest, env).map_err(Error::Token)?;
-        if token.is_none() && !ingest.allow_unauthenticated {
-            return Ok(Self::Off {
-                why: "no bearer token is configured; set server.ingest.token_file or \
-                      server.ingest.token_env (or allow_unauthenticated: true on a listener \
-                      only trusted clients reach)"
-                    .to_owned(),
-            });
-        }
+        let token = Token::from_config(ingest, &env).map_err(Error::Token)?;
+        let git = git::Sources::configure(config, &env).map_err(Error::Token)?;
+        let no_token = "no bearer token is configured; set server.ingest.token_file or \
+                        server.ingest.token_env (or allow_unauthenticated: true on a listener \
+                        only trusted clients reach)";
+        let bearer = match token {
+            Some(token) => Bearer::Token(token),
+            None if ingest.allow_unauthenticated => Bearer::Open,
+            None if git.is_empty() => {
+                return Ok(Self::Off {
+                    why: format!("{no_token}, or a webhook source (server.ingest.github, gitlab)"),
+                });
+            }
+            None => Bearer::Off(no_token.to_owned()),
+        };
         let (Some(alertmanager_topic), Some(events_topic)) = (
             ingest.alertmanager_topic(&config.kafka),
             ingest.events_topic(&config.kafka),
@@ -141,7 +162,8 @@ impl IngestState {
             producer,
             alertmanager_topic: alertmanager_topic.to_owned(),
             events_topic: events_topic.to_owned(),
-            token,
+            bearer,
+            git,
             max_body_bytes: ingest.max_body_bytes,
             ack_timeout: ingest.ack_timeout,
             limits: config.pipeline.decode_limits(),
@@ -154,6 +176,7 @@ impl IngestState {
 enum Endpoint {
     Alertmanager,
     Events,
+    Git(git::Provider),
 }
 
 impl Endpoint {
@@ -161,6 +184,8 @@ impl Endpoint {
         match self {
             Endpoint::Alertmanager => "alertmanager",
             Endpoint::Events => "events",
+            Endpoint::Git(git::Provider::Github) => "github",
+            Endpoint::Git(git::Provider::Gitlab) => "gitlab",
         }
     }
 }
@@ -211,6 +236,24 @@ pub(super) async fn events(
     answer(&state, Endpoint::Events, &headers, body).await
 }
 
+/// `POST /v1/github`.
+pub(super) async fn github(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    answer(&state, Endpoint::Git(git::Provider::Github), &headers, body).await
+}
+
+/// `POST /v1/gitlab`.
+pub(super) async fn gitlab(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    answer(&state, Endpoint::Git(git::Provider::Gitlab), &headers, body).await
+}
+
 async fn answer(state: &AppState, endpoint: Endpoint, headers: &HeaderMap, body: Body) -> Response {
     let response = match accept(state, endpoint, headers, body).await {
         Ok(accepted) => (StatusCode::OK, Json(accepted)).into_response(),
@@ -236,18 +279,18 @@ async fn accept(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Accepted, ApiError> {
+    if let Endpoint::Git(provider) = endpoint {
+        // Webhooks carry their source's secret instead of the bearer token.
+        return git::accept(state, provider, headers, body).await;
+    }
     let ingest = match &state.ingest {
         IngestState::On(ingest) => ingest,
-        IngestState::Off { why } => {
-            return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                format!("ingest is off: {why}"),
-                "see server.ingest in the configuration (docs/operations.md)",
-            ));
-        }
+        IngestState::Off { why } => return Err(off(why)),
     };
-    if let Some(token) = &ingest.token {
-        token.verify(headers)?;
+    match &ingest.bearer {
+        Bearer::Token(token) => token.verify(headers)?,
+        Bearer::Open => {}
+        Bearer::Off(why) => return Err(off(why)),
     }
     let body = ingest.read_body(headers, body).await?;
     let (topic, records, decoding) = match endpoint {
@@ -261,6 +304,7 @@ async fn accept(
             super::cloudevents::records(headers, body)?,
             Decoding::Cloudevents,
         ),
+        Endpoint::Git(_) => unreachable!("webhooks returned above"),
     };
     let mut events = 0;
     for record in &records {
@@ -272,6 +316,15 @@ async fn accept(
         records: positions,
         events,
     })
+}
+
+/// The 404 of an endpoint that is off, saying why.
+fn off(why: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("ingest is off: {why}"),
+        "see server.ingest in the configuration (docs/operations.md)",
+    )
 }
 
 /// The Alertmanager notification, unchanged, keyed by its `groupKey` (one alert group's
@@ -379,7 +432,8 @@ mod tests {
             producer,
             alertmanager_topic: "alerts".to_owned(),
             events_topic: "events".to_owned(),
-            token: None,
+            bearer: Bearer::Open,
+            git: git::Sources::default(),
             max_body_bytes: 1024,
             ack_timeout,
             limits: DecodeLimits::default(),

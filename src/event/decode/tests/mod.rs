@@ -41,6 +41,9 @@ const FLUENT_BIT: &str = include_str!("../../../../tests/data/events/fluent-bit-
 const VECTOR: &str = include_str!("../../../../tests/data/events/vector-record.json");
 const FILEBEAT: &str = include_str!("../../../../tests/data/events/filebeat-record.json");
 const OTLP: &str = include_str!("../../../../tests/data/events/otlp-logs.json");
+/// `otlp-logs.json` encoded as protobuf (`otlp_proto`); `otlp::the_committed_protobuf_sample_*`
+/// checks (and with `REFLEX_WRITE_TEST_DATA=1` rewrites) it.
+const OTLP_PROTO: &[u8] = include_bytes!("../../../../tests/data/events/otlp-logs.pb");
 const CDEVENT: &str =
     include_str!("../../../../tests/data/events/cdevent-pipelinerun-finished.json");
 

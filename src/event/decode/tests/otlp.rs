@@ -1,6 +1,105 @@
-//! OpenTelemetry logs (OTLP/JSON) and CDEvents.
+//! OpenTelemetry logs (OTLP/JSON and protobuf) and CDEvents.
+
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use prost::Message as _;
 
 use super::*;
+
+/// Decodes a binary record.
+fn decode_bytes(payload: &[u8], decoding: Decoding) -> Result<Vec<Event>, DecodeError> {
+    decode(&record(payload, &[]), decoding, &DecodeLimits::default())
+}
+
+#[test]
+fn the_committed_protobuf_sample_is_the_json_sample_encoded_by_the_opentelemetry_types() {
+    let request: ExportLogsServiceRequest =
+        serde_json::from_str(OTLP).expect("the JSON sample is an ExportLogsServiceRequest");
+    let encoded = request.encode_to_vec();
+    if std::env::var_os("REFLEX_WRITE_TEST_DATA").is_some() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/events/otlp-logs.pb"
+        );
+        std::fs::write(path, &encoded).expect("write the protobuf sample");
+    }
+    assert_eq!(
+        encoded, OTLP_PROTO,
+        "tests/data/events/otlp-logs.pb is stale; rerun this test with REFLEX_WRITE_TEST_DATA=1"
+    );
+}
+
+#[test]
+fn a_protobuf_export_gives_the_same_events_as_its_json_form() {
+    let from_json = decode_with(OTLP, &[], Decoding::OtlpJson).unwrap();
+    let from_proto = decode_bytes(OTLP_PROTO, Decoding::OtlpProto).unwrap();
+    assert_eq!(from_proto.len(), 2);
+    assert_eq!(from_proto, from_json);
+    assert_eq!(
+        from_proto[0].payload["fields"]["attributes"]["http.status_code"],
+        500
+    );
+    // A JSON document for an `otlp_proto` topic (`reflex test`) is read as OTLP/JSON.
+    let tested = decode_json(
+        doc(OTLP),
+        TOPIC,
+        PARTITION,
+        OFFSET,
+        None,
+        &BTreeMap::new(),
+        Some(record_time()),
+        Decoding::OtlpProto,
+    )
+    .unwrap();
+    assert_eq!(tested, from_json);
+}
+
+#[test]
+fn bytes_that_are_no_protobuf_export_are_refused_with_the_reason_and_limits_hold() {
+    let err = decode_bytes(b"{\"resourceLogs\": []}", Decoding::OtlpProto)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("not an OTLP logs export in protobuf") && err.contains("otlp_json"),
+        "{err}"
+    );
+    let truncated = &OTLP_PROTO[..OTLP_PROTO.len() - 7];
+    let err = decode_bytes(truncated, Decoding::OtlpProto).unwrap_err();
+    assert!(matches!(err, DecodeError::NotProtobuf { .. }), "{err}");
+    assert_eq!(crate::pipeline::dead_letter_reason(&err), "not_protobuf");
+
+    let small = DecodeLimits {
+        max_payload_bytes: 64,
+        ..DecodeLimits::default()
+    };
+    let err = decode(&record(OTLP_PROTO, &[]), Decoding::OtlpProto, &small).unwrap_err();
+    assert!(matches!(err, DecodeError::TooLarge { .. }), "{err}");
+    let shallow = DecodeLimits {
+        max_depth: 5,
+        ..DecodeLimits::default()
+    };
+    let err = decode(&record(OTLP_PROTO, &[]), Decoding::OtlpProto, &shallow).unwrap_err();
+    assert!(matches!(err, DecodeError::TooDeep { .. }), "{err}");
+    // An empty value is a valid, empty export.
+    assert!(decode_bytes(b"", Decoding::OtlpProto).unwrap().is_empty());
+}
+
+proptest::proptest! {
+    /// Arbitrary bytes, and the sample with bytes replaced, give events or an error, never a
+    /// panic.
+    #[test]
+    fn any_bytes_decoded_as_otlp_proto_never_panic(
+        noise in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+        flips in proptest::collection::vec((proptest::prelude::any::<usize>(), proptest::prelude::any::<u8>()), 1..6),
+    ) {
+        let _ = decode_bytes(&noise, Decoding::OtlpProto);
+        let mut edited = OTLP_PROTO.to_vec();
+        for (at, byte) in flips {
+            let i = at % edited.len();
+            edited[i] = byte;
+        }
+        let _ = decode_bytes(&edited, Decoding::OtlpProto);
+    }
+}
 
 #[test]
 fn an_otlp_export_gives_one_event_per_log_record_with_attributes_flattened() {
