@@ -18,10 +18,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Api;
-use kube::api::{DeleteParams, PostParams};
+use kube::api::DeleteParams;
 use reflex::store::history::HistoryFilter;
 use reflex::store::{OutcomeRecord, OutcomeStatus, Store};
 use serde_json::{Value, json};
@@ -264,48 +263,6 @@ impl Drop for Alertmanager {
     }
 }
 
-/// The namespace and its Deployment (`replicas: 0`: the controller-manager completes its
-/// rollouts without pods).
-async fn deployment(client: &kube::Client, namespace: &str) -> Api<Deployment> {
-    Api::<Namespace>::all(client.clone())
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": namespace}})).expect("namespace"),
-        )
-        .await
-        .expect("create namespace");
-    let deployments = Api::<Deployment>::namespaced(client.clone(), namespace);
-    let manifest = json!({
-        "metadata": {"name": DEPLOYMENT},
-        "spec": {
-            "replicas": 0,
-            "selector": {"matchLabels": {"app": DEPLOYMENT}},
-            "template": {
-                "metadata": {"labels": {"app": DEPLOYMENT}},
-                "spec": {"containers": [{"name": DEPLOYMENT, "image": "registry.example.org/shop/checkout:1.0.0"}]}
-            }
-        }
-    });
-    deployments
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(manifest).expect("deployment"),
-        )
-        .await
-        .expect("create deployment");
-    deployments
-}
-
-async fn restarted_at(deployments: &Api<Deployment>) -> Option<String> {
-    let d = deployments.get(DEPLOYMENT).await.expect("get deployment");
-    d.spec
-        .template
-        .metadata?
-        .annotations?
-        .get("kubectl.kubernetes.io/restartedAt")
-        .cloned()
-}
-
 /// The outcomes of `rule` with `status`, from the store Reflex writes.
 async fn outcomes(store: &Store, rule: &str, status: OutcomeStatus) -> Vec<OutcomeRecord> {
     store
@@ -326,7 +283,7 @@ async fn an_alert_posted_to_a_real_alertmanager_restarts_the_deployment_and_its_
     let setup = Setup::new("am-e2e").await;
     let client = support::kube_client(&support::kubeconfig()).await;
     let namespace = support::unique_name("am-e2e");
-    let deployments = deployment(&client, &namespace).await;
+    let deployments = support::namespace_with_deployment(&client, &namespace, DEPLOYMENT, 0).await;
 
     std::fs::write(setup.rules.join("alertmanager.yaml"), rules()).expect("write rules");
     let token = uuid::Uuid::new_v4().simple().to_string();
@@ -358,7 +315,7 @@ async fn an_alert_posted_to_a_real_alertmanager_restarts_the_deployment_and_its_
         ("deployment", DEPLOYMENT),
         ("severity", "critical"),
     ];
-    assert_eq!(restarted_at(&deployments).await, None);
+    assert_eq!(support::restarted_at(&deployments, DEPLOYMENT).await, None);
     am.fire_with_amtool(&labels, starts_at);
 
     // Alertmanager -> Reflex -> the apiserver: the Deployment gets its restart stamp.
@@ -370,7 +327,7 @@ async fn an_alert_posted_to_a_real_alertmanager_restarts_the_deployment_and_its_
         )
     };
     let stamp = support::eventually("the Deployment restarted", LIMIT, || async {
-        restarted_at(&deployments).await
+        support::restarted_at(&deployments, DEPLOYMENT).await
     })
     .await;
     eprintln!("restarted at {stamp}");
@@ -421,7 +378,9 @@ async fn an_alert_posted_to_a_real_alertmanager_restarts_the_deployment_and_its_
     );
     // One restart, from the firing alone.
     assert_eq!(
-        restarted_at(&deployments).await.as_deref(),
+        support::restarted_at(&deployments, DEPLOYMENT)
+            .await
+            .as_deref(),
         Some(stamp.as_str())
     );
 
