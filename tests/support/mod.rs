@@ -115,6 +115,72 @@ pub async fn kube_client(path: &std::path::Path) -> kube::Client {
     }
 }
 
+/// Creates `namespace` and in it the Deployment `name` (label `app: <name>`, one container of
+/// a placeholder image that is never pulled: no kubelet runs) with `replicas` replicas (0: the
+/// controller-manager completes its rollouts without pods). Returns the namespace's
+/// Deployments.
+pub async fn namespace_with_deployment(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    replicas: i32,
+) -> kube::Api<k8s_openapi::api::apps::v1::Deployment> {
+    use kube::api::PostParams;
+    kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({"metadata": {"name": namespace}}))
+                .expect("namespace"),
+        )
+        .await
+        .unwrap_or_else(|err| panic!("create namespace {namespace}: {err}"));
+    let deployments = kube::Api::namespaced(client.clone(), namespace);
+    let image = format!("registry.example.org/shop/{name}:1.0.0");
+    deployments
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(deployment_manifest(name, replicas, &image))
+                .expect("deployment"),
+        )
+        .await
+        .unwrap_or_else(|err| panic!("create deployment {namespace}/{name}: {err}"));
+    deployments
+}
+
+/// A Deployment `name` with `replicas` replicas of one container running `image`, selected by
+/// the label `app: <name>`.
+pub fn deployment_manifest(name: &str, replicas: i32, image: &str) -> serde_json::Value {
+    serde_json::json!({
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": name, "image": image}]}
+            }
+        }
+    })
+}
+
+/// The `kubectl.kubernetes.io/restartedAt` pod-template annotation of Deployment `name` (set
+/// by a restart), `None` while it has none.
+pub async fn restarted_at(
+    deployments: &kube::Api<k8s_openapi::api::apps::v1::Deployment>,
+    name: &str,
+) -> Option<String> {
+    let d = deployments
+        .get(name)
+        .await
+        .unwrap_or_else(|err| panic!("get deployment {name}: {err}"));
+    d.spec
+        .template
+        .metadata?
+        .annotations?
+        .get("kubectl.kubernetes.io/restartedAt")
+        .cloned()
+}
+
 /// Polls `probe` every 200 ms until it returns `Some`, failing with `what` after `limit`.
 pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut probe: F) -> T
 where

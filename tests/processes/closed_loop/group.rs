@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Api;
-use kube::api::{DeleteParams, PostParams};
+use kube::api::DeleteParams;
 use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use reflex::store::history::HistoryFilter;
@@ -135,32 +135,7 @@ impl Group {
         let database = support::TempDatabase::create("closed_loop").await;
         let client = support::kube_client(&support::kubeconfig()).await;
         let namespace = name.clone();
-        Api::<Namespace>::all(client.clone())
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(json!({"metadata": {"name": namespace}}))
-                    .expect("namespace"),
-            )
-            .await
-            .expect("create namespace");
-        let manifest = json!({
-            "metadata": {"name": DEPLOYMENT},
-            "spec": {
-                "replicas": 0,
-                "selector": {"matchLabels": {"app": DEPLOYMENT}},
-                "template": {
-                    "metadata": {"labels": {"app": DEPLOYMENT}},
-                    "spec": {"containers": [{"name": DEPLOYMENT, "image": "registry.example.org/shop/checkout:1.0.0"}]}
-                }
-            }
-        });
-        Api::<Deployment>::namespaced(client.clone(), &namespace)
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(manifest).expect("deployment"),
-            )
-            .await
-            .expect("create deployment");
+        support::namespace_with_deployment(&client, &namespace, DEPLOYMENT, 0).await;
         let (gate, gate_addr) = Gate::start().await;
         let rule = format!("rule-{name}");
         let dir = tempfile::tempdir().expect("tempdir");
@@ -355,16 +330,8 @@ impl Group {
 
     /// The Deployment's restart stamp.
     pub async fn restarted_at(&self) -> Option<String> {
-        let d = Api::<Deployment>::namespaced(self.client.clone(), &self.namespace)
-            .get(DEPLOYMENT)
-            .await
-            .expect("get deployment");
-        d.spec
-            .template
-            .metadata?
-            .annotations?
-            .get("kubectl.kubernetes.io/restartedAt")
-            .cloned()
+        let deployments = Api::<Deployment>::namespaced(self.client.clone(), &self.namespace);
+        support::restarted_at(&deployments, DEPLOYMENT).await
     }
 
     /// Every replica's log, for failure messages.

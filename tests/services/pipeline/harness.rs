@@ -460,38 +460,11 @@ pub(crate) async fn checkout_namespace(
     kube::Api<k8s_openapi::api::core::v1::Namespace>,
     kube::Api<k8s_openapi::api::apps::v1::Deployment>,
 ) {
-    use kube::api::PostParams;
     crate::support::install_crypto_provider();
     let client = crate::support::kube_client(&crate::support::kubeconfig()).await;
     let namespace = crate::support::unique_name(prefix);
+    let deployments =
+        crate::support::namespace_with_deployment(&client, &namespace, "checkout", 1).await;
     let namespaces = kube::Api::all(client.clone());
-    namespaces
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(serde_json::json!({"metadata": {"name": namespace}}))
-                .expect("namespace"),
-        )
-        .await
-        .expect("create namespace");
-    let deployments: kube::Api<k8s_openapi::api::apps::v1::Deployment> =
-        kube::Api::namespaced(client.clone(), &namespace);
-    let manifest = serde_json::json!({
-        "metadata": {"name": "checkout"},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": "checkout"}},
-            "template": {
-                "metadata": {"labels": {"app": "checkout"}},
-                "spec": {"containers": [{"name": "checkout", "image": "registry.example.org/shop/checkout:1.0.0"}]}
-            }
-        }
-    });
-    deployments
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(manifest).expect("deployment"),
-        )
-        .await
-        .expect("create deployment");
     (client, namespace, namespaces, deployments)
 }

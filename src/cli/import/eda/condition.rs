@@ -158,7 +158,18 @@ pub(super) fn convert(src: &str, source: &Source) -> Result<String, String> {
                 i += 2 + used;
                 continue;
             }
-            Tok::Word(w) => out.push(word(w, source)?),
+            Tok::Word(w) => {
+                let converted = word(w, source)?;
+                // A bare path is a truth test in ansible-rulebook (`event.up and not
+                // event.maintenance`); Reflex compares explicitly.
+                let bare = converted.starts_with("event")
+                    && matches!(next(1), None | Some("and" | "or" | ")"));
+                out.push(if bare {
+                    format!("{converted} == true")
+                } else {
+                    converted
+                });
+            }
         }
         i += 1;
     }
@@ -327,6 +338,19 @@ mod tests {
         assert_eq!(
             conv(r#"event.msg is not search("oom")"#),
             "event.msg !~ 'oom'"
+        );
+    }
+
+    #[test]
+    fn a_bare_path_is_a_truth_test() {
+        assert_eq!(conv("event.up"), "event.up == true");
+        assert_eq!(
+            conv("not event.alert.up and event.code not in [301, 302]"),
+            "not event.up == true and event.code not in [301, 302]"
+        );
+        assert_eq!(
+            conv("(event.a or event.b) and event.c == 1"),
+            "(event.a == true or event.b == true) and event.c == 1"
         );
     }
 

@@ -12,6 +12,13 @@ use crate::rules::{LoadError, load_sources};
 
 mod action;
 mod condition;
+mod output;
+mod position;
+mod source;
+
+use output::{commented_out, printable, problems, quote, single_line};
+use position::{Positions, RulePositions};
+use source::sources;
 
 /// Arguments of `reflex import eda`.
 #[derive(Debug, clap::Args)]
@@ -61,24 +68,43 @@ pub(super) enum Source {
 /// What converted and what did not, per rule.
 #[derive(Debug, Default)]
 pub struct Report {
-    /// `rule: what` lines for converted parts.
+    /// `file:line:column: rule: what` lines for converted parts.
     pub converted: Vec<String>,
-    /// `rule: what and why` lines for parts that did not convert.
+    /// `file:line:column: rule: what and why` lines for parts that did not convert, placed at
+    /// the part in the rulebook (`file:plays[0].rules[1].condition` when the rulebook's shape
+    /// hides the line).
     pub not_converted: Vec<String>,
+    /// Where the part being converted is.
+    at: String,
 }
 
 impl Report {
     fn converted(&mut self, rule: &str, what: String) {
-        self.converted.push(format!("{rule}: {what}"));
+        self.converted.push(format!("{}: {rule}: {what}", self.at));
     }
     fn not_converted(&mut self, rule: &str, what: String) {
-        self.not_converted.push(format!("{rule}: {what}"));
+        self.not_converted
+            .push(format!("{}: {rule}: {what}", self.at));
     }
 }
 
-/// A string as a YAML double-quoted scalar (JSON's escapes are YAML's).
-pub(super) fn quote(s: &str) -> String {
-    serde_json::to_string(s).expect("a string serializes")
+/// One play's context for its rules.
+struct Play<'a> {
+    name: &'a str,
+    source: Source,
+    /// The `select:` lines (with comments) its source becomes.
+    select: Vec<String>,
+    /// `default_events_ttl`.
+    ttl: Option<&'a str>,
+}
+
+/// A rule's action entries: `action`, or the `actions` list.
+fn actions_of(rule: &Value) -> Vec<&Value> {
+    match (rule.get("action"), rule.get("actions")) {
+        (Some(one), _) => vec![one],
+        (None, Some(Value::Array(many))) => many.iter().collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// Converts, checks the result as `reflex validate` would, writes it and prints the summary.
@@ -145,115 +171,61 @@ pub fn convert(text: &str, file: &Path) -> Result<(String, Report), Error> {
     let plays = plays
         .as_array()
         .ok_or_else(|| shape("the document is not a list"))?;
-    let mut out = format!(
-        "# Converted by `reflex import eda` from {}.\n# Review every TODO before enabling these rules.\nrules:\n",
-        file.file_name()
-            .map_or(file_name.clone(), |n| n.to_string_lossy().into_owned())
-    );
+    let positions = Positions::read(text, &file_name);
     let mut report = Report::default();
     let mut names = HashSet::new();
-    for play in plays {
+    let (mut valid, mut set_aside) = (String::new(), String::new());
+    for (p, play) in plays.iter().enumerate() {
         let rules = play
             .get("rules")
             .and_then(Value::as_array)
             .ok_or_else(|| shape("a play has no `rules` list"))?;
-        let play_name = play.get("name").and_then(Value::as_str).unwrap_or("play");
-        let (source, select) = sources(play, &mut report, play_name);
-        let ttl = play.get("default_events_ttl").and_then(Value::as_str);
-        for rule in rules {
-            out.push_str(&convert_rule(
-                rule,
-                play_name,
-                &source,
-                &select,
-                ttl,
-                &mut names,
-                &mut report,
-            ));
+        report.at = positions.play(p);
+        let name = play.get("name").and_then(Value::as_str).unwrap_or("play");
+        let (source, select) = sources(play, &mut report, name);
+        let play = Play {
+            name,
+            source,
+            select,
+            ttl: play.get("default_events_ttl").and_then(Value::as_str),
+        };
+        for (r, rule) in rules.iter().enumerate() {
+            let at = positions.rule(p, r, actions_of(rule).len());
+            let (name, text) = convert_rule(rule, &play, &at, &mut names, &mut report);
+            let text = printable(&text);
+            // Checked alone, so that a rule Reflex refuses is set aside (and said so) instead
+            // of making the whole file invalid.
+            let problems = problems(&text);
+            if problems.is_empty() {
+                valid.push_str(&text);
+            } else {
+                report.at = at.rule;
+                for problem in problems {
+                    report.not_converted(
+                        &name,
+                        format!("the converted rule does not validate: {problem}"),
+                    );
+                }
+                set_aside.push_str(&commented_out(&text));
+            }
         }
     }
-    Ok((out, report))
-}
-
-/// The play's source and the `select:` lines (with comments) it becomes.
-fn sources(play: &Value, report: &mut Report, play_name: &str) -> (Source, Vec<String>) {
-    let list = play
-        .get("sources")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let mut found = Vec::new();
-    for entry in &list {
-        let Some((name, args)) = entry.as_object().and_then(|m| {
-            m.iter()
-                .find(|(k, _)| k.as_str() != "name" && k.as_str() != "filters")
-        }) else {
-            continue;
-        };
-        let short = name.trim_start_matches("ansible.eda.");
-        let (source, lines) = match short {
-            "alertmanager" => {
-                let host_path = args
-                    .get("data_host_path")
-                    .and_then(Value::as_str)
-                    .unwrap_or("labels.instance")
-                    .to_owned();
-                (
-                    Source::Alertmanager { host_path },
-                    vec![
-                        "    # from ansible.eda.alertmanager: point Alertmanager at Reflex's /v1/alertmanager".into(),
-                        "    select:".into(),
-                        "      formats: [alertmanager]".into(),
-                        "      alert_status: any   # ansible-rulebook sees resolved alerts too".into(),
-                    ],
-                )
-            }
-            "kafka" => {
-                let topics: Vec<String> = match (args.get("topic"), args.get("topics")) {
-                    (Some(Value::String(t)), _) => vec![t.clone()],
-                    (_, Some(Value::Array(ts))) => ts.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
-                    _ => Vec::new(),
-                };
-                let list: Vec<String> = topics.iter().map(|t| quote(t)).collect();
-                (
-                    Source::Kafka { topics },
-                    vec![
-                        "    # from ansible.eda.kafka: Reflex reads the topic itself".into(),
-                        "    select:".into(),
-                        format!("      topics: [{}]", list.join(", ")),
-                    ],
-                )
-            }
-            "webhook" => (
-                Source::Webhook,
-                vec!["    # from ansible.eda.webhook: POST the body to Reflex's /v1/events (CloudEvents binary mode: ce-* headers, the body as data)".into()],
-            ),
-            other => (
-                Source::Other,
-                vec![format!("    # from source {name}: no Reflex equivalent; publish its events to a Kafka topic Reflex reads ({other})")],
-            ),
-        };
-        found.push((source, lines));
-    }
-    match found.len() {
-        0 => (Source::Other, Vec::new()),
-        1 => found.remove(0),
-        _ => {
-            report.converted(
-                play_name,
-                "several sources: no `select`, the rules see every event".into(),
-            );
-            let mut lines =
-                vec!["    # the play had several sources; each rule sees every event".to_owned()];
-            lines.extend(
-                found
-                    .into_iter()
-                    .flat_map(|(_, l)| l)
-                    .filter(|l| l.trim_start().starts_with('#')),
-            );
-            (Source::Other, lines)
+    let header = format!(
+        "# Converted by `reflex import eda` from {}.\n# Review every TODO before enabling these rules.\n{}",
+        single_line(
+            &file
+                .file_name()
+                .map_or(file_name.clone(), |n| n.to_string_lossy().into_owned())
+        ),
+        if valid.is_empty() {
+            "rules: []\n"
+        } else {
+            "rules:\n"
         }
-    }
+    );
+    // The set-aside rules go last: a long run of comments right after `rules:` is more than
+    // the YAML parser looks ahead through (it would refuse the file).
+    Ok((printable(&header) + &valid + &set_aside, report))
 }
 
 /// A rule name Reflex accepts (ASCII letters, digits, `-`, `_`, `.`), unique in the file.
@@ -286,59 +258,69 @@ fn rule_name(name: &str, names: &mut HashSet<String>) -> String {
     unique
 }
 
+/// The rule's name in Reflex and its text (an item of `rules:`).
 fn convert_rule(
     rule: &Value,
-    play: &str,
-    source: &Source,
-    select: &[String],
-    ttl: Option<&str>,
+    play: &Play<'_>,
+    at: &RulePositions,
     names: &mut HashSet<String>,
     report: &mut Report,
-) -> String {
+) -> (String, String) {
     let original = rule.get("name").and_then(Value::as_str).unwrap_or("rule");
     let name = rule_name(original, names);
-    let mut out = String::new();
-    let _ = writeln!(out, "  - name: {name}");
-    let _ = writeln!(
-        out,
-        "    description: {}",
-        quote(&format!(
-            "ansible-rulebook rule `{original}` (play `{play}`)"
-        ))
-    );
-    if rule.get("enabled") == Some(&Value::Bool(false)) {
-        out.push_str("    enabled: false\n");
+    let mut lines = vec![
+        format!("  - name: {name}"),
+        format!(
+            "    description: {}",
+            quote(&format!(
+                "ansible-rulebook rule `{original}` (play `{}`)",
+                play.name
+            ))
+        ),
+    ];
+    let disabled = rule.get("enabled") == Some(&Value::Bool(false));
+    if disabled {
+        lines.push("    enabled: false".into());
     }
-    for line in select {
-        let _ = writeln!(out, "{line}");
-    }
-    for line in conditions(rule.get("condition"), source, ttl, &name, report) {
-        let _ = writeln!(out, "{line}");
-    }
+    lines.extend(play.select.iter().cloned());
+    let failed_before = report.not_converted.len();
+    report.at.clone_from(&at.condition);
+    lines.extend(conditions(
+        rule.get("condition"),
+        &play.source,
+        play.ttl,
+        &name,
+        report,
+    ));
     if let Some(spec) = rule.get("throttle") {
-        for line in action::throttle(spec, source, &name, report) {
-            let _ = writeln!(out, "{line}");
-        }
+        report.at.clone_from(&at.throttle);
+        lines.extend(action::throttle(spec, &play.source, &name, report));
     }
-    let actions: Vec<&Value> = match (rule.get("action"), rule.get("actions")) {
-        (Some(one), _) => vec![one],
-        (None, Some(Value::Array(many))) => many.iter().collect(),
-        _ => Vec::new(),
-    };
-    out.push_str("    actions:\n");
+    // A condition or throttle that did not convert would make the rule fire on events (or
+    // as often as) the rulebook's never did: off until the operator fixed it.
+    if report.not_converted.len() > failed_before && !disabled {
+        lines.push("    # TODO: its condition or throttle did not convert (see the report); enable it once fixed".into());
+        lines.push("    enabled: false".into());
+    }
+    lines.push("    actions:".into());
+    let actions = actions_of(rule);
     if actions.is_empty() {
+        report.at.clone_from(&at.rule);
         report.not_converted(&name, "no action".into());
     }
-    for entry in actions {
+    for (entry, position) in actions.into_iter().zip(&at.actions) {
+        report.at.clone_from(position);
         let Some((kind, args)) = entry.as_object().and_then(|m| m.iter().next()) else {
             report.not_converted(&name, format!("action `{entry}` is not `kind: {{...}}`"));
             continue;
         };
-        for line in action::convert(kind, args, source, &name, report) {
-            let _ = writeln!(out, "{line}");
-        }
+        lines.extend(action::convert(kind, args, &play.source, &name, report));
     }
-    out
+    let mut out = String::new();
+    for line in lines {
+        let _ = writeln!(out, "{}", single_line(&line));
+    }
+    (name, out)
 }
 
 /// The `when:` or `correlate:` lines for a rulebook condition.

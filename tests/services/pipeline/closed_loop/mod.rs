@@ -142,17 +142,7 @@ impl Bench {
 
     /// Creates Deployment `name` (one container, `image`) and waits until it rolled out.
     pub(super) async fn deployment(&self, name: &str, replicas: i32, image: &str) -> Deployment {
-        let manifest = json!({
-            "metadata": {"name": name},
-            "spec": {
-                "replicas": replicas,
-                "selector": {"matchLabels": {"app": name}},
-                "template": {
-                    "metadata": {"labels": {"app": name}},
-                    "spec": {"containers": [{"name": name, "image": image}]}
-                }
-            }
-        });
+        let manifest = support::deployment_manifest(name, replicas, image);
         self.deployments()
             .create(
                 &PostParams::default(),
