@@ -71,7 +71,7 @@ pub struct IngestConfig {
 
 /// One Git/CI webhook source (`server.ingest.github`, `server.ingest.gitlab`). The bearer token
 /// does not apply: the source's secret authenticates its requests.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GitWebhookConfig {
     /// File holding the webhook secret configured at the provider (GitHub: "Secret"; GitLab:
