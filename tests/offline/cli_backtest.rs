@@ -146,7 +146,9 @@ fn bad_input_exits_2_for_usage_and_3_when_it_cannot_run_saying_what_is_wrong() {
             "RFC 3339",
         ),
         (
-            &["--rules", NEW, "--file", "-", "--since", "1h", "--until", "2h"],
+            &[
+                "--rules", NEW, "--file", "-", "--since", "1h", "--until", "2h",
+            ],
             2,
             "is before --since",
         ),

@@ -127,7 +127,9 @@ fn backtest(args: &BacktestArgs) -> anyhow::Result<ExitCode> {
     if let (Some(since), Some(until)) = (since, until)
         && until < since
     {
-        return Err(usage(format!("--until ({until}) is before --since ({since})")));
+        return Err(usage(format!(
+            "--until ({until}) is before --since ({since})"
+        )));
     }
     let Some(rules) = input::load_rules(&args.rules)? else {
         return Ok(ExitCode::from(EXIT_ERROR));
@@ -168,7 +170,8 @@ fn backtest(args: &BacktestArgs) -> anyhow::Result<ExitCode> {
         None => {
             let Some(since) = since else {
                 return Err(usage(
-                    "--since is required when reading Kafka (e.g. --since 24h), or use --file".into(),
+                    "--since is required when reading Kafka (e.g. --since 24h), or use --file"
+                        .into(),
                 ));
             };
             let slice = kafka::Slice {
