@@ -190,7 +190,11 @@ impl Config {
     /// defaults.
     pub fn from_yaml(text: &str, origin: &Path) -> Result<Self> {
         let config: Config = if has_content(text) {
-            serde_saphyr::from_str(text).map_err(|source| Error::Parse {
+            // Comments are not emitted as events: buffered while the parser looks ahead, a long
+            // commented-out block would otherwise be refused ("too many buffered comments").
+            let mut options = serde_saphyr::Options::default();
+            options.emit_comments = false;
+            serde_saphyr::from_str_with_options(text, options).map_err(|source| Error::Parse {
                 path: origin.to_owned(),
                 source: Box::new(source),
             })?
@@ -316,6 +320,14 @@ mod tests {
         }
         let ok = "pipeline:\n  claim_lease_secs: 11\nactions:\n  timeout: 10s\n";
         assert!(parse(ok).is_ok());
+    }
+
+    #[test]
+    fn a_long_commented_out_block_is_no_problem() {
+        let block = "#   old_setting: 1\n".repeat(100);
+        let config = parse(&format!("pipeline:\n{block}  claim_lease_secs: 60\n{block}"))
+            .expect("comments are ignored");
+        assert_eq!(config.pipeline.claim_lease_secs, 60);
     }
 
     #[test]

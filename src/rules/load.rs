@@ -164,6 +164,10 @@ pub fn parse_yaml<T: serde::de::DeserializeOwned>(
     budget.max_depth = MAX_YAML_DEPTH;
     let mut options = serde_saphyr::Options::default();
     options.budget = Some(budget);
+    // Comments mean nothing to a rule. Emitted as events, the parser buffers them while it
+    // looks ahead and refuses a file with a few dozen comment lines in a row ("too many
+    // buffered comments"), e.g. a block of rules commented out by `reflex import eda`.
+    options.emit_comments = false;
     match serde_saphyr::from_str_with_options::<T>(text, options) {
         Ok(value) => Some(value),
         Err(err) => {
@@ -312,6 +316,17 @@ mod tests {
             problems[0]
         );
         assert!(problems[1].message.contains("whne"), "{:?}", problems[1]);
+    }
+
+    #[test]
+    fn a_long_run_of_comment_lines_is_no_problem() {
+        let comments = "# a rule set aside for now\n".repeat(200);
+        let text = format!(
+            "rules:\n{comments}  - name: x\n{comments}    when: a == 1\n    actions: \
+             [{{log: {{message: x}}}}]\n{comments}"
+        );
+        let set = load_sources(&[("c.yaml".into(), text)]).expect("comments are ignored");
+        assert_eq!(set.len(), 1);
     }
 
     #[test]

@@ -60,6 +60,20 @@ fn the_image_carries_the_oci_labels_with_the_crates_license() {
 }
 
 #[test]
+fn the_values_schema_checks_config_with_the_config_files_own_schema() {
+    let values: Value =
+        serde_json::from_str(&read("helm/reflex/values.schema.json")).expect("JSON");
+    let config: Value =
+        serde_json::from_str(&read("docs/schema/config.schema.json")).expect("JSON");
+    let stale = "helm/reflex/values.schema.json is stale: run scripts/render-manifests";
+    assert_eq!(values["$defs"], config["$defs"], "{stale}");
+    let embedded = &values["properties"]["config"];
+    for key in ["type", "properties", "additionalProperties"] {
+        assert_eq!(embedded[key], config[key], "`{key}`: {stale}");
+    }
+}
+
+#[test]
 fn the_values_schema_has_an_id_naming_its_place_in_the_repository() {
     let schema: Value =
         serde_json::from_str(&read("helm/reflex/values.schema.json")).expect("JSON");

@@ -336,6 +336,7 @@ fn values_breaking_the_schema_are_rejected_naming_each_problem() {
         "got string, want integer",
         "additional properties 'replicas' not allowed",
         "/service/port",
+        "additional properties 'dryrun' not allowed",
     ] {
         assert!(
             report.contains(expected),
