@@ -338,7 +338,7 @@ impl KubeExecutor {
             self.publish_event(acted, result.is_ok(), cause, &what_happened, &regarding)
                 .await
         };
-        self.settle_event(acted, publish).await;
+        self.settle_event(acted, cause, publish).await;
     }
 
     /// Publishes the Event about one undo: `ReflexUndone` when it restored something,
@@ -373,7 +373,7 @@ impl KubeExecutor {
             )
             .await
         };
-        self.settle_event(Acted::Undo, publish).await;
+        self.settle_event(Acted::Undo, cause, publish).await;
     }
 
     async fn publish_event(
@@ -405,6 +405,7 @@ impl KubeExecutor {
     async fn settle_event(
         &self,
         acted: Acted,
+        cause: &Cause<'_>,
         publish: impl Future<Output = Result<(), EventError>>,
     ) {
         let outcome = match tokio::time::timeout(EVENT_TIMEOUT, publish).await {
@@ -417,7 +418,13 @@ impl KubeExecutor {
         if let Err(err) = outcome {
             crate::metrics::global().kubernetes_events_failed.inc();
             // WARN: the action itself stands and is recorded; only its pointer is missing.
-            tracing::warn!(action = acted.action(), error = %err, "Kubernetes Event not published");
+            tracing::warn!(
+                rule = cause.rule,
+                action = acted.action(),
+                outcome = cause.outcome,
+                error = %err,
+                "Kubernetes Event not published"
+            );
         }
     }
 

@@ -252,13 +252,6 @@ pub fn action_grants(
             .map(|verb| grant("", "nodes", verb, &Scope::Cluster))
             .collect(),
     };
-    // The Event about the action (`crate::actions::kubernetes::events`), where the object is;
-    // kube's recorder puts the Events of cluster-scoped objects in `default`.
-    let events_scope = match &scope {
-        Scope::Cluster => Scope::Namespace(EVENTS_OF_CLUSTER_OBJECTS.to_owned()),
-        other => other.clone(),
-    };
-    grants.push(grant("events.k8s.io", "events", "create", &events_scope));
     if access.lists_history {
         // Deployments keep their history in ReplicaSets, StatefulSets and DaemonSets in
         // ControllerRevisions.
@@ -269,6 +262,13 @@ pub fn action_grants(
         };
         grants.push(grant("apps", history, "list", &scope));
     }
+    // The Event about the action (`crate::actions::kubernetes::events`), where the object is;
+    // kube's recorder puts the Events of cluster-scoped objects in `default`.
+    let events_scope = match &scope {
+        Scope::Cluster => Scope::Namespace(EVENTS_OF_CLUSTER_OBJECTS.to_owned()),
+        other => other.clone(),
+    };
+    grants.push(grant("events.k8s.io", "events", "create", &events_scope));
     grants
 }
 

@@ -28,6 +28,7 @@ fn rollback_reads_the_history_where_each_kind_keeps_it() {
             ("deployments".to_owned(), "get"),
             ("deployments".to_owned(), "patch"),
             ("replicasets".to_owned(), "list"),
+            ("events".to_owned(), "create"),
         ]
     );
     assert!(resources("StatefulSet").contains(&("controllerrevisions".to_owned(), "list")));
