@@ -10,9 +10,9 @@ use std::process::{Command, Output};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Pod};
+use k8s_openapi::api::events::v1::Event as K8sEvent;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::api::{Api, DeleteParams as KubeDeleteParams, PostParams};
-use k8s_openapi::api::events::v1::Event as K8sEvent;
 use reflex::actions::kubernetes::events::{Cause, EventPublisher, Trigger};
 use reflex::actions::kubernetes::{Error, KubeExecutor};
 use reflex::rules::action::{

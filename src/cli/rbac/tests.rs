@@ -207,7 +207,12 @@ fn every_kubernetes_action_may_create_its_event_where_its_object_lives() {
         );
     }
     assert_eq!(
-        events(ActionKind::Restart, "apps/v1", "Deployment", Scope::AnyNamespace),
+        events(
+            ActionKind::Restart,
+            "apps/v1",
+            "Deployment",
+            Scope::AnyNamespace
+        ),
         vec![("events".to_owned(), "create", Scope::AnyNamespace)]
     );
     assert!(events(ActionKind::Webhook, "v1", "x", Scope::Cluster).is_empty());

@@ -265,7 +265,10 @@ async fn an_event_that_cannot_be_published_fails_nothing_and_is_counted() {
                         "verbs": ["get", "patch"] }],
         });
         Api::<Role>::namespaced(admin.clone(), &ns)
-            .create(&PostParams::default(), &serde_json::from_value(role).expect("Role"))
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(role).expect("Role"),
+            )
             .await
             .expect("create Role");
         let binding = json!({
@@ -276,7 +279,10 @@ async fn an_event_that_cannot_be_published_fails_nothing_and_is_counted() {
                            "name": user }],
         });
         Api::<RoleBinding>::namespaced(admin.clone(), &ns)
-            .create(&PostParams::default(), &serde_json::from_value(binding).expect("binding"))
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(binding).expect("binding"),
+            )
             .await
             .expect("create RoleBinding");
         let failed = || reflex::metrics::global().kubernetes_events_failed.get();
