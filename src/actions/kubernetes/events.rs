@@ -298,7 +298,9 @@ impl KubeExecutor {
             return;
         }
         let acted = Acted::Action(action.kind());
-        let publish = async {
+        // Boxed: the look-up and the publish are rare next to the action, and inline they would
+        // grow every executing future (the pipeline's included) past a test thread's stack.
+        let publish = Box::pin(async {
             let regarding = match action.object() {
                 ObjectRef::Existing(t) => target_reference(t, self.uid_after(t, result).await),
                 ObjectRef::Node(node) => {
@@ -337,7 +339,7 @@ impl KubeExecutor {
             };
             self.publish_event(acted, result.is_ok(), cause, &what_happened, &regarding)
                 .await
-        };
+        });
         self.settle_event(acted, cause, publish).await;
     }
 
@@ -352,7 +354,8 @@ impl KubeExecutor {
         if self.events.is_none() {
             return;
         }
-        let publish = async {
+        // Boxed for the same reason as in `report_action`.
+        let publish = Box::pin(async {
             let (regarding, what_happened) = match result {
                 Ok(Undone::Skipped { .. }) => return Ok(()),
                 Ok(Undone::Restored(change)) => (
@@ -372,7 +375,7 @@ impl KubeExecutor {
                 &regarding,
             )
             .await
-        };
+        });
         self.settle_event(Acted::Undo, cause, publish).await;
     }
 
