@@ -155,7 +155,10 @@ impl Reloader {
     ) -> Result<Self, Error> {
         let hangup = signal(SignalKind::hangup()).map_err(Error::Signal)?;
         let metrics = crate::metrics::global();
+        let loaded_at = Utc::now();
         metrics.rules_loaded.set(gauge(&pipeline.rules()));
+        // The start-up load counts as the first successful one.
+        metrics.rules_reloaded(true, loaded_at);
         // Both series exist from the start, so `failed 0` is visible before the first failure.
         for result in ["ok", "failed"] {
             drop(metrics.rule_reloads.get_or_create(&labels(result)));
@@ -164,7 +167,7 @@ impl Reloader {
             dir,
             interval,
             pipeline,
-            status: Arc::new(Status::loaded(Utc::now())),
+            status: Arc::new(Status::loaded(loaded_at)),
             metrics,
             hangup,
             last: initial,
@@ -242,6 +245,7 @@ impl Reloader {
                 self.pipeline.replace_rules(Arc::clone(&rules)).await;
                 self.metrics.rules_loaded.set(count);
                 self.metrics.rule_reloads.get_or_create(&labels("ok")).inc();
+                self.metrics.rules_reloaded(true, now);
                 let mut status = self.status.lock();
                 status.loaded_at = Some(now);
                 status.reloads_ok += 1;
@@ -255,6 +259,7 @@ impl Reloader {
                     .rule_reloads
                     .get_or_create(&labels("failed"))
                     .inc();
+                self.metrics.rules_reloaded(false, now);
                 // ERROR: the new rules the operator pushed are not running until fixed.
                 tracing::error!(
                     dir = %self.dir.display(),

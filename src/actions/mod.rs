@@ -114,12 +114,25 @@ impl Executors {
             },
             Action::Kubernetes(params) => match &self.kubernetes {
                 Some(executor) => {
-                    with_transient_retries(
+                    let retried = retry_transient(
                         || executor.execute(params),
                         kubernetes::Error::retryable,
                         kubernetes::Error::not_sent,
                     )
-                    .await
+                    .await;
+                    // The Event about the action, once, after its last attempt (none when the
+                    // request never left: the action runs again later).
+                    if let Retried::Done { result, .. } = &retried {
+                        let cause = kubernetes::events::Cause {
+                            rule: &action.rule,
+                            trigger: kubernetes::events::Trigger::Event(&action.event_id),
+                            outcome: key,
+                        };
+                        executor
+                            .report_action(&cause, params, result.as_ref())
+                            .await;
+                    }
+                    retried.into_execution()
                 }
                 None => not_configured(),
             },
@@ -141,6 +154,40 @@ where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Result<T, E>>,
 {
+    retry_transient(attempt, retryable, not_sent)
+        .await
+        .into_execution()
+}
+
+/// The last attempt of [`retry_transient`].
+enum Retried<T, E> {
+    /// It reached the service: its result, and how many attempts it took.
+    Done { result: Result<T, E>, tries: u32 },
+    /// It could not be sent (see [`Execution::Unreachable`]).
+    Unreachable(String),
+}
+
+impl<T: serde::Serialize, E: std::fmt::Display> Retried<T, E> {
+    fn into_execution(self) -> Execution {
+        match self {
+            Retried::Done { result, tries } => settle(result, tries, |e| e.to_string()),
+            Retried::Unreachable(message) => Execution::Unreachable(message),
+        }
+    }
+}
+
+/// [`with_transient_retries`] without turning the result into an [`Execution`], for callers
+/// that look at the typed result first.
+async fn retry_transient<T, E, F, Fut>(
+    attempt: F,
+    retryable: fn(&E) -> bool,
+    not_sent: fn(&E) -> bool,
+) -> Retried<T, E>
+where
+    E: std::fmt::Display,
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
     let mut pause = TRANSIENT_BACKOFF;
     let mut tries = 1;
     loop {
@@ -153,9 +200,9 @@ where
                 tries += 1;
             }
             Err(err) if not_sent(err) => {
-                return Execution::Unreachable(format!("{err} ({tries} attempts)"));
+                return Retried::Unreachable(format!("{err} ({tries} attempts)"));
             }
-            _ => return settle(result, tries, |e| e.to_string()),
+            _ => return Retried::Done { result, tries },
         }
     }
 }

@@ -275,9 +275,15 @@ pub async fn build_pipeline(
 /// Builds the executors the configuration switches on (`actions:`).
 pub fn build_executors(config: &Config, kube: &kube::Client) -> Result<Executors> {
     let actions = &config.actions;
-    let kubernetes = actions
-        .kubernetes
-        .then(|| crate::actions::kubernetes::KubeExecutor::new(kube.clone()));
+    let kubernetes = actions.kubernetes.then(|| {
+        use crate::actions::kubernetes::{KubeExecutor, events::EventPublisher};
+        let executor = KubeExecutor::new(kube.clone());
+        if config.kubernetes.events {
+            executor.with_events(EventPublisher::from_env(kube.clone()))
+        } else {
+            executor
+        }
+    });
     let webhook = if actions.webhook {
         let webhook_config = crate::actions::webhook::WebhookConfig {
             allowed_hosts: actions.webhook_allowed_hosts.clone(),

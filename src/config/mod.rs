@@ -339,6 +339,10 @@ mod tests {
         assert_eq!(config.rules.dir, PathBuf::from("rules"));
         assert_eq!(config.kafka.topics.events, vec!["reflex.events".to_owned()]);
         assert_eq!(config.kubernetes.kubeconfig, None);
+        assert!(
+            config.kubernetes.events,
+            "Events are on unless switched off"
+        );
     }
 
     #[test]

@@ -259,12 +259,14 @@ fn rbac_grants_the_escalation_steps_and_the_verified_object() {
     assert!(out.status.success(), "{}", stderr(&out));
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     // restart (step 0) and rollback (step 1) patch the Deployment, rollback lists its
-    // ReplicaSets, and the rollout check reads it; the webhook needs nothing.
+    // ReplicaSets, and the rollout check reads it; each publishes its Event; the webhook needs
+    // nothing.
     assert_eq!(
         list["items"][0]["rules"],
         serde_json::json!([
             {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "patch"]},
             {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": ["list"]},
+            {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create"]},
         ])
     );
 }

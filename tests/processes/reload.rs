@@ -111,6 +111,15 @@ async fn wait_for_metric(reflex: &Reflex, line: &str) -> String {
     .await
 }
 
+/// `reflex_rules_last_reload_timestamp_seconds` in a scrape.
+fn reload_timestamp(metrics: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("reflex_rules_last_reload_timestamp_seconds "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no reload timestamp in:\n{metrics}"))
+}
+
 /// Waits for the next outcome of `rule` (none may have failed).
 async fn wait_for_outcome(
     reflex: &Reflex,
@@ -138,12 +147,14 @@ async fn a_changed_rule_reloads_a_broken_one_keeps_the_old_rules_and_a_fix_reloa
     let reflex = start(&setup, &setup.rules, "200ms").await;
     let producer = producer(&setup);
     let outcomes = running::reader(&setup.bootstrap, &setup.outcomes);
+    let metrics = reflex.get_text("/metrics").await;
+    assert!(metrics.contains("reflex_rule_reloads_total{result=\"failed\"} 0"));
+    // The start-up load counts as a successful one.
     assert!(
-        reflex
-            .get_text("/metrics")
-            .await
-            .contains("reflex_rule_reloads_total{result=\"failed\"} 0")
+        metrics.contains("\nreflex_rules_last_reload_successful 1\n"),
+        "{metrics}"
     );
+    let loaded_at = reload_timestamp(&metrics);
 
     send(&producer, &setup.events, json!({"kind": "act", "n": 1})).await;
     wait_for_outcome(&reflex, &outcomes, "first").await;
@@ -173,7 +184,13 @@ async fn a_changed_rule_reloads_a_broken_one_keeps_the_old_rules_and_a_fix_reloa
     // A broken file: refused, counted, logged with its location; the old rules keep running.
     let broken = setup.rules.join("third.yaml");
     std::fs::write(&broken, BROKEN).expect("write");
-    wait_for_metric(&reflex, "reflex_rule_reloads_total{result=\"failed\"} 1").await;
+    let metrics = wait_for_metric(&reflex, "reflex_rule_reloads_total{result=\"failed\"} 1").await;
+    // The gauge an alert watches flips to 0, stamped with the refused reload's time.
+    assert!(
+        metrics.contains("\nreflex_rules_last_reload_successful 0\n"),
+        "{metrics}"
+    );
+    assert!(reload_timestamp(&metrics) > loaded_at, "{metrics}");
     let location = format!("{}:3:5", broken.display());
     let log = reflex.log();
     assert!(log.contains(&location), "the log names {location}:\n{log}");
@@ -205,6 +222,7 @@ async fn a_changed_rule_reloads_a_broken_one_keeps_the_old_rules_and_a_fix_reloa
     wait_for_rules(&reflex, &["counting", "second", "third"]).await;
     wait_for_metric(&reflex, "reflex_rule_reloads_total{result=\"ok\"} 2").await;
     wait_for_metric(&reflex, "reflex_rules_loaded 3").await;
+    wait_for_metric(&reflex, "reflex_rules_last_reload_successful 1").await;
     let listing = reflex.get_json("/v1/rules").await;
     assert_eq!(
         listing["reload"]["last_failure"],

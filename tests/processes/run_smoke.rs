@@ -163,6 +163,34 @@ async fn reflex_run_becomes_ready_against_the_services_and_stops_cleanly_on_sigt
         let line = format!("reflex_dependency_ready{{dependency=\"{dependency}\"}} 1");
         assert!(metrics.contains(&line), "missing `{line}` in:\n{metrics}");
     }
+    // The process metrics every dashboard expects, and what runs.
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no `{name}` in:\n{metrics}"))
+    };
+    assert!(value("process_cpu_seconds_total") > 0.0);
+    assert!(
+        value("process_resident_memory_bytes") > 1e6,
+        "at least a megabyte"
+    );
+    assert!(value("process_open_fds") >= 3.0, "stdio, sockets");
+    assert!(value("process_max_fds") >= value("process_open_fds"));
+    let started = value("process_start_time_seconds");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs_f64();
+    assert!(
+        started <= now && started > now - 3600.0,
+        "{started} vs {now}"
+    );
+    let build = format!(
+        "reflex_build_info{{version=\"{}\",commit=",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(metrics.contains(&build), "missing `{build}` in:\n{metrics}");
 
     sigterm(&child);
     let Some(status) = wait_exit(&mut child, EXIT_TIMEOUT) else {

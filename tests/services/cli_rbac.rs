@@ -10,8 +10,10 @@ use std::process::{Command, Output};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Pod};
+use k8s_openapi::api::events::v1::Event as K8sEvent;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::api::{Api, DeleteParams as KubeDeleteParams, PostParams};
+use reflex::actions::kubernetes::events::{Cause, EventPublisher, Trigger};
 use reflex::actions::kubernetes::{Error, KubeExecutor};
 use reflex::rules::action::{
     Action, ActionKind, CreateAction, DeleteAction, NodeAction, RestartAction, ScaleAction,
@@ -53,7 +55,8 @@ fn cluster_role(rules: Vec<Value>) -> Value {
 fn shipped_rules_cluster_role() -> Value {
     // restart + set_image (Deployment), scale (Deployment), cordon, delete Pod, and the
     // crash-loop restart's escalation to a rollback (which lists the Deployment's
-    // ReplicaSets); every target namespace is templated from the event, so a ClusterRole.
+    // ReplicaSets), and the Event about each; every target namespace is templated from the
+    // event, so a ClusterRole.
     cluster_role(vec![
         rule("", &["nodes"], &["get", "patch"]),
         rule("", &["pods"], &["get", "delete"]),
@@ -63,6 +66,7 @@ fn shipped_rules_cluster_role() -> Value {
             &["get", "patch"],
         ),
         rule("apps", &["replicasets"], &["list"]),
+        rule("events.k8s.io", &["events"], &["create"]),
     ])
 }
 
@@ -84,16 +88,21 @@ fn literal_namespaces_give_one_role_each_and_cluster_kinds_a_cluster_role() {
             "rules": rules,
         })
     };
+    // The Events about cluster-scoped objects (the cordoned Node, the labelled Namespace)
+    // live in `default`: a Role there allows creating them, nothing else.
+    let events = || rule("events.k8s.io", &["events"], &["create"]);
     assert_eq!(
         list["items"],
         json!([
             cluster_role(vec![rule("", &["namespaces", "nodes"], &["get", "patch"])]),
+            role("default", vec![events()]),
             role(
                 "payments",
                 vec![
                     rule("", &["configmaps"], &["delete"]),
                     rule("apps", &["deployments"], &["get", "patch"]),
                     rule("batch", &["jobs"], &["create"]),
+                    events(),
                 ]
             ),
             role(
@@ -106,6 +115,7 @@ fn literal_namespaces_give_one_role_each_and_cluster_kinds_a_cluster_role() {
                     ),
                     rule("apps", &["replicasets"], &["list"]),
                     rule("argoproj.io", &["rollouts"], &["patch"]),
+                    events(),
                 ]
             ),
         ])
@@ -129,6 +139,7 @@ fn one_templated_namespace_puts_every_permission_in_the_cluster_role() {
             rule("apps", &["replicasets"], &["list"]),
             rule("argoproj.io", &["rollouts"], &["patch"]),
             rule("batch", &["jobs"], &["create"]),
+            rule("events.k8s.io", &["events"], &["create"]),
         ])])
     );
 }
@@ -157,20 +168,6 @@ fn invalid_rules_are_refused_with_their_problems() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("a-unknown-field.yaml:3:5"), "{stderr}");
     assert!(stderr.contains("problem(s) found"), "{stderr}");
-}
-
-/// A client for `user`: the admin credentials impersonating a user that belongs to no group
-/// with privileges, so only what is bound to `user` applies.
-async fn impersonating(user: &str) -> kube::Client {
-    support::install_crypto_provider();
-    let path = support::kubeconfig();
-    let file = kube::config::Kubeconfig::read_from(&path).expect("read kubeconfig");
-    let mut config = kube::Config::from_custom_kubeconfig(file, &Default::default())
-        .await
-        .expect("valid kubeconfig");
-    config.auth_info.impersonate = Some(user.to_owned());
-    config.auth_info.impersonate_groups = Some(vec!["system:authenticated".to_owned()]);
-    kube::Client::try_from(config).expect("client")
 }
 
 fn target(kind: &str, api_version: &str, namespace: Option<&str>, name: &str) -> TargetParams {
@@ -271,11 +268,29 @@ async fn the_generated_cluster_role_is_enough_for_the_shipped_rules_and_no_more(
             .await
             .expect("create Pod");
 
-        let executor = KubeExecutor::new(impersonating(&user).await);
+        let client = support::impersonating(&user).await;
+        let executor =
+            KubeExecutor::new(client.clone()).with_events(EventPublisher::new(client, None));
         let web = target("Deployment", "apps/v1", Some(&ns), "web");
-        run(&executor, ActionKind::Restart, &RestartAction { target: web.clone() })
+        let restart = RestartAction { target: web.clone() };
+        let restarted = run(&executor, ActionKind::Restart, &restart)
             .await
             .expect("restart is granted");
+        // So is the Event about it (`kubernetes.events`).
+        let json = serde_json::to_value(&restart).expect("encode");
+        let Ok(Action::Kubernetes(action)) = Action::from_parts(ActionKind::Restart, json) else {
+            panic!("a restart is a Kubernetes action");
+        };
+        let cause = Cause { rule: "r", trigger: Trigger::Event("e"), outcome: "k" };
+        let failed = reflex::metrics::global().kubernetes_events_failed.get();
+        executor.report_action(&cause, &action, Ok(&restarted)).await;
+        let events: Api<K8sEvent> = Api::namespaced(admin.clone(), &ns);
+        let listed = events.list(&Default::default()).await.expect("list Events");
+        assert!(
+            listed.items.iter().any(|e| e.reason.as_deref() == Some("ReflexRestarted")),
+            "{listed:?} (Events failed: {failed} before, {} after)",
+            reflex::metrics::global().kubernetes_events_failed.get()
+        );
         let scale = ScaleAction {
             target: web.clone(),
             replicas: Some(3),

@@ -181,6 +181,20 @@ pub async fn restarted_at(
         .cloned()
 }
 
+/// A client for `user`: the admin credentials impersonating a user that belongs to no group
+/// with privileges, so only what is bound to `user` applies.
+pub async fn impersonating(user: &str) -> kube::Client {
+    install_crypto_provider();
+    let path = kubeconfig();
+    let file = kube::config::Kubeconfig::read_from(&path).expect("read kubeconfig");
+    let mut config = kube::Config::from_custom_kubeconfig(file, &Default::default())
+        .await
+        .expect("valid kubeconfig");
+    config.auth_info.impersonate = Some(user.to_owned());
+    config.auth_info.impersonate_groups = Some(vec!["system:authenticated".to_owned()]);
+    kube::Client::try_from(config).expect("client")
+}
+
 /// Polls `probe` every 200 ms until it returns `Some`, failing with `what` after `limit`.
 pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut probe: F) -> T
 where

@@ -20,6 +20,10 @@ pub struct Change {
     pub summary: String,
     /// The object's `resourceVersion` after the action (absent after a delete).
     pub resource_version: Option<String>,
+    /// The object's UID, as the API server returned it: what the Kubernetes Event about the
+    /// action names, so `kubectl describe` (which selects events by UID) shows it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
     /// The kind-specific record.
     pub detail: ChangeDetail,
 }

@@ -88,6 +88,7 @@ impl KubeExecutor {
                     changed: false,
                     summary: format!("already at desired state: {field} unchanged"),
                     resource_version: object.metadata.resource_version.clone(),
+                    uid: object.metadata.uid.clone(),
                     detail: ChangeDetail::Metadata {
                         set,
                         removed,
@@ -116,6 +117,7 @@ impl KubeExecutor {
                 changed: true,
                 summary: format!("{field} {}", parts.join(" ")),
                 resource_version: patched.metadata.resource_version,
+                uid: patched.metadata.uid.or_else(|| object.metadata.uid.clone()),
                 detail: ChangeDetail::Metadata {
                     set,
                     removed,

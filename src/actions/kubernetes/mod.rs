@@ -4,8 +4,9 @@
 //! Layout: [`change`] (what an action changed), [`scale`] (through the `scale` subresource), [`workload`] (restart, set_image),
 //! [`rollback`] (ReplicaSet and ControllerRevision history), [`object`] (patch, delete,
 //! create), [`metadata`] (label, annotate), [`node`] (cordon, uncordon), [`observe`] (read a
-//! target for verification), [`undo`] (put back what a reversible action changed), [`error`]
-//! (the one error type and its retry classification).
+//! target for verification), [`undo`] (put back what a reversible action changed), [`events`]
+//! (the Kubernetes Event about each action, for `kubectl describe`), [`error`] (the one error
+//! type and its retry classification).
 //!
 //! Every read-modify-write sends the `resourceVersion` it read as a precondition, so a
 //! concurrent writer produces a 409 instead of a lost update; the executor then re-reads and
@@ -14,6 +15,7 @@
 
 mod change;
 mod error;
+pub mod events;
 mod observe;
 mod undo;
 
@@ -54,6 +56,8 @@ pub struct KubeExecutor {
     /// (`api_version` and `kind` are literal in rules), so it never grows with event data.
     discovery: RwLock<HashMap<(String, String), Resolved>>,
     request_timeout: Duration,
+    /// Publishes the Event about each action (`kubernetes.events`); `None`: no Events.
+    events: Option<events::EventPublisher>,
 }
 
 /// A kind resolved through discovery.
@@ -258,6 +262,7 @@ impl KubeExecutor {
             client,
             discovery: RwLock::new(HashMap::new()),
             request_timeout: REQUEST_TIMEOUT,
+            events: None,
         }
     }
 

@@ -39,6 +39,7 @@ impl KubeExecutor {
                     changed: false,
                     summary: format!("already at desired state: {state}"),
                     resource_version: node.metadata.resource_version.clone(),
+                    uid: node.metadata.uid.clone(),
                     detail: ChangeDetail::Node {
                         unschedulable_before: before,
                         unschedulable: before,
@@ -61,6 +62,7 @@ impl KubeExecutor {
                 changed: true,
                 summary: format!("node marked {state}"),
                 resource_version: patched.metadata.resource_version,
+                uid: patched.metadata.uid.or(node.metadata.uid),
                 detail: ChangeDetail::Node {
                     unschedulable_before: before,
                     unschedulable: cordon,

@@ -80,6 +80,7 @@ impl KubeExecutor {
             changed: true,
             summary: format!("patched ({} patch)", patch_type_name(p.patch_type)),
             resource_version: patched.metadata.resource_version.clone(),
+            uid: patched.metadata.uid.clone(),
             detail: ChangeDetail::Patch {
                 patch_type: p.patch_type,
                 generation: patched.metadata.generation,
@@ -138,6 +139,7 @@ impl KubeExecutor {
             changed: true,
             summary: format!("deleted{grace}"),
             resource_version: None,
+            uid: uid.clone(),
             detail: ChangeDetail::Delete {
                 uid,
                 grace_period_seconds: p.grace_period_seconds,
@@ -183,6 +185,7 @@ impl KubeExecutor {
             target,
             changed: true,
             resource_version: created.metadata.resource_version.clone(),
+            uid: created.metadata.uid.clone(),
             detail: ChangeDetail::Create {
                 name,
                 namespace: created.metadata.namespace.clone(),

@@ -114,6 +114,7 @@ impl KubeExecutor {
                         chosen.number
                     ),
                     resource_version: object.metadata.resource_version.clone(),
+                    uid: object.metadata.uid.clone(),
                     detail,
                 });
             }
@@ -145,6 +146,7 @@ impl KubeExecutor {
                     images.join(", ")
                 ),
                 resource_version: patched.metadata.resource_version,
+                uid: patched.metadata.uid.or_else(|| object.metadata.uid.clone()),
                 detail,
             })
         })

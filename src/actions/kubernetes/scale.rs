@@ -50,6 +50,7 @@ impl KubeExecutor {
                     changed: false,
                     summary: format!("already at desired state: replicas {current}"),
                     resource_version: scale.metadata.resource_version.clone(),
+                    uid: scale.metadata.uid.clone(),
                     detail: ChangeDetail::Scale {
                         from: current,
                         to: current,
@@ -74,6 +75,7 @@ impl KubeExecutor {
                 changed: true,
                 summary: format!("replicas {current} → {desired}"),
                 resource_version: patched.metadata.resource_version,
+                uid: patched.metadata.uid.or(scale.metadata.uid),
                 detail: ChangeDetail::Scale {
                     from: current,
                     to: desired,

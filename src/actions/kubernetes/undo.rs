@@ -299,7 +299,7 @@ fn metadata_field(kind: ActionKind) -> Option<&'static str> {
     }
 }
 
-fn node_target(node: &str) -> TargetParams {
+pub(super) fn node_target(node: &str) -> TargetParams {
     TargetParams {
         api_version: "v1".into(),
         kind: "Node".into(),

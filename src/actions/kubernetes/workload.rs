@@ -64,6 +64,7 @@ impl KubeExecutor {
                 changed: true,
                 summary: format!("restarted at {now}"),
                 resource_version: patched.metadata.resource_version,
+                uid: patched.metadata.uid.or(current.metadata.uid),
                 detail: ChangeDetail::Restart {
                     restarted_at: now,
                     previous,
@@ -89,6 +90,7 @@ impl KubeExecutor {
                     changed: false,
                     summary: format!("already at desired state: container {container} runs {old}"),
                     resource_version: current.metadata.resource_version.clone(),
+                    uid: current.metadata.uid.clone(),
                     detail: ChangeDetail::SetImage {
                         container,
                         from: old.clone(),
@@ -119,6 +121,7 @@ impl KubeExecutor {
                 changed: true,
                 summary: format!("container {container} image {old} → {}", p.image),
                 resource_version: patched.metadata.resource_version.clone(),
+                uid: patched.metadata.uid.clone(),
                 detail: ChangeDetail::SetImage {
                     container,
                     from: old,

@@ -14,6 +14,11 @@
 //! | delete | delete (+ get for Pods: the bare-pod check) | `<plural>` |
 //! | create | create | `<plural>` |
 //! | cordon, uncordon | get, patch | `nodes` |
+//! | every one of them | create | `events` (API group `events.k8s.io`) in the object's namespace, `default` for cluster-scoped objects |
+//!
+//! The last line is the Kubernetes Event about each action (`kubernetes.events`, on by
+//! default): each action gets its own Event, so `patch` (which kube's recorder uses to count
+//! repeats into one Event) is never needed.
 //!
 //! Closed-loop rules need the same for their `escalate` steps' actions, and `get` on the object
 //! a `verify.kubernetes` check reads (its `target`, else the step's first Kubernetes object).
@@ -257,8 +262,19 @@ pub fn action_grants(
         };
         grants.push(grant("apps", history, "list", &scope));
     }
+    // The Event about the action (`crate::actions::kubernetes::events`), where the object is;
+    // kube's recorder puts the Events of cluster-scoped objects in `default`.
+    let events_scope = match &scope {
+        Scope::Cluster => Scope::Namespace(EVENTS_OF_CLUSTER_OBJECTS.to_owned()),
+        other => other.clone(),
+    };
+    grants.push(grant("events.k8s.io", "events", "create", &events_scope));
     grants
 }
+
+/// The namespace of the Events about cluster-scoped objects (Nodes): where kube's recorder
+/// creates them, and where `kubectl describe node` finds them.
+pub const EVENTS_OF_CLUSTER_OBJECTS: &str = "default";
 
 /// Kinds whose resource name is pinned here rather than derived (irregular plurals, and the
 /// common kinds so their names never depend on the rule below).

@@ -28,6 +28,7 @@ fn rollback_reads_the_history_where_each_kind_keeps_it() {
             ("deployments".to_owned(), "get"),
             ("deployments".to_owned(), "patch"),
             ("replicasets".to_owned(), "list"),
+            ("events".to_owned(), "create"),
         ]
     );
     assert!(resources("StatefulSet").contains(&("controllerrevisions".to_owned(), "list")));
@@ -98,6 +99,9 @@ rules:
             g("shop", "apps", "replicasets", "list"),
             // The step-1 check reads its own target.
             g("db", "apps", "statefulsets", "get"),
+            // The Events about the actions: the cordoned Node's in `default`.
+            g("default", "events.k8s.io", "events", "create"),
+            g("shop", "events.k8s.io", "events", "create"),
         ]
     );
     // Without the rollback step, the step-0 check alone reads the scaled Deployment: `get`
@@ -131,6 +135,7 @@ rules:
             g("shop", "apps", "deployments", "get"),
             g("shop", "apps", "deployments/scale", "get"),
             g("shop", "apps", "deployments/scale", "patch"),
+            g("shop", "events.k8s.io", "events", "create"),
         ]
     );
 }
@@ -160,10 +165,55 @@ fn verbs_of_one_resource_merge_and_resources_with_equal_verbs_share_a_rule() {
     let rules = policy_rules(&grants);
     assert_eq!(
         rules,
-        vec![PolicyRule {
-            api_groups: vec!["apps".into()],
-            resources: vec!["deployments".into(), "statefulsets/scale".into()],
-            verbs: vec!["get".into(), "patch".into()],
-        }]
+        vec![
+            PolicyRule {
+                api_groups: vec!["apps".into()],
+                resources: vec!["deployments".into(), "statefulsets/scale".into()],
+                verbs: vec!["get".into(), "patch".into()],
+            },
+            PolicyRule {
+                api_groups: vec!["events.k8s.io".into()],
+                resources: vec!["events".into()],
+                verbs: vec!["create".into()],
+            },
+        ]
     );
+}
+
+#[test]
+fn every_kubernetes_action_may_create_its_event_where_its_object_lives() {
+    let events = |kind: ActionKind, api_version: &str, object: &str, scope: Scope| {
+        action_grants(kind, api_version, object, scope)
+            .into_iter()
+            .filter(|g| g.group == "events.k8s.io")
+            .map(|g| (g.resource, g.verb, g.scope))
+            .collect::<Vec<_>>()
+    };
+    let shop = Scope::Namespace("shop".into());
+    for kind in ActionKind::ALL.into_iter().filter(|k| k.is_kubernetes()) {
+        let (api_version, object, scope) = match kind {
+            ActionKind::Cordon | ActionKind::Uncordon => ("v1", "Node", Scope::Cluster),
+            _ => ("apps/v1", "Deployment", shop.clone()),
+        };
+        let expected = match &scope {
+            // Where kube's recorder puts the Events of cluster-scoped objects.
+            Scope::Cluster => Scope::Namespace("default".into()),
+            other => other.clone(),
+        };
+        assert_eq!(
+            events(kind, api_version, object, scope),
+            vec![("events".to_owned(), "create", expected)],
+            "{kind:?}"
+        );
+    }
+    assert_eq!(
+        events(
+            ActionKind::Restart,
+            "apps/v1",
+            "Deployment",
+            Scope::AnyNamespace
+        ),
+        vec![("events".to_owned(), "create", Scope::AnyNamespace)]
+    );
+    assert!(events(ActionKind::Webhook, "v1", "x", Scope::Cluster).is_empty());
 }

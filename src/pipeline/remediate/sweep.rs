@@ -241,7 +241,18 @@ impl Pipeline {
                 })
             } else {
                 match &self.executors.kubernetes {
-                    Some(kube) => kube.undo(&plan).await.map_err(|e| e.to_string()),
+                    Some(kube) => {
+                        let undone = kube.undo(&plan).await;
+                        let cause = crate::actions::kubernetes::events::Cause {
+                            rule: &progress.rule,
+                            trigger: crate::actions::kubernetes::events::Trigger::Remediation(
+                                &progress.id,
+                            ),
+                            outcome: &key,
+                        };
+                        kube.report_undo(&cause, &plan, undone.as_ref()).await;
+                        undone.map_err(|e| e.to_string())
+                    }
                     None => Err("the Kubernetes executor is off".to_owned()),
                 }
             };

@@ -503,7 +503,10 @@ fn own_inline_rules_replace_the_bundled_ones_with_their_own_rbac() {
     // the inline rule (a literal namespace: a Role in `shop`).
     assert_eq!(
         find(&docs, "ClusterRole", "reflex")["rules"],
-        json!([{ "apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "patch"] }])
+        json!([
+            { "apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "patch"] },
+            { "apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create"] },
+        ])
     );
     let printed: Value = serde_json::from_str(&reflex_stdout(&[
         "rbac",

@@ -6,6 +6,7 @@
 //! Run: `scripts/services up && eval "$(scripts/services env)" && cargo test --features services --test services actions_kubernetes::`
 
 mod access;
+mod events;
 mod objects;
 mod remediation;
 use crate::support;

@@ -120,7 +120,12 @@ async fn custom_resources_are_created_patched_every_way_and_scaled_through_disco
         .expect("delete CRD");
 }
 
-async fn create_pod(client: &kube::Client, ns: &str, name: &str, owner: Option<&ConfigMap>) {
+pub(super) async fn create_pod(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    owner: Option<&ConfigMap>,
+) {
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let owners: Vec<Value> = owner
         .map(|cm| {

@@ -24,6 +24,7 @@ fn recorded(kind: ActionKind, changed: bool, detail: ChangeDetail) -> Value {
         changed,
         summary: "s".into(),
         resource_version: Some("7".into()),
+        uid: None,
         detail,
     };
     let mut result = serde_json::to_value(change).expect("a change encodes");

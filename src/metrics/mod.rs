@@ -1,4 +1,6 @@
 //! Prometheus metrics of the whole process: one registry, typed families, bounded labels.
+//! Reflex's own carry the `reflex_` prefix; [`process`] adds the standard `process_*` metrics
+//! (CPU, memory, file descriptors, start time) read from `/proc` at each scrape.
 //!
 //! Every stage records into the process-wide [`global()`] instance, so the consumer, the
 //! pipeline, the executors and the reload watcher need no handle threaded through them; the
@@ -9,7 +11,10 @@
 //! the loaded rule set, kinds and statuses are closed sets. Targets (object names) and event ids
 //! are never labels — they are unbounded; they belong in outcomes, not in metrics.
 
+mod process;
+
 use std::sync::LazyLock;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
@@ -153,6 +158,25 @@ pub struct RemediationLabels {
     pub result: String,
 }
 
+/// `{version, commit}` of `reflex_build_info`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct BuildLabels {
+    /// The crate version (`CARGO_PKG_VERSION`).
+    pub version: String,
+    /// The Git commit the binary was built from (`REFLEX_COMMIT` at build time), or `unknown`.
+    pub commit: String,
+}
+
+impl BuildLabels {
+    /// This binary's version and commit.
+    pub fn current() -> Self {
+        BuildLabels {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            commit: option_env!("REFLEX_COMMIT").unwrap_or("unknown").to_owned(),
+        }
+    }
+}
+
 /// Buckets of the latency histograms, in seconds: 1 ms to ~16 s doubling. Covers a cheap
 /// action (a few ms end to end) up to a slow webhook retried with backoff.
 fn latency_histogram() -> Histogram {
@@ -195,6 +219,17 @@ pub struct Metrics {
     pub rule_reloads: Family<ReloadLabels, Counter>,
     /// `reflex_rules_loaded`: rules in the running set.
     pub rules_loaded: Gauge,
+    /// `reflex_rules_last_reload_successful`: 1 when the last (re)load of the rules directory
+    /// was taken, 0 when it was refused (the previous rules keep running).
+    pub rules_last_reload_successful: Gauge,
+    /// `reflex_rules_last_reload_timestamp_seconds`: when that last (re)load was tried (Unix
+    /// time), whatever its result.
+    pub rules_last_reload_timestamp: Gauge<f64, AtomicU64>,
+    /// `reflex_build_info{version,commit}`: always 1; the labels say what runs.
+    pub build_info: Family<BuildLabels, Gauge>,
+    /// `reflex_kubernetes_events_failed_total`: Kubernetes Events about actions that could not
+    /// be published (the actions themselves stand).
+    pub kubernetes_events_failed: Counter,
     /// `reflex_store_errors_total{operation}`: failed audit-store calls.
     pub store_errors: Family<StoreLabels, Counter>,
     /// `reflex_ingest_requests_total{endpoint,code}`: HTTP ingest requests answered.
@@ -214,7 +249,8 @@ pub struct Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
-        let mut registry = Registry::with_prefix("reflex");
+        let mut root = Registry::default();
+        let registry = root.sub_registry_with_prefix("reflex");
         let ready = Family::<DependencyLabels, Gauge>::default();
         registry.register(
             "dependency_ready",
@@ -302,6 +338,32 @@ impl Default for Metrics {
             "Rules in the running rule set",
             rules_loaded.clone(),
         );
+        let rules_last_reload_successful = Gauge::default();
+        registry.register(
+            "rules_last_reload_successful",
+            "Whether the last load of the rules directory was taken (1) or refused (0)",
+            rules_last_reload_successful.clone(),
+        );
+        let rules_last_reload_timestamp = Gauge::<f64, AtomicU64>::default();
+        registry.register_with_unit(
+            "rules_last_reload_timestamp",
+            "When the rules directory was last loaded or tried, as Unix time",
+            prometheus_client::registry::Unit::Seconds,
+            rules_last_reload_timestamp.clone(),
+        );
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        build_info.get_or_create(&BuildLabels::current()).set(1);
+        registry.register(
+            "build_info",
+            "Always 1; the labels say which version and commit run",
+            build_info.clone(),
+        );
+        let kubernetes_events_failed = Counter::default();
+        registry.register(
+            "kubernetes_events_failed",
+            "Kubernetes Events about actions that could not be published",
+            kubernetes_events_failed.clone(),
+        );
         let store_errors = Family::<StoreLabels, Counter>::default();
         registry.register(
             "store_errors",
@@ -347,8 +409,10 @@ impl Default for Metrics {
             prometheus_client::registry::Unit::Seconds,
             verification.clone(),
         );
+        // Unprefixed: the standard names every dashboard knows.
+        root.register_collector(Box::new(process::ProcessCollector));
         Self {
-            registry,
+            registry: root,
             ready,
             events_consumed,
             events_decoded,
@@ -363,6 +427,10 @@ impl Default for Metrics {
             circuit_trips,
             rule_reloads,
             rules_loaded,
+            rules_last_reload_successful,
+            rules_last_reload_timestamp,
+            build_info,
+            kubernetes_events_failed,
             store_errors,
             ingest_requests,
             state_lock_wait,
@@ -407,6 +475,14 @@ impl Metrics {
             .inc();
     }
 
+    /// Records the result of a (re)load of the rules directory tried at `at`.
+    pub fn rules_reloaded(&self, successful: bool, at: chrono::DateTime<chrono::Utc>) {
+        self.rules_last_reload_successful.set(i64::from(successful));
+        // Milliseconds are all the precision a reload time needs; f64 holds them exactly.
+        let seconds = at.timestamp_millis() as f64 / 1000.0;
+        self.rules_last_reload_timestamp.set(seconds);
+    }
+
     /// Renders every metric as OpenMetrics text.
     pub fn encode(&self) -> String {
         let mut text = String::new();
@@ -426,49 +502,4 @@ pub fn global() -> &'static Metrics {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn metrics_show_one_readiness_gauge_per_dependency() {
-        let metrics = Metrics::default();
-        metrics.set_ready(Dependency::Kafka, true);
-        metrics.set_ready(Dependency::Kubernetes, false);
-        metrics.set_ready(Dependency::Store, true);
-        let text = metrics.encode();
-        assert!(
-            text.contains("reflex_dependency_ready{dependency=\"kafka\"} 1"),
-            "{text}"
-        );
-        assert!(
-            text.contains("reflex_dependency_ready{dependency=\"kubernetes\"} 0"),
-            "{text}"
-        );
-        assert!(
-            text.contains("reflex_dependency_ready{dependency=\"store\"} 1"),
-            "{text}"
-        );
-        assert!(text.ends_with("# EOF\n"), "{text}");
-    }
-
-    #[test]
-    fn action_outcomes_are_counted_by_kind_and_status_with_a_duration() {
-        let metrics = Metrics::default();
-        metrics.action("restart", "succeeded", Some(Duration::from_millis(3)));
-        metrics.action("restart", "succeeded", Some(Duration::from_millis(5)));
-        metrics.action("restart", "duplicate", None);
-        let text = metrics.encode();
-        assert!(
-            text.contains("reflex_actions_total{kind=\"restart\",status=\"succeeded\"} 2"),
-            "{text}"
-        );
-        assert!(
-            text.contains("reflex_actions_total{kind=\"restart\",status=\"duplicate\"} 1"),
-            "{text}"
-        );
-        assert!(
-            text.contains("reflex_action_duration_seconds_count{kind=\"restart\"} 2"),
-            "{text}"
-        );
-    }
-}
+mod tests;
