@@ -325,8 +325,10 @@ mod tests {
     #[test]
     fn a_long_commented_out_block_is_no_problem() {
         let block = "#   old_setting: 1\n".repeat(100);
-        let config = parse(&format!("pipeline:\n{block}  claim_lease_secs: 60\n{block}"))
-            .expect("comments are ignored");
+        let config = parse(&format!(
+            "pipeline:\n{block}  claim_lease_secs: 60\n{block}"
+        ))
+        .expect("comments are ignored");
         assert_eq!(config.pipeline.claim_lease_secs, 60);
     }
 

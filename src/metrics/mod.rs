@@ -163,16 +163,17 @@ pub struct RemediationLabels {
 pub struct BuildLabels {
     /// The crate version (`CARGO_PKG_VERSION`).
     pub version: String,
-    /// The Git commit the binary was built from (`REFLEX_COMMIT` at build time), or `unknown`.
+    /// The Git commit the binary was built from ([`crate::build_info`]), or `unknown`.
     pub commit: String,
 }
 
 impl BuildLabels {
     /// This binary's version and commit.
     pub fn current() -> Self {
+        let build = crate::build_info::build_info();
         BuildLabels {
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-            commit: option_env!("REFLEX_COMMIT").unwrap_or("unknown").to_owned(),
+            version: build.version.to_owned(),
+            commit: build.commit.to_owned(),
         }
     }
 }

@@ -96,7 +96,7 @@ fn the_scrape_has_unprefixed_process_metrics_and_the_build_info() {
     let build = format!(
         "reflex_build_info{{version=\"{}\",commit=\"{}\"}} 1",
         env!("CARGO_PKG_VERSION"),
-        option_env!("REFLEX_COMMIT").unwrap_or("unknown")
+        crate::build_info::build_info().commit
     );
     assert!(text.contains(&build), "{text}");
     assert!(text.ends_with("# EOF\n"), "{text}");

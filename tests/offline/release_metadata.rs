@@ -84,18 +84,6 @@ fn the_values_schema_has_an_id_naming_its_place_in_the_repository() {
     assert!(id.starts_with("https://"), "{id}");
 }
 
-/// Metrics the alerts or the dashboard use that another change of this round adds to Reflex
-/// (the rules-reload gauge, build info, process metrics). Tolerated while absent; once Reflex
-/// registers one, the test below fails until it leaves this list, so the list cannot go stale.
-const PENDING: &[&str] = &[
-    "reflex_rules_last_reload_successful",
-    "reflex_build_info",
-    "process_cpu_seconds_total",
-    "process_resident_memory_bytes",
-    "process_open_fds",
-    "process_max_fds",
-];
-
 /// The sample names Reflex exposes, from the `# TYPE` lines of its registry's encoding. The
 /// encoder leaves out label families without a child, so each family gets one first; a family
 /// added to `Metrics` later shows up here once it is touched below.
@@ -234,13 +222,6 @@ fn alerts_and_dashboard_query_only_metrics_reflex_registers() {
         registered.contains("reflex_actions_total"),
         "{registered:?}"
     );
-    for pending in PENDING {
-        assert!(
-            !registered.contains(*pending),
-            "Reflex now registers {pending}: remove it from PENDING in {}",
-            file!()
-        );
-    }
     let queries = queries();
     assert!(queries.len() > 20, "{queries:?}");
     for (place, expr) in &queries {
@@ -248,7 +229,7 @@ fn alerts_and_dashboard_query_only_metrics_reflex_registers() {
         assert!(!names.is_empty(), "{place} queries no metric: {expr}");
         for name in names {
             assert!(
-                registered.contains(&name) || PENDING.contains(&name.as_str()),
+                registered.contains(&name),
                 "{place} queries `{name}`, which Reflex does not export (known: {registered:?})"
             );
         }
