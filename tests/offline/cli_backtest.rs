@@ -2,21 +2,12 @@
 //! of tests/data/backtest, as a CI job runs it: the report's counts and targets, a time slice,
 //! `--against` with its exit codes, and the shape of the JSON and HTML reports.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use chrono::{DateTime, Duration, Utc};
 
+use crate::support::cli::reflex;
 use crate::support::history::{self, NEW, OLD, exit_code, json_of};
-
-fn reflex(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_reflex"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        // The file tier needs no Kafka; an address from the environment must not matter.
-        .env_remove("KAFKA_BOOTSTRAP_SERVERS")
-        .output()
-        .expect("the reflex binary runs")
-}
 
 fn t0() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339("2026-01-05T08:00:00Z")

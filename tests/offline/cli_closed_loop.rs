@@ -4,29 +4,10 @@
 //! store commands run against PostgreSQL in `tests/services/cli_closed_loop.rs`.
 
 use std::path::Path;
-use std::process::{Command, Output};
 
 use reflex::store::Store;
 
-fn reflex(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_reflex"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        // The store comes from --store only, whatever the developer's environment says.
-        .env_remove("DATABASE_URL")
-        .env_remove("REFLEX_CONFIG")
-        .env("USER", "alice")
-        .output()
-        .expect("the reflex binary runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use crate::support::cli::{reflex, stderr, stdout};
 
 /// Restart, verified by the alert resolving and the rollout; then roll back; then page.
 const CLOSED_LOOP: &str = r#"

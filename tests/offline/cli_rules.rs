@@ -2,19 +2,9 @@
 //! exit codes and messages each kind of bad input produces.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn reflex(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_reflex"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("the reflex binary runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
+use crate::support::cli::{reflex, stdout};
 
 #[test]
 fn the_shipped_rules_are_valid() {

@@ -3,28 +3,9 @@
 //! (0 ok, 1 findings, 2 usage, 3 runtime error) for each class of outcome.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
-fn reflex(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_reflex"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        // The developer's or the test services' environment must not change what is checked.
-        .env_remove("REFLEX_CONFIG")
-        .env_remove("DATABASE_URL")
-        .env_remove("KAFKA_BOOTSTRAP_SERVERS")
-        .env_remove("KAFKA_SASL_PASSWORD")
-        .output()
-        .expect("the reflex binary runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use crate::support::cli::{reflex, stderr, stdout};
 
 fn write(dir: &Path, name: &str, text: &str) -> String {
     let path = dir.join(name);

@@ -3,17 +3,11 @@
 //! failing escalation), and each kind of mistake in an expectation or a step is reported.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
+
+use crate::support::cli::reflex;
 
 const FIXTURE: &str = "tests/data/rules-closed-loop";
-
-fn reflex(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_reflex"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("the reflex binary runs")
-}
 
 /// Runs `reflex test` on the fixture's rules with `tests` as the test file.
 fn test_with(tests: &str) -> (Output, String) {

@@ -5,7 +5,9 @@
 //! reported at its `file:line:column`; a property test feeds arbitrary rulebook-shaped YAML.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
+
+use crate::support::cli::reflex;
 
 const DATA: &str = "tests/data/eda";
 
@@ -20,14 +22,6 @@ const COMPLETE: [&str; 5] = [
 
 /// A rulebook with a playbook run and a fact, which do not convert.
 const PARTIAL: &str = "hello-partial";
-
-fn reflex(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_reflex"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("the reflex binary runs")
-}
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()

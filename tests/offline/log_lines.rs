@@ -4,16 +4,9 @@
 //! rules/logs/ rules, and `reflex test` steps with `lines` / `lines_file`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn reflex(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_reflex"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env_remove("KAFKA_BOOTSTRAP_SERVERS")
-        .output()
-        .expect("the reflex binary runs")
-}
+use crate::support::cli::reflex;
 
 fn texts(out: &Output) -> (String, String) {
     (

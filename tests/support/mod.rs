@@ -16,6 +16,7 @@ use rdkafka::ClientConfig;
 use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
 
+pub mod cli;
 pub mod history;
 pub mod kafka_broker;
 pub mod private_postgres;

@@ -362,14 +362,7 @@ fn record(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in pairs {
-            map.insert(*name, value.parse().expect("header value"));
-        }
-        map
-    }
+    use crate::server::cloudevents::tests::headers;
 
     #[test]
     fn event_names_are_normalised_and_strange_ones_refused() {
