@@ -198,6 +198,8 @@ pub struct RuleSet {
     by_name: HashMap<String, u32>,
     keys: Vec<(IndexKey, Bucket)>,
     unindexed: Vec<u32>,
+    /// Some rule is disabled (the engine then checks each rule it visits by name).
+    any_disabled: bool,
 }
 
 /// Index key of a non-string scalar; equal exactly when the condition's `equals` says so
@@ -256,10 +258,20 @@ impl RuleSet {
             .map(|(pos, r)| (r.name.clone(), pos as u32))
             .collect();
         Self {
+            any_disabled: rules.iter().any(|r| !r.enabled),
             rules,
             by_name,
             keys,
             unindexed,
+        }
+    }
+
+    /// Whether the named rule exists and is enabled.
+    pub fn is_enabled(&self, name: &str) -> bool {
+        if self.any_disabled {
+            self.get(name).is_some_and(|r| r.enabled)
+        } else {
+            self.by_name.contains_key(name)
         }
     }
 

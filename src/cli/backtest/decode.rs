@@ -1,8 +1,9 @@
-//! Decoding the history, on the reading thread or on several, keeping its order. Decoding a
-//! record (JSON parsing into a tree) costs more than reading it or running the rules on it, and
-//! the engine must see the events one by one in time order; with `workers` threads, one thread
-//! reads (the merge of [`History`]), the workers decode batches of records, and the caller's
-//! thread takes the batches back in read order and runs them.
+//! Reading the history on a thread of its own and decoding it, on the caller's thread or on
+//! several, keeping its order. Decoding a record (JSON parsing into a tree) costs more than
+//! reading it or running the rules on it, and the engine must see the events one by one in time
+//! order: one thread reads (the merge of [`History`]) and hands batches of records on; with
+//! `workers` threads those decode the batches and the caller's thread takes them back in read
+//! order and runs them; without, the caller's thread decodes and runs each batch.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -35,32 +36,25 @@ pub struct Skipped {
     pub why: String,
 }
 
-/// Decoding threads by default: none. Measured on the project's 2-vCPU machine
-/// (docs/performance.md), decoding on other threads doubled the CPU time per event — the
-/// events' JSON trees are allocated on one thread and freed on another, which glibc's
-/// allocator pays for — and lowered throughput; `--decode-threads` turns them on where cores
-/// are plenty.
+/// Decoding threads by default: none, the rules' thread decodes while the reading thread reads.
+/// Measured on the project's 2-vCPU machine (docs/performance.md): decoding threads add a
+/// little speed at best and cost a quarter more CPU per event — the events' trees are allocated
+/// on one thread and freed on another, which even mimalloc pays for in collecting the frees —
+/// so they only pay where cores are plenty (`--decode-threads N`).
 pub const DEFAULT_THREADS: usize = 0;
 
-/// Reads `history` to its end, decodes on `workers` threads (0: on this one) and hands every
-/// record's events (or why it was skipped) to `each`, in read order.
+/// Reads `history` to its end on a thread of its own, decodes on `workers` threads (0: on the
+/// caller's) and hands every record's events (or why it was skipped) to `each`, in read order.
 pub fn in_order(
     mut history: History,
     decoder: &Decoder,
     workers: usize,
     mut each: impl FnMut(Result<Vec<Event>, Skipped>),
 ) -> anyhow::Result<()> {
-    if workers == 0 {
-        while let Some(message) = history.next_record()? {
-            each(decode(decoder, &message));
-        }
-        return Ok(());
-    }
     let (work_tx, work_rx) = sync_channel::<(u64, Vec<OwnedMessage>)>(IN_FLIGHT);
     // Shared by the decoding threads, outliving them.
     let work_rx = Mutex::new(work_rx);
     std::thread::scope(|scope| {
-        let (done_tx, done_rx) = sync_channel(IN_FLIGHT);
         // One token per batch in flight: the reader takes one before sending a batch, the
         // caller's thread gives it back once the batch has run.
         let (token_tx, token_rx) = sync_channel::<()>(IN_FLIGHT);
@@ -69,6 +63,8 @@ pub fn in_order(
                 .send(())
                 .expect("the token channel holds IN_FLIGHT tokens");
         }
+        // Reading (polling librdkafka, copying records out, the merge) is a fifth of a
+        // record's cost and needs nothing the rules do: it runs beside them.
         let reader = scope.spawn(move || -> anyhow::Result<u64> {
             let mut batches = 0;
             let mut batch = Vec::with_capacity(BATCH);
@@ -89,34 +85,44 @@ pub fn in_order(
                 }
             }
         });
-        for _ in 0..workers {
-            let (done_tx, work_rx) = (done_tx.clone(), &work_rx);
-            scope.spawn(move || {
-                while let Some((seq, batch)) = next_job(work_rx) {
-                    let decoded: Vec<_> = batch.iter().map(|m| decode(decoder, m)).collect();
-                    if done_tx.send((seq, decoded)).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-        drop(done_tx);
-        let (mut next, mut pending) = (0u64, BTreeMap::new());
-        for (seq, decoded) in done_rx {
-            pending.insert(seq, decoded);
-            while let Some(decoded) = pending.remove(&next) {
-                decoded.into_iter().for_each(&mut each);
-                next += 1;
+        let mut ran = 0u64;
+        if workers == 0 {
+            while let Some((_, batch)) = next_job(&work_rx) {
+                batch.iter().map(|m| decode(decoder, m)).for_each(&mut each);
+                ran += 1;
                 // The reader may have finished already: a token it never takes is harmless.
                 let _ = token_tx.send(());
+            }
+        } else {
+            let (done_tx, done_rx) = sync_channel(IN_FLIGHT);
+            for _ in 0..workers {
+                let (done_tx, work_rx) = (done_tx.clone(), &work_rx);
+                scope.spawn(move || {
+                    while let Some((seq, batch)) = next_job(work_rx) {
+                        let decoded: Vec<_> = batch.iter().map(|m| decode(decoder, m)).collect();
+                        if done_tx.send((seq, decoded)).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+            drop(done_tx);
+            let mut pending = BTreeMap::new();
+            for (seq, decoded) in done_rx {
+                pending.insert(seq, decoded);
+                while let Some(decoded) = pending.remove(&ran) {
+                    decoded.into_iter().for_each(&mut each);
+                    ran += 1;
+                    let _ = token_tx.send(());
+                }
             }
         }
         drop(token_tx);
         let read = reader
             .join()
             .map_err(|_| anyhow::anyhow!("the history reader panicked"))??;
-        if next != read {
-            bail!("a decoding thread stopped: {next} of {read} batches of records ran");
+        if ran != read {
+            bail!("a decoding thread stopped: {ran} of {read} batches of records ran");
         }
         Ok(())
     })

@@ -74,8 +74,8 @@ pub struct BacktestArgs {
     /// Print reading progress to stderr even when it is not a terminal.
     #[arg(long)]
     pub progress: bool,
-    /// Threads decoding Kafka records beside the reading one (default 0: the reading thread
-    /// decodes, the fastest on 2 cores; see docs/performance.md).
+    /// Threads decoding Kafka records beside the reading one (default 0: the thread running
+    /// the rules decodes while another reads, the fastest on 2 cores; see docs/performance.md).
     #[arg(long, value_name = "N")]
     pub decode_threads: Option<usize>,
     /// Longest wait for Kafka metadata, offsets, or the next record, in seconds.
@@ -262,8 +262,13 @@ pub fn read_kafka(
 ) -> anyhow::Result<u64> {
     /// Undecodable records named on stderr; the rest are only counted.
     const NAMED: u64 = 10;
+    let opening = std::time::Instant::now();
     let history = kafka::History::open(config, slice)?;
-    tracing::debug!(group = history.group(), "reading history");
+    tracing::debug!(
+        group = history.group(),
+        opened_in_ms = opening.elapsed().as_millis(),
+        "reading history"
+    );
     let mut skipped = 0;
     decode::in_order(
         history,

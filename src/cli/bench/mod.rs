@@ -123,7 +123,7 @@ pub struct BenchArgs {
     #[arg(long)]
     pub backtest: bool,
     /// With `--backtest`: threads decoding records beside the reading one (default 0: the
-    /// reading thread decodes).
+    /// thread running the rules decodes).
     #[arg(long, value_name = "N")]
     pub decode_threads: Option<usize>,
     /// Also print the process's Prometheus metrics (what `/metrics` of `reflex run` would show

@@ -14,26 +14,35 @@
 //!
 //! A notification with an empty `alerts` list decodes to no event (not an error).
 
+use std::fmt;
+
 use chrono::{DateTime, SecondsFormat};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+use super::error::Misfit;
 use super::{DecodeError, Origin, kind_of, str_field, time_field};
 use crate::event::{Event, Format};
 
 /// Whether a document is an Alertmanager notification; `Err` says why not.
-pub(super) fn fits(value: &Value) -> Result<(), String> {
+pub(super) fn fits(value: &Value) -> Result<(), Misfit<'_>> {
+    Misfit::check(
+        value,
+        |object| {
+            object.contains_key("version") && object.get("alerts").is_some_and(Value::is_array)
+        },
+        why_not,
+    )
+}
+
+fn why_not(value: &Value) -> String {
     let Value::Object(object) = value else {
-        return Err(format!(
-            "the value is {}, not a JSON object",
-            kind_of(value)
-        ));
+        return format!("the value is {}, not a JSON object", kind_of(value));
     };
-    match (object.get("version"), object.get("alerts")) {
-        (Some(_), Some(Value::Array(_))) => Ok(()),
-        (None, Some(Value::Array(_))) => Err("it has no `version` field".to_owned()),
-        (_, Some(other)) => Err(format!("its `alerts` is {}, not an array", kind_of(other))),
-        (_, None) => Err("it has no `alerts` array".to_owned()),
+    match object.get("alerts") {
+        Some(Value::Array(_)) => "it has no `version` field".to_owned(),
+        Some(other) => format!("its `alerts` is {}, not an array", kind_of(other)),
+        None => "it has no `alerts` array".to_owned(),
     }
 }
 
@@ -69,12 +78,13 @@ pub(super) fn build(value: Value, origin: &Origin<'_>) -> Result<Vec<Event>, Dec
     };
     // Common labels are the labels every alert of the group shares, a superset of the group
     // labels, so they are applied second.
-    let mut labels = string_map(&notification, "groupLabels", origin)?;
-    labels.extend(string_map(&notification, "commonLabels", origin)?);
+    let mut labels = string_map(&mut notification, "groupLabels", origin)?;
+    labels.extend(string_map(&mut notification, "commonLabels", origin)?);
+    let annotations = string_map(&mut notification, "commonAnnotations", origin)?;
     let text = |name: &str| str_field(&notification, name).map(str::to_owned);
     let group = Group {
         labels,
-        annotations: string_map(&notification, "commonAnnotations", origin)?,
+        annotations,
         status: text("status"),
         receiver: text("receiver"),
         external_url: text("externalURL"),
@@ -93,7 +103,7 @@ fn alert_event(
     group: &Group,
     origin: &Origin<'_>,
 ) -> Result<Event, DecodeError> {
-    let path = |field: &str| format!("alerts[{index}].{field}");
+    let path = |field: &'static str| AlertField { index, field };
     let Value::Object(mut alert) = alert else {
         return Err(origin.invalid(
             Format::Alertmanager,
@@ -102,12 +112,12 @@ fn alert_event(
         ));
     };
     let mut labels = group.labels.clone();
-    labels.extend(own_map(&alert, "labels", &path("labels"), origin)?);
+    labels.extend(take_map(&mut alert, "labels", path("labels"), origin)?);
     let mut annotations = group.annotations.clone();
-    annotations.extend(own_map(
-        &alert,
+    annotations.extend(take_map(
+        &mut alert,
         "annotations",
-        &path("annotations"),
+        path("annotations"),
         origin,
     )?);
     let Some(status) = str_field(&alert, "status")
@@ -116,14 +126,14 @@ fn alert_event(
     else {
         return Err(origin.invalid(
             Format::Alertmanager,
-            path("status"),
+            path("status").to_string(),
             "is missing, and the notification has no `status` either",
         ));
     };
     let starts_at = time_field(
         &alert,
         "startsAt",
-        &path("startsAt"),
+        path("startsAt"),
         Format::Alertmanager,
         origin,
     )?;
@@ -131,7 +141,7 @@ fn alert_event(
     let ends_at = time_field(
         &alert,
         "endsAt",
-        &path("endsAt"),
+        path("endsAt"),
         Format::Alertmanager,
         origin,
     )?
@@ -184,27 +194,40 @@ fn alert_event(
 
 /// A label or annotation map of the notification: absent or null is empty.
 fn string_map(
-    object: &Map<String, Value>,
-    name: &str,
+    object: &mut Map<String, Value>,
+    name: &'static str,
     origin: &Origin<'_>,
 ) -> Result<Map<String, Value>, DecodeError> {
-    own_map(object, name, name, origin)
+    take_map(object, name, name, origin)
 }
 
-fn own_map(
-    object: &Map<String, Value>,
+/// Takes a map out of `object` (it is put back merged, so no copy is needed).
+fn take_map(
+    object: &mut Map<String, Value>,
     name: &str,
-    path: &str,
+    path: impl fmt::Display,
     origin: &Origin<'_>,
 ) -> Result<Map<String, Value>, DecodeError> {
-    match object.get(name) {
+    match object.remove(name) {
         None | Some(Value::Null) => Ok(Map::new()),
-        Some(Value::Object(map)) => Ok(map.clone()),
+        Some(Value::Object(map)) => Ok(map),
         Some(other) => Err(origin.invalid(
             Format::Alertmanager,
-            path,
-            format!("is {}, not a map of names to values", kind_of(other)),
+            path.to_string(),
+            format!("is {}, not a map of names to values", kind_of(&other)),
         )),
+    }
+}
+
+/// `alerts[i].field` in an error, worded only when one is reported.
+struct AlertField {
+    index: usize,
+    field: &'static str,
+}
+
+impl fmt::Display for AlertField {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "alerts[{}].{}", self.index, self.field)
     }
 }
 

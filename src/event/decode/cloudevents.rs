@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-use super::error::quoted_list;
+use super::error::{Misfit, quoted_list};
 use super::{Body, DecodeError, Origin, base64, kind_of, parse_text, text, time_field};
 use crate::event::{Event, Format};
 
@@ -67,26 +67,26 @@ pub(super) fn is_binary(headers: &BTreeMap<String, String>) -> bool {
 }
 
 /// Whether a document is a structured-mode CloudEvent; `Err` says why not.
-pub(super) fn fits(value: &Value) -> Result<(), String> {
-    let Value::Object(object) = value else {
-        return Err(format!(
-            "the value is {}, not a JSON object",
-            kind_of(value)
-        ));
-    };
-    let missing: Vec<&str> = REQUIRED
-        .into_iter()
-        .filter(|name| object.get(*name).is_none_or(Value::is_null))
-        .collect();
+pub(super) fn fits(value: &Value) -> Result<(), Misfit<'_>> {
     // Presence is enough to claim the document: one with all four names is meant to be a
     // CloudEvent, and a wrongly typed attribute then gets its own precise error.
-    if missing.is_empty() {
-        Ok(())
-    } else {
-        Err(format!(
+    Misfit::check(value, |object| absent(object).next().is_none(), why_not)
+}
+
+/// The required attributes a document lacks (absent or null).
+fn absent(object: &Map<String, Value>) -> impl Iterator<Item = &'static str> + '_ {
+    REQUIRED
+        .into_iter()
+        .filter(|name| object.get(*name).is_none_or(Value::is_null))
+}
+
+fn why_not(value: &Value) -> String {
+    match value {
+        Value::Object(object) => format!(
             "the required CloudEvents attribute(s) {} are missing",
-            quoted_list(&missing)
-        ))
+            quoted_list(&absent(object).collect::<Vec<_>>())
+        ),
+        other => format!("the value is {}, not a JSON object", kind_of(other)),
     }
 }
 
@@ -149,7 +149,7 @@ fn structured_event(value: Value, path: &str, origin: &Origin<'_>) -> Result<Eve
     let timestamp = time_field(
         &object,
         "time",
-        &format!("{path}time"),
+        format_args!("{path}time"),
         Format::Cloudevents,
         origin,
     )?;

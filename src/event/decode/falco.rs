@@ -8,9 +8,9 @@
 //! Identity is the `uuid` Falcosidekick adds; Falco's own output has none, and then the record
 //! position `topic/partition/offset` is used.
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
-use super::error::quoted_list;
+use super::error::{Misfit, quoted_list};
 use super::{DecodeError, Origin, kind_of, str_field, time_field};
 use crate::event::{Event, Format};
 
@@ -18,24 +18,24 @@ use crate::event::{Event, Format};
 const REQUIRED: [&str; 3] = ["rule", "priority", "output"];
 
 /// Whether a document is a Falco alert; `Err` says why not.
-pub(super) fn fits(value: &Value) -> Result<(), String> {
-    let Value::Object(object) = value else {
-        return Err(format!(
-            "the value is {}, not a JSON object",
-            kind_of(value)
-        ));
-    };
-    let missing: Vec<&str> = REQUIRED
+pub(super) fn fits(value: &Value) -> Result<(), Misfit<'_>> {
+    Misfit::check(value, |object| missing(object).next().is_none(), why_not)
+}
+
+/// The required fields a document lacks (absent or not strings).
+fn missing(object: &Map<String, Value>) -> impl Iterator<Item = &'static str> + '_ {
+    REQUIRED
         .into_iter()
         .filter(|name| !object.get(*name).is_some_and(Value::is_string))
-        .collect();
-    if missing.is_empty() {
-        Ok(())
-    } else {
-        Err(format!(
+}
+
+fn why_not(value: &Value) -> String {
+    match value {
+        Value::Object(object) => format!(
             "the Falco field(s) {} are missing or not strings",
-            quoted_list(&missing)
-        ))
+            quoted_list(&missing(object).collect::<Vec<_>>())
+        ),
+        other => format!("the value is {}, not a JSON object", kind_of(other)),
     }
 }
 

@@ -20,27 +20,32 @@
 
 use serde_json::{Map, Value};
 
+use super::error::Misfit;
 use super::{DecodeError, Origin, kind_of, str_field, time_field};
 use crate::event::{Event, Format};
 
 /// Whether a document is a Kubernetes Event; `Err` says why not.
-pub(super) fn fits(value: &Value) -> Result<(), String> {
+pub(super) fn fits(value: &Value) -> Result<(), Misfit<'_>> {
+    Misfit::check(
+        value,
+        |object| {
+            object.get("kind").and_then(Value::as_str) == Some("Event")
+                && involved(object).is_some()
+        },
+        why_not,
+    )
+}
+
+fn why_not(value: &Value) -> String {
     let Value::Object(object) = value else {
-        return Err(format!(
-            "the value is {}, not a JSON object",
-            kind_of(value)
-        ));
+        return format!("the value is {}, not a JSON object", kind_of(value));
     };
     match object.get("kind").and_then(Value::as_str) {
-        Some("Event") => {}
-        Some(kind) => return Err(format!("its `kind` is `{kind}`, not `Event`")),
-        None => return Err("it has no `kind: Event`".to_owned()),
-    }
-    if involved(object).is_some() {
-        Ok(())
-    } else {
-        Err("it has neither an `involvedObject` (core/v1) nor a `regarding` (events.k8s.io/v1) object"
-            .to_owned())
+        Some("Event") => "it has neither an `involvedObject` (core/v1) nor a `regarding` \
+                          (events.k8s.io/v1) object"
+            .to_owned(),
+        Some(kind) => format!("its `kind` is `{kind}`, not `Event`"),
+        None => "it has no `kind: Event`".to_owned(),
     }
 }
 

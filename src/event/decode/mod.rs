@@ -47,6 +47,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{Event, Format, Metadata};
+use error::Misfit;
 pub use error::{DecodeError, RecordPosition};
 use parse::{json_len, kind_of, parse_json, parse_text, str_field, text, time_field, value_depth};
 
@@ -257,12 +258,12 @@ fn decode_value(
     origin: &Origin<'_>,
     decoding: Decoding,
 ) -> Result<Vec<Event>, DecodeError> {
-    let forced = |format: Format, fits: Result<(), String>| {
+    let forced = |format: Format, fits: Result<(), Misfit<'_>>| {
         fits.map(|()| format)
-            .map_err(|reason| DecodeError::WrongFormat {
+            .map_err(|misfit| DecodeError::WrongFormat {
                 at: origin.at(),
                 expected: decoding,
-                reason,
+                reason: misfit.reason(),
                 detected: detect(&value),
             })
     };

@@ -117,19 +117,23 @@ pub(super) fn json_len(value: &Value) -> usize {
 pub(super) fn time_field(
     object: &serde_json::Map<String, Value>,
     name: &str,
-    path: &str,
+    path: impl std::fmt::Display,
     format: Format,
     origin: &Origin<'_>,
 ) -> Result<Option<DateTime<Utc>>, DecodeError> {
     match object.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.is_empty() => Ok(None),
-        Some(Value::String(s)) => parse_time(s)
-            .map(Some)
-            .ok_or_else(|| origin.invalid(format, path, format!("is `{s}`, not an RFC 3339 time"))),
+        Some(Value::String(s)) => parse_time(s).map(Some).ok_or_else(|| {
+            origin.invalid(
+                format,
+                path.to_string(),
+                format!("is `{s}`, not an RFC 3339 time"),
+            )
+        }),
         Some(other) => Err(origin.invalid(
             format,
-            path,
+            path.to_string(),
             format!("is {}, not an RFC 3339 time string", kind_of(other)),
         )),
     }

@@ -259,13 +259,14 @@ impl Engine {
 
     /// The earliest time [`Engine::tick`] has work to do.
     pub fn next_deadline(&self) -> Option<DateTime<Utc>> {
-        self.rules
-            .rules()
+        // Called before every event: visit only the rules holding state, not every rule by name
+        // (100 lookups per event cost a backtest with 100 rules a quarter of its speed once a
+        // rule held state). A disabled rule's deadline is not reported: `tick` would not clear it.
+        self.state
+            .rules
             .iter()
-            .filter_map(|r| {
-                let state = self.state.rules.get(&r.name)?;
-                r.behaviour.next_deadline(state)
-            })
+            .filter(|(name, _)| self.rules.is_enabled(name))
+            .filter_map(|(_, state)| state.next_deadline())
             .min()
     }
 

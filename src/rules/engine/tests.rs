@@ -150,3 +150,35 @@ fn a_key_the_record_was_already_applied_to_holds_the_event_back_and_changes_noth
     engine.skip_applied(BTreeSet::new());
     assert_eq!(engine.process(&first, now).planned.len(), 1);
 }
+
+#[test]
+fn a_disabled_rule_holding_state_reports_no_deadline_and_enabling_it_again_does() {
+    let rules = |enabled: bool| {
+        let yaml = format!(
+            r#"rules:
+  - name: held
+    enabled: {enabled}
+    when: 'kind == "a"'
+    throttle: {{key: "{{{{ event.id }}}}", once_within: 1m}}
+    actions: [{{log: {{message: hi}}}}]
+  - name: stateless
+    when: 'kind == "b"'
+    actions: [{{log: {{message: hi}}}}]
+"#
+        );
+        Arc::new(crate::rules::load_sources(&[("r.yaml".into(), yaml)]).expect("valid rules"))
+    };
+    let mut engine = Engine::new(rules(true));
+    let now = Utc::now();
+    assert_eq!(engine.next_deadline(), None, "no rule holds state yet");
+    engine.process(&event(serde_json::json!({"kind": "a", "id": "1"})), now);
+    let due = engine.next_deadline().expect("the throttled key expires");
+    assert!(due > now);
+    // Disabled, the rule keeps its state by name but `tick` never visits it: reporting its
+    // deadline would make the timer loop wake for nothing.
+    engine.replace_rules(rules(false));
+    assert_eq!(engine.next_deadline(), None);
+    assert!(engine.tick(due).planned.is_empty());
+    engine.replace_rules(rules(true));
+    assert_eq!(engine.next_deadline(), Some(due));
+}

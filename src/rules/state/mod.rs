@@ -178,6 +178,11 @@ impl RuleState {
         self.keys.take_changed()
     }
 
+    /// Earliest time [`Behaviour::on_tick`] has something to do (fire or expire), if any.
+    pub fn next_deadline(&self) -> Option<DateTime<Utc>> {
+        self.keys.next_deadline()
+    }
+
     /// Stores `value` under `key` as the most recently updated key, evicting (and counting) the
     /// least recently updated one if the rule is at its key bound.
     fn put(
@@ -412,11 +417,6 @@ impl Behaviour {
             }
         }
         firings
-    }
-
-    /// Earliest time [`Behaviour::on_tick`] has something to do (fire or expire), if any.
-    pub fn next_deadline(&self, state: &RuleState) -> Option<DateTime<Utc>> {
-        state.keys.next_deadline()
     }
 }
 

@@ -125,7 +125,7 @@ impl Harness {
     }
 
     fn deadline(&self) -> Option<DateTime<Utc>> {
-        self.behaviour.next_deadline(&self.state)
+        self.state.next_deadline()
     }
 }
 
