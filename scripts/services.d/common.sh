@@ -78,7 +78,16 @@ launch() {
   printf '\n===== %s starting %s =====\n' "$(date -u +%FT%TZ)" "$name" >>"$log"
   # 9>&-: the child must not inherit the lock of scripts/services (see with_lock there).
   setsid "$@" >>"$log" 2>&1 </dev/null 9>&- &
-  echo $! >"$(pidfile "$name")"
+  local pid=$! i
+  echo "$pid" >"$(pidfile "$name")"
+  # Until the child has exec'd, /proc shows the forked shell's command line, which running_pid
+  # does not recognise: a check right after the launch (etcd's) then reported "not running".
+  # Wait briefly for the exec; a child that dies at once is reported by the caller's check.
+  for ((i = 0; i < 50; i++)); do
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$SVC" && return 0
+    kill -0 "$pid" 2>/dev/null || return 0
+    sleep 0.1
+  done
 }
 
 # A zombie (exited, not yet reaped by its new parent) counts as stopped.
