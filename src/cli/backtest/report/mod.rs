@@ -131,7 +131,13 @@ impl Report {
         let bucket = BUCKET_SIZES
             .into_iter()
             .find(|size| (span + size - 1) / size <= MAX_BUCKETS)
-            .unwrap_or(BUCKET_SIZES[BUCKET_SIZES.len() - 1]);
+            .unwrap_or_else(|| {
+                // Longer than 48 × 30 days (an event without a time is dated 1970, a stray one
+                // can be dated 9999): whole days, still at most MAX_BUCKETS, so one bad
+                // timestamp cannot make a timeline of millions of buckets per rule.
+                let per_bucket = (span + MAX_BUCKETS - 1) / MAX_BUCKETS;
+                (per_bucket + 86_399) / 86_400 * 86_400
+            });
         // Buckets align on whole multiples of their size, so two reports read alike.
         let end = start + span - 1;
         let start = start.div_euclid(bucket) * bucket;
@@ -218,4 +224,52 @@ fn plural(n: u64, one: &str, many: &str) -> String {
 /// A bucket width in words (`1m`, `15m`, `1h`, `1d`).
 fn width(seconds: i64) -> String {
     crate::rules::duration::format(chrono::Duration::seconds(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn report(from: &str, to: &str) -> Report {
+        let yaml =
+            "rules:\n  - name: r\n    when: 'kind == \"a\"'\n    actions: [{log: {message: hi}}]\n";
+        let rules =
+            crate::rules::load_sources(&[("r.yaml".into(), yaml.to_owned())]).expect("valid rules");
+        let simulation = Simulation::new(Arc::new(rules), &Default::default(), false);
+        let at = |t: &str| Some(DateTime::parse_from_rfc3339(t).unwrap().with_timezone(&Utc));
+        let read = Read {
+            source: "test".into(),
+            events: 2,
+            skipped: 0,
+            from: at(from),
+            to: at(to),
+        };
+        Report::new(&read, &simulation)
+    }
+
+    #[test]
+    fn the_timeline_keeps_its_bound_whatever_the_span() {
+        for (from, to) in [
+            ("2026-03-01T00:00:00Z", "2026-03-01T00:30:00Z"),
+            ("2026-03-01T00:00:00Z", "2026-03-08T00:00:00Z"),
+            ("2020-01-01T00:00:00Z", "2026-03-01T00:00:00Z"),
+            ("1970-01-01T00:00:00Z", "2026-03-01T00:00:00Z"),
+            ("0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z"),
+        ] {
+            let report = report(from, to);
+            let n = report.buckets.len();
+            assert!(
+                (1..=MAX_BUCKETS as usize + 1).contains(&n),
+                "{from}..{to}: {n} buckets"
+            );
+            assert_eq!(report.rules[0].timeline.len(), n);
+            let end = report.buckets[n - 1] + chrono::Duration::seconds(report.bucket_seconds);
+            assert!(
+                report.buckets[0] <= report.from.unwrap() && end > report.to.unwrap(),
+                "{from}..{to}: the buckets cover the slice"
+            );
+        }
+    }
 }
