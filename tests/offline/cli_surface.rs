@@ -336,3 +336,21 @@ fn a_schema_modeline_is_a_comment_validation_accepts_and_names_a_committed_schem
     }
     assert!(checked > 0, "the shipped rule tests carry the modeline");
 }
+
+#[test]
+fn a_reader_that_goes_away_ends_the_command_quietly_as_sigpipe_would() {
+    // `reflex schema … | head -0`: the pipe's reader is closed before the first write, so the
+    // write fails every time (no race with the pipe's buffer).
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_reflex"))
+        .args(["schema", "--kind", "rules"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("the reflex binary runs");
+    let err = stderr(&output);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(output.status.code(), Some(141), "{err}");
+}
